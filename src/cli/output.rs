@@ -1,0 +1,230 @@
+//! Running one command and printing its result as text or as one JSON document.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::Command;
+use crate::engine::{exit, BuildOptions, BuildOutcome, Engine, EngineError, EnvSummary};
+use crate::store::VerifyReport;
+
+/// Writes results to stdout, as text or JSON, and errors to stderr (and, with `--json`, as a
+/// JSON document on stdout too, so a script always gets exactly one document).
+pub struct Printer {
+    json: bool,
+}
+
+impl Printer {
+    pub fn new(json: bool) -> Printer {
+        Printer { json }
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    pub fn raw(&self, bytes: &[u8]) -> Result<(), EngineError> {
+        let mut out = io::stdout().lock();
+        out.write_all(bytes)
+            .and_then(|()| out.flush())
+            .map_err(|source| EngineError::Io {
+                op: "write to",
+                path: "stdout".into(),
+                source,
+            })
+    }
+
+    pub fn text(&self, text: &str) -> Result<(), EngineError> {
+        let mut s = text.to_string();
+        if !s.ends_with('\n') {
+            s.push('\n');
+        }
+        self.raw(s.as_bytes())
+    }
+
+    /// Print `value` as JSON with `--json`, else `text`.
+    pub fn result(&self, value: &impl Serialize, text: &str) -> Result<(), EngineError> {
+        if self.json {
+            let doc = serde_json::to_string_pretty(value).map_err(|e| EngineError::Io {
+                op: "encode JSON for",
+                path: "stdout".into(),
+                source: io::Error::other(e),
+            })?;
+            self.text(&doc)
+        } else if text.is_empty() {
+            Ok(())
+        } else {
+            self.text(text)
+        }
+    }
+
+    pub fn error(&self, e: &EngineError) {
+        if let EngineError::Io { source, .. } = e {
+            if source.kind() == io::ErrorKind::BrokenPipe {
+                return; // the reader went away: exit quietly, as `head` users expect
+            }
+        }
+        eprintln!("error: {e}");
+        if self.json {
+            let doc = json!({"error": {"message": e.to_string(), "exit_code": e.exit_code()}});
+            // The error itself was already reported on stderr; a failing stdout has no better
+            // place to be reported, so this result is not acted on.
+            let _printed = self.text(&doc.to_string());
+        }
+    }
+}
+
+fn build_options(args: &super::BuildArgs) -> BuildOptions {
+    let manifest = if args.manifest.is_dir() {
+        args.manifest.join("karapace.toml")
+    } else {
+        args.manifest.clone()
+    };
+    BuildOptions {
+        manifest,
+        name: args.name.clone(),
+        locked: args.locked,
+        offline: args.offline,
+        update: args.update,
+    }
+}
+
+fn build_text(outcome: &BuildOutcome) -> String {
+    let verb = if outcome.built { "built" } else { "up to date" };
+    format!(
+        "{verb}: {} {} ({})\nlock: {}",
+        outcome.env.short_id,
+        outcome.env.name.as_deref().unwrap_or("-"),
+        outcome.env.id,
+        outcome.lock_path.display()
+    )
+}
+
+/// Run an engine command and print its result; returns the exit code.
+pub(super) fn run_command(
+    engine: &Engine,
+    command: &Command,
+    out: &Printer,
+) -> Result<u8, EngineError> {
+    match command {
+        Command::Build(args) => {
+            let outcome = engine.build(&build_options(args))?;
+            out.result(&outcome, &build_text(&outcome))?;
+        }
+        Command::Rebuild(args) => {
+            let outcome = engine.rebuild(&build_options(args))?;
+            out.result(&outcome, &build_text(&outcome))?;
+        }
+        Command::List => return list(engine, out),
+        Command::Inspect { env } => {
+            let details = engine.inspect(env)?;
+            out.result(&details, &super::output_text::inspect(&details))?;
+        }
+        Command::Enter { env, cmd } => return run_program(engine, env, cmd, out),
+        Command::Exec { env, cmd } => return run_program(engine, env, cmd, out),
+        Command::Stop { env } => {
+            let stopped = engine.stop(env)?;
+            out.result(
+                &json!({"env": env, "stopped_sessions": stopped}),
+                &format!("stopped {stopped} session(s)"),
+            )?;
+        }
+        Command::Destroy { env, force } => {
+            let meta = engine.destroy(env, *force)?;
+            out.result(
+                &json!({"status": "destroyed", "id": meta.id}),
+                &format!("destroyed {}", meta.id.short()),
+            )?;
+        }
+        Command::Freeze { env } => state_change(out, "frozen", engine.freeze(env)?)?,
+        Command::Unfreeze { env } => state_change(out, "unfrozen", engine.unfreeze(env)?)?,
+        Command::Archive { env } => state_change(out, "archived", engine.archive(env)?)?,
+        Command::Unarchive { env } => state_change(out, "unarchived", engine.unarchive(env)?)?,
+        Command::Rename { env, name } => state_change(out, "renamed", engine.rename(env, name)?)?,
+        Command::Gc { dry_run } => {
+            let report = engine.gc(*dry_run)?;
+            out.result(&report, &super::output_text::gc(&report, *dry_run))?;
+        }
+        Command::VerifyStore => return verify(engine, out),
+        Command::Doctor => {
+            let backends = engine.backends();
+            let text = super::output_text::doctor(&backends);
+            out.result(&json!({"backends": backends}), &text)?;
+            if backends.iter().any(|b| !b.available) {
+                return Ok(exit::PREREQUISITE);
+            }
+        }
+        Command::New { .. } | Command::Completions { .. } | Command::Man => {
+            unreachable_command()?;
+        }
+    }
+    Ok(0)
+}
+
+/// The store-free commands are handled before the engine is opened; reaching here is a bug
+/// in dispatch, reported as an error rather than a panic.
+fn unreachable_command() -> Result<(), EngineError> {
+    Err(EngineError::Io {
+        op: "dispatch",
+        path: "command".into(),
+        source: io::Error::other("internal error: command routed to the engine by mistake"),
+    })
+}
+
+fn state_change(out: &Printer, what: &str, meta: crate::store::EnvMeta) -> Result<(), EngineError> {
+    out.result(
+        &json!({"status": what, "id": meta.id, "name": meta.name, "state": meta.state}),
+        &format!("{what}: {} ({})", meta.id.short(), meta.state),
+    )
+}
+
+fn list(engine: &Engine, out: &Printer) -> Result<u8, EngineError> {
+    let (envs, broken) = engine.list()?;
+    for b in &broken {
+        eprintln!("warning: environment {}: {}", b.id, b.error);
+    }
+    if out.is_json() {
+        let mut rows: Vec<Value> = envs.iter().map(summary_json).collect::<Result<_, _>>()?;
+        rows.extend(broken.iter().map(|b| {
+            json!({"id": b.id, "short_id": b.id.short(), "name": null, "state": "corrupt",
+                   "backend": null, "image": null, "error": b.error.to_string()})
+        }));
+        out.result(&rows, "")?;
+    } else {
+        out.text(&super::output_text::list(&envs, &broken))?;
+    }
+    Ok(0)
+}
+
+fn summary_json(s: &EnvSummary) -> Result<Value, EngineError> {
+    serde_json::to_value(s).map_err(|e| EngineError::Io {
+        op: "encode JSON for",
+        path: "stdout".into(),
+        source: io::Error::other(e),
+    })
+}
+
+fn run_program(
+    engine: &Engine,
+    env: &str,
+    cmd: &[std::ffi::OsString],
+    out: &Printer,
+) -> Result<u8, EngineError> {
+    let code = engine.run(env, cmd, out.is_json())?;
+    if out.is_json() {
+        out.result(&json!({"env": env, "exit_code": code}), "")?;
+    }
+    // Exit codes are 8 bits wide (wait(2)); 128+N for signals already fits.
+    Ok(u8::try_from(code & 0xff).unwrap_or(exit::FAILED))
+}
+
+fn verify(engine: &Engine, out: &Printer) -> Result<u8, EngineError> {
+    let report: VerifyReport = engine.verify()?;
+    out.result(&report, &super::output_text::verify(&report))?;
+    Ok(if report.problems.is_empty() {
+        0
+    } else {
+        exit::INTEGRITY
+    })
+}

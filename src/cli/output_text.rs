@@ -1,0 +1,204 @@
+//! Human-readable renderings of command results (the `--json` forms are the serde ones).
+
+use std::fmt::Write as _;
+
+use crate::engine::{BrokenEnv, EnvDetails, EnvSummary};
+use crate::runtime::backend::Availability;
+use crate::store::{GcReport, VerifyReport};
+
+/// Pad `s` to `width` characters (not bytes: names and images may be non-ASCII).
+fn pad(s: &str, width: usize) -> String {
+    let len = s.chars().count();
+    format!("{s}{}", " ".repeat(width.saturating_sub(len)))
+}
+
+pub fn list(envs: &[EnvSummary], broken: &[BrokenEnv]) -> String {
+    if envs.is_empty() && broken.is_empty() {
+        return "no environments yet: `karapace-tui new` writes a manifest, \
+                `karapace-tui build` builds it"
+            .to_string();
+    }
+    let name_w = envs
+        .iter()
+        .map(|e| e.name.as_deref().unwrap_or("-").chars().count())
+        .chain([4])
+        .max()
+        .unwrap_or(4);
+    let mut out = format!(
+        "{}  {}  {}  {}  {}\n",
+        pad("ID", 12),
+        pad("NAME", name_w),
+        pad("STATE", 8),
+        pad("BACKEND", 9),
+        "IMAGE"
+    );
+    for e in envs {
+        let state = if e.sessions > 0 {
+            format!("{} ({})", e.state.as_str(), e.sessions)
+        } else {
+            e.state.as_str().to_string()
+        };
+        let _infallible = writeln!(
+            out,
+            "{}  {}  {}  {}  {}",
+            e.short_id,
+            pad(e.name.as_deref().unwrap_or("-"), name_w),
+            pad(&state, 8),
+            pad(e.backend.as_str(), 9),
+            e.image
+        );
+    }
+    for b in broken {
+        let _infallible = writeln!(
+            out,
+            "{}  {}  {}  (run `karapace-tui verify-store`)",
+            b.id.short(),
+            pad("?", name_w),
+            pad("corrupt", 8)
+        );
+    }
+    out
+}
+
+pub fn inspect(d: &EnvDetails) -> String {
+    let s = &d.summary;
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| {
+        let _infallible = writeln!(out, "{}{v}", pad(&format!("{k}:"), 14));
+    };
+    line("id", s.id.to_string());
+    line("name", s.name.clone().unwrap_or_else(|| "-".into()));
+    line("state", s.state.as_str().to_string());
+    line("sessions", s.sessions.to_string());
+    line("backend", s.backend.to_string());
+    line("image", s.image.clone());
+    line(
+        "base build",
+        format!("{} ({})", d.lock.base.build, d.lock.base.source),
+    );
+    line(
+        "archive",
+        format!(
+            "sha256:{} ({} bytes)",
+            d.lock.base.archive_sha256, d.lock.base.archive_size
+        ),
+    );
+    line("tree", d.lock.base.tree_digest.clone());
+    line(
+        "manifest",
+        s.manifest
+            .as_ref()
+            .map_or("-".into(), |p| p.display().to_string()),
+    );
+    line("path", d.path.display().to_string());
+    line("disk usage", format!("{} bytes", d.disk_usage_bytes));
+    line(
+        "network",
+        if d.lock.runtime.network_isolation {
+            "isolated (lo only)"
+        } else {
+            "host"
+        }
+        .into(),
+    );
+    let mut limits = Vec::new();
+    if let Some(c) = d.lock.runtime.cpu_shares {
+        limits.push(format!("cpu_shares={c}"));
+    }
+    if let Some(m) = d.lock.runtime.memory_limit_mb {
+        limits.push(format!("memory_limit_mb={m}"));
+    }
+    line(
+        "limits",
+        if limits.is_empty() {
+            "none".into()
+        } else {
+            limits.join(" ")
+        },
+    );
+    line(
+        "hardware",
+        format!("gpu={} audio={}", d.lock.gpu, d.lock.audio),
+    );
+    let _infallible = writeln!(out, "packages:");
+    if d.lock.packages.is_empty() {
+        let _infallible = writeln!(out, "  (none)");
+    }
+    for p in &d.lock.packages {
+        let _infallible = writeln!(out, "  {} {}", p.name, p.version);
+    }
+    let _infallible = writeln!(out, "mounts:");
+    if d.lock.mounts.is_empty() {
+        let _infallible = writeln!(out, "  (none)");
+    }
+    for m in &d.lock.mounts {
+        let ro = if m.read_only { " (read-only)" } else { "" };
+        let _infallible = writeln!(
+            out,
+            "  {}: {} -> {}{ro}",
+            m.label,
+            m.host_path.display(),
+            m.container_path.display()
+        );
+    }
+    let _infallible = writeln!(out, "layers:");
+    for l in &d.layers {
+        let _infallible = writeln!(out, "  {l}");
+    }
+    if let Some(a) = &d.archive {
+        let _infallible = writeln!(out, "archive object: {a}");
+    }
+    out
+}
+
+pub fn gc(report: &GcReport, dry_run: bool) -> String {
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let mut out = String::new();
+    for item in &report.items {
+        let _infallible = writeln!(out, "{verb} {} ({} bytes)", item.path.display(), item.bytes);
+    }
+    let _infallible = write!(
+        out,
+        "{verb} {} item(s), {} bytes in total",
+        report.items.len(),
+        report.bytes
+    );
+    out
+}
+
+pub fn verify(report: &VerifyReport) -> String {
+    let mut out = String::new();
+    for p in &report.problems {
+        let _infallible = writeln!(
+            out,
+            "PROBLEM {}: {} ({})",
+            p.kind,
+            p.path.display(),
+            p.detail
+        );
+    }
+    let _infallible = write!(
+        out,
+        "checked {} object(s) and {} environment(s): {}",
+        report.objects_checked,
+        report.envs_checked,
+        if report.problems.is_empty() {
+            "no problems".to_string()
+        } else {
+            format!("{} problem(s)", report.problems.len())
+        }
+    );
+    out
+}
+
+pub fn doctor(backends: &[Availability]) -> String {
+    let mut out = String::new();
+    for b in backends {
+        let mark = if b.available { "ok  " } else { "FAIL" };
+        let _infallible = writeln!(out, "[{mark}] {}: {}", pad(b.backend.as_str(), 9), b.detail);
+        if let Some(fix) = &b.fix {
+            let _infallible = writeln!(out, "       fix: {fix}");
+        }
+    }
+    out
+}

@@ -1,0 +1,319 @@
+//! `build` and `rebuild`: manifest → lock → environment.
+//!
+//! The lock beside the manifest is authoritative while it matches the manifest (as with
+//! Cargo.lock): an unchanged manifest resolves to the same id without touching the network,
+//! and when that environment exists the build is a no-op. When the manifest changed, only what
+//! changed is re-resolved and the versions of untouched packages stay pinned. `--update`
+//! re-resolves everything; `--locked` refuses any change and fails with the drift.
+
+use std::path::PathBuf;
+
+use super::{now, validate_name, Engine, EngineError, Result};
+use crate::events::Event;
+use crate::lock::{lock_path_for, LockError, LockFile, Resolution};
+use crate::manifest::Manifest;
+use crate::runtime::backend::{BuildRequest, ResolveRequest, RuntimeBackend};
+use crate::store::{EnvMeta, OpKind};
+use crate::types::{EnvId, EnvState};
+
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    pub manifest: PathBuf,
+    pub name: Option<String>,
+    /// Use the lock exactly; fail if it is missing or the manifest drifted from it.
+    pub locked: bool,
+    /// Never touch the network.
+    pub offline: bool,
+    /// Re-resolve everything, ignoring the versions in the existing lock.
+    pub update: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuildOutcome {
+    #[serde(flatten)]
+    pub env: super::EnvSummary,
+    /// False when the environment already existed and nothing was built.
+    pub built: bool,
+    /// The lock file that describes it.
+    pub lock_path: PathBuf,
+}
+
+impl Engine {
+    pub fn build(&self, opts: &BuildOptions) -> Result<BuildOutcome> {
+        if let Some(name) = &opts.name {
+            validate_name(name)?;
+        }
+        let manifest = Manifest::load(&opts.manifest, &self.parse_env)?;
+        let backend = self.backend(manifest.runtime.backend);
+        let lock_path = lock_path_for(&manifest.path);
+        let lock = self.lock_for(&manifest, backend.as_ref(), opts)?;
+        let _store_lock = self.store.lock_store_shared()?;
+        self.recover()?;
+        let _env_lock = self.store.lock_env(&lock.env_id)?;
+        let built = if self.store.env_dir(&lock.env_id).exists() {
+            self.adopt_existing(&lock.env_id, opts.name.as_deref())?;
+            false
+        } else {
+            let name = self.pick_name(opts.name.as_deref(), &manifest)?;
+            self.build_new(&manifest, &lock, backend.as_ref(), opts.offline, name, None)?;
+            true
+        };
+        self.write_lock_if_changed(&lock, &lock_path)?;
+        let env = self.summary(&self.store.read_meta(&lock.env_id)?)?;
+        Ok(BuildOutcome {
+            env,
+            built,
+            lock_path,
+        })
+    }
+
+    /// Rebuild from a clean base: the environment last built from this manifest is replaced
+    /// by a fresh one (same id if the inputs are unchanged), so changes made inside the old
+    /// one do not leak into the new one. Its name moves to the new environment.
+    pub fn rebuild(&self, opts: &BuildOptions) -> Result<BuildOutcome> {
+        let manifest = Manifest::load(&opts.manifest, &self.parse_env)?;
+        let Some(old) = self.latest_from_manifest(&manifest.path)? else {
+            self.events.emit(Event::info(
+                "no environment was built from this manifest yet; building a new one",
+            ));
+            return self.build(opts);
+        };
+        self.ensure_state(&old, "rebuild", &[EnvState::Built, EnvState::Defined])?;
+        self.ensure_not_running(&old, "rebuild", false)?;
+        let backend = self.backend(manifest.runtime.backend);
+        let lock = self.lock_for(&manifest, backend.as_ref(), opts)?;
+        let lock_path = lock_path_for(&manifest.path);
+        let _store_lock = self.store.lock_store_shared()?;
+        self.recover()?;
+        let _old_lock = self.store.lock_env(&old.id)?;
+        self.ensure_not_running(&old, "rebuild", false)?;
+        let name = opts.name.clone().or_else(|| old.name.clone());
+        if lock.env_id == old.id {
+            // Same inputs: build a fresh tree and swap it in place in one journalled step.
+            self.build_new(
+                &manifest,
+                &lock,
+                backend.as_ref(),
+                opts.offline,
+                name,
+                Some(&old),
+            )?;
+        } else {
+            let _new_lock = self.store.lock_env(&lock.env_id)?;
+            if self.store.env_dir(&lock.env_id).exists() {
+                self.adopt_existing(&lock.env_id, None)?;
+            } else {
+                self.build_new(&manifest, &lock, backend.as_ref(), opts.offline, None, None)?;
+            }
+            // Only once the new environment is safely in place is the old one removed; a
+            // failure here leaves both, never neither.
+            self.backend(old.backend)
+                .teardown(&self.store.env_dir(&old.id))?;
+            self.store.begin(OpKind::Destroy, &old.id)?.remove_env()?;
+            if let Some(name) = name {
+                self.set_name(&lock.env_id, Some(name))?;
+            }
+        }
+        self.write_lock_if_changed(&lock, &lock_path)?;
+        let env = self.summary(&self.store.read_meta(&lock.env_id)?)?;
+        Ok(BuildOutcome {
+            env,
+            built: true,
+            lock_path,
+        })
+    }
+
+    /// The lock to build from: the existing one if it still matches the manifest, else a
+    /// fresh resolution that keeps what the old lock pinned for unchanged inputs.
+    fn lock_for(
+        &self,
+        manifest: &Manifest,
+        backend: &dyn RuntimeBackend,
+        opts: &BuildOptions,
+    ) -> Result<LockFile> {
+        let lock_path = lock_path_for(&manifest.path);
+        let existing = LockFile::read(&lock_path)?;
+        if opts.locked {
+            let Some(lock) = existing else {
+                return Err(LockError::Missing { path: lock_path }.into());
+            };
+            let drift = lock.drift_from(manifest);
+            if !drift.is_empty() {
+                return Err(LockError::Drift {
+                    path: lock_path,
+                    drift,
+                }
+                .into());
+            }
+            return Ok(lock);
+        }
+        if let Some(lock) = &existing {
+            if !opts.update && lock.drift_from(manifest).is_empty() {
+                return Ok(lock.clone());
+            }
+        }
+        self.events.emit(Event::info(format!(
+            "resolving {}",
+            manifest.path.display()
+        )));
+        let fresh = backend.resolve(&ResolveRequest {
+            manifest,
+            offline: opts.offline,
+            events: self.events.as_ref(),
+        })?;
+        let resolution = match (&existing, opts.update) {
+            (Some(old), false) => keep_pins(manifest, old, fresh),
+            _ => fresh,
+        };
+        Ok(LockFile::new(manifest, resolution))
+    }
+
+    /// Build into a journalled staging directory and install it as the environment. With
+    /// `replacing`, the new tree atomically replaces that environment's (same id).
+    fn build_new(
+        &self,
+        manifest: &Manifest,
+        lock: &LockFile,
+        backend: &dyn RuntimeBackend,
+        offline: bool,
+        name: Option<String>,
+        replacing: Option<&EnvMeta>,
+    ) -> Result<()> {
+        let kind = if replacing.is_some() {
+            OpKind::Rebuild
+        } else {
+            OpKind::Build
+        };
+        let op = self.store.begin(kind, &lock.env_id)?;
+        let staging = op.staging_dir();
+        self.events.emit(Event::info(format!(
+            "building {} with the {} backend",
+            lock.env_id.short(),
+            backend.kind()
+        )));
+        let output = backend.build(&BuildRequest {
+            manifest,
+            lock,
+            offline,
+            staging: &staging,
+            store: &self.store,
+            events: self.events.as_ref(),
+        })?;
+        crate::crashpoint::hit("build: backend finished");
+        let manifest_object = self
+            .store
+            .put_object_bytes(manifest.canonical_json().as_bytes())?;
+        let lock_object = self.store.put_object_bytes(lock.to_toml().as_bytes())?;
+        crate::crashpoint::hit("build: objects stored");
+        let time = now();
+        let meta = EnvMeta {
+            id: lock.env_id.clone(),
+            name,
+            state: EnvState::Built,
+            backend: manifest.runtime.backend,
+            base_image: manifest.base.image.display(),
+            manifest_path: Some(manifest.path.clone()),
+            manifest_object,
+            lock_object,
+            layers: output.layers,
+            archive: None,
+            created_at: replacing.map_or(time, |old| old.created_at),
+            updated_at: time,
+        };
+        self.store.write_meta(&staging, &meta)?;
+        crate::crashpoint::hit("build: metadata staged");
+        op.install()?;
+        self.events
+            .emit(Event::info(format!("built {}", lock.env_id.short())));
+        Ok(())
+    }
+
+    /// The environment already exists: nothing to build, but honour a requested name.
+    fn adopt_existing(&self, id: &EnvId, name: Option<&str>) -> Result<()> {
+        let meta = self.store.read_meta(id)?;
+        self.events.emit(Event::info(format!(
+            "environment {} is up to date ({})",
+            id.short(),
+            meta.state
+        )));
+        if let Some(name) = name {
+            if meta.name.as_deref() != Some(name) {
+                self.set_name(id, Some(name.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The requested name (which must be free) or, by default, the manifest directory's name
+    /// when it is valid and free.
+    fn pick_name(&self, requested: Option<&str>, manifest: &Manifest) -> Result<Option<String>> {
+        if let Some(name) = requested {
+            self.ensure_name_free(name, None)?;
+            return Ok(Some(name.to_string()));
+        }
+        let default = manifest
+            .path
+            .parent()
+            .and_then(|d| d.file_name())
+            .map(|n| n.to_string_lossy().into_owned());
+        let Some(default) = default.filter(|n| validate_name(n).is_ok()) else {
+            return Ok(None);
+        };
+        match self.ensure_name_free(&default, None) {
+            Ok(()) => Ok(Some(default)),
+            Err(EngineError::NameTaken { .. }) => {
+                self.events.emit(Event::info(format!(
+                    "the name `{default}` is taken; the new environment has no name \
+                     (name it with `karapace-tui rename ID NAME`)"
+                )));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write_lock_if_changed(&self, lock: &LockFile, path: &std::path::Path) -> Result<()> {
+        let current = LockFile::read(path).ok().flatten();
+        if current.as_ref() != Some(lock) {
+            lock.write(path)?;
+            self.events
+                .emit(Event::info(format!("wrote {}", path.display())));
+        }
+        Ok(())
+    }
+}
+
+/// Keep the old lock's base image and package versions where the manifest did not change
+/// them, so adding one package does not silently upgrade the others.
+fn keep_pins(manifest: &Manifest, old: &LockFile, fresh: Resolution) -> Resolution {
+    let base_unchanged = old.base.image == fresh.base.image
+        && manifest
+            .base
+            .sha256
+            .as_ref()
+            .is_none_or(|pin| *pin == old.base.archive_sha256);
+    let pinned = old.pinned_versions();
+    let packages = fresh
+        .packages
+        .into_iter()
+        .map(|mut p| {
+            let requested = manifest
+                .packages
+                .iter()
+                .find(|m| m.name == p.name)
+                .and_then(|m| m.version.as_ref());
+            if let (None, Some(v)) = (requested, pinned.get(p.name.as_str())) {
+                p.version = (*v).to_string();
+            }
+            p
+        })
+        .collect();
+    Resolution {
+        base: if base_unchanged {
+            old.base.clone()
+        } else {
+            fresh.base
+        },
+        packages,
+    }
+}

@@ -1,0 +1,88 @@
+//! The engine's error type and its mapping to exit codes.
+
+use crate::lock::LockError;
+use crate::manifest::ManifestError;
+use crate::runtime::backend::BackendError;
+use crate::store::StoreError;
+use crate::types::EnvId;
+
+/// Exit codes of the CLI, by kind of failure (documented in README.md).
+pub mod exit {
+    pub const FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const INTEGRITY: u8 = 3;
+    pub const PREREQUISITE: u8 = 4;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("no environment matches `{query}`; `karapace-tui list` shows the ids and names")]
+    NotFound { query: String },
+    #[error("`{query}` matches several environments; use more of the id:\n{}", .candidates.join("\n"))]
+    Ambiguous {
+        query: String,
+        candidates: Vec<String>,
+    },
+    #[error("`{query}` is too short to be an id prefix (at least 4 characters) and is not a name")]
+    PrefixTooShort { query: String },
+    #[error("invalid environment name `{name}`: it {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("the name `{name}` is already used by environment {owner}; pick another or rename that one first")]
+    NameTaken { name: String, owner: String },
+    #[error("cannot {action} environment {env}: it is {state}. {hint}")]
+    InvalidTransition {
+        env: String,
+        action: &'static str,
+        state: String,
+        hint: &'static str,
+    },
+    #[error("cannot {action} environment {env}: {sessions} session(s) are running in it; run `karapace-tui stop {env}` first{force}")]
+    Running {
+        env: String,
+        action: &'static str,
+        sessions: usize,
+        force: &'static str,
+    },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} already exists; pass --force to overwrite it")]
+    Exists { path: std::path::PathBuf },
+    #[error("unknown template `{name}`; available: {available}")]
+    UnknownTemplate { name: String, available: String },
+    #[error("environment {id} is recorded with no readable lock: {detail}")]
+    MissingLock { id: EnvId, detail: String },
+}
+
+impl EngineError {
+    /// The process exit code for this error (0 is success, never returned here).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            EngineError::Manifest(_)
+            | EngineError::NotFound { .. }
+            | EngineError::Ambiguous { .. }
+            | EngineError::PrefixTooShort { .. }
+            | EngineError::InvalidName { .. }
+            | EngineError::UnknownTemplate { .. } => exit::USAGE,
+            EngineError::Lock(LockError::Read { .. } | LockError::Write { .. }) => exit::FAILED,
+            EngineError::Lock(_) => exit::USAGE,
+            EngineError::Store(e) if e.is_integrity() => exit::INTEGRITY,
+            EngineError::Backend(BackendError::Store(e)) if e.is_integrity() => exit::INTEGRITY,
+            EngineError::MissingLock { .. } => exit::INTEGRITY,
+            EngineError::Backend(e) if e.is_missing_prerequisite() => exit::PREREQUISITE,
+            _ => exit::FAILED,
+        }
+    }
+}

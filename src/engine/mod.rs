@@ -1,0 +1,124 @@
+//! The lifecycle of environments, shared by the CLI and the TUI.
+//!
+//! Every operation follows the same discipline:
+//! - input is validated before anything on disk changes (manifest, names, state transitions);
+//! - a change to one environment holds that environment's lock, builds take the store lock
+//!   shared and `gc` exclusive, and nothing holds a store-wide lock while a user's program
+//!   runs (run markers record sessions instead), so `list` never blocks;
+//! - multi-step changes go through a journalled store operation, so a crash at any point is
+//!   rolled back or completed by the next mutating command, and a failed build leaves nothing.
+//!
+//! `build.rs` resolves and builds, `lifecycle.rs` holds the state transitions, `query.rs`
+//! finds and describes environments.
+
+mod build;
+mod error;
+mod lifecycle;
+mod maint;
+mod query;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use build::{BuildOptions, BuildOutcome};
+pub use error::{exit, EngineError};
+pub use maint::write_template;
+pub use query::{BrokenEnv, EnvDetails, EnvSummary, StateView};
+
+use crate::events::EventSink;
+use crate::manifest::ParseEnv;
+use crate::runtime::backend::{backend_for, Availability, RuntimeBackend};
+use crate::store::Store;
+use crate::types::BackendKind;
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+pub struct Engine {
+    store: Store,
+    parse_env: ParseEnv,
+    events: Arc<dyn EventSink>,
+}
+
+impl Engine {
+    /// Open (creating if needed) the store at `store_root`. Cheap: no scan, no recovery.
+    pub fn open(
+        store_root: &Path,
+        parse_env: ParseEnv,
+        events: Arc<dyn EventSink>,
+    ) -> Result<Engine> {
+        Ok(Engine {
+            store: Store::open(store_root)?,
+            parse_env,
+            events,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn events(&self) -> &dyn EventSink {
+        self.events.as_ref()
+    }
+
+    fn backend(&self, kind: BackendKind) -> Box<dyn RuntimeBackend> {
+        backend_for(kind)
+    }
+
+    /// Finish or roll back operations whose process died, reporting what was done.
+    fn recover(&self) -> Result<()> {
+        let report = self.store.recover()?;
+        for line in report.describe() {
+            self.events
+                .emit(crate::events::Event::warn(format!("recovered: {line}")));
+        }
+        Ok(())
+    }
+
+    /// Availability of every backend on this host.
+    pub fn backends(&self) -> Vec<Availability> {
+        BackendKind::ALL
+            .iter()
+            .map(|kind| self.backend(*kind).availability())
+            .collect()
+    }
+}
+
+/// Seconds since the Unix epoch, for metadata timestamps.
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Names: 1–64 characters from `[A-Za-z0-9._-]`, starting with a letter or digit, and not
+/// 64 hex characters (that would read as an id). The character set keeps names safe in
+/// terminal markers (OSC 777), file names and shell completions.
+pub fn validate_name(name: &str) -> Result<()> {
+    let problem = if name.is_empty() || name.len() > 64 {
+        Some("must be 1 to 64 characters long")
+    } else if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        Some("must start with a letter or digit")
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        Some("may contain only letters, digits, '.', '_' and '-'")
+    } else if name.parse::<crate::types::EnvId>().is_ok() {
+        Some("must not look like a 64-character environment id")
+    } else {
+        None
+    };
+    match problem {
+        Some(reason) => Err(EngineError::InvalidName {
+            name: name.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

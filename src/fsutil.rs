@@ -1,0 +1,83 @@
+//! Crash-safe file writing used by the store, the lock file and `new`.
+//!
+//! The protocol for replacing a file so that a crash at any moment leaves either the old or the
+//! new content, never a mix: write a temp file in the same directory, fsync it, rename it over
+//! the target (rename(2) is atomic within a file system), then fsync the directory so the
+//! rename itself is durable (fsync(2): "calling fsync() on the file does not ensure that the
+//! entry in the directory containing the file has also reached disk").
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A name for a temp file that no other process or thread picks at the same time.
+pub fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{nanos}-{}-{n}", std::process::id())
+}
+
+/// fsync a directory, making renames and unlinks inside it durable.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Replace `path` with `bytes` atomically and durably.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        unique_suffix()
+    ));
+    let result = (|| {
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        fsync_dir(dir)
+    })();
+    if result.is_err() && tmp.exists() {
+        // The temp file is ours and useless now; if even removing it fails, say so, but the
+        // error the caller needs is the original one.
+        if let Err(e) = fs::remove_file(&tmp) {
+            eprintln!("warning: could not remove temp file {}: {e}", tmp.display());
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("f.txt");
+        write_atomic(&p, b"one").expect("first write");
+        write_atomic(&p, b"two").expect("second write");
+        assert_eq!(fs::read(&p).expect("read"), b"two");
+        let names: Vec<_> = fs::read_dir(dir.path()).expect("ls").collect();
+        assert_eq!(names.len(), 1, "temp files left behind: {names:?}");
+    }
+
+    #[test]
+    fn write_atomic_into_missing_dir_fails_cleanly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("missing").join("f.txt");
+        assert!(write_atomic(&p, b"x").is_err());
+        assert!(!dir.path().join("missing").exists());
+    }
+}

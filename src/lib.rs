@@ -1,0 +1,32 @@
+//! karapace-tui: deterministic, rootless Linux development environments.
+//!
+//! Module map, from the outside in:
+//! - [`cli`]: the command-line face (clap), printing text or one JSON document.
+//! - [`engine`]: the lifecycle (build, run, stop, freeze, archive, destroy, gc, verify) that
+//!   the CLI and the TUI share.
+//! - [`manifest`]: `karapace.toml`, parsed into raw serde structs, then validated into typed
+//!   values that nothing else sees raw.
+//! - [`lock`]: `karapace.lock` and the environment identity (docs/identity.md).
+//! - [`store`]: the content-addressed store: objects, checksummed metadata, the journal,
+//!   locks, gc and verify (docs/storage.md).
+//! - [`runtime`]: the backends (`mock` today; `namespace` and `oci` report themselves
+//!   unavailable until they land) and session records.
+//! - [`layer`]: directory trees to deterministic tar streams and back.
+//! - [`events`]: progress and log events that long operations emit.
+//! - [`types`], [`fsutil`], [`crashpoint`]: shared value types, crash-safe writes, and the
+//!   crash points the crash tests use.
+
+#![deny(unsafe_code)]
+#![deny(clippy::unwrap_used)]
+
+pub mod cli;
+pub mod crashpoint;
+pub mod engine;
+pub mod events;
+pub mod fsutil;
+pub mod layer;
+pub mod lock;
+pub mod manifest;
+pub mod runtime;
+pub mod store;
+pub mod types;

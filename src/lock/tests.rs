@@ -1,0 +1,198 @@
+use std::path::Path;
+
+use super::*;
+use crate::manifest::ParseEnv;
+
+fn manifest(text: &str) -> Manifest {
+    let env = ParseEnv {
+        home: "/home/alice".into(),
+    };
+    Manifest::parse(text, Path::new("/work/proj/karapace.toml"), &env).expect("manifest parses")
+}
+
+fn resolution() -> Resolution {
+    Resolution {
+        base: LockedBase {
+            image: "alias:debian/bookworm".into(),
+            source: "https://images.example/images/debian/bookworm/amd64/default/20260101_05:24/rootfs.tar.xz".into(),
+            build: "20260101_05:24".into(),
+            archive_sha256: "ab".repeat(32),
+            archive_size: 1234,
+            tree_digest: "cd".repeat(32),
+        },
+        packages: vec![
+            LockedPackage {
+                name: "git".into(),
+                version: "1:2.39.5-0+deb12u1".into(),
+            },
+            LockedPackage {
+                name: "curl".into(),
+                version: "7.88.1-10+deb12u8".into(),
+            },
+        ],
+    }
+}
+
+const DEV: &str = r#"
+manifest_version = 1
+[base]
+image = "debian"
+[system]
+packages = ["git", "curl"]
+[mounts]
+workspace = "~/projects:/workspace"
+[runtime]
+backend = "mock"
+"#;
+
+#[test]
+fn identity_golden() {
+    let lock = LockFile::new(&manifest(DEV), resolution());
+    // The exact canonical encoding (docs/identity.md): sorted keys, no whitespace.
+    let expected_json = concat!(
+        r#"{"base":{"archive_sha256":"abababababababababababababababababababababababababababababababab","#,
+        r#""image":"alias:debian/bookworm","#,
+        r#""tree_digest":"cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"},"#,
+        r#""gui_apps":[],"hardware":{"audio":false,"gpu":false},"#,
+        r#""mounts":[{"container_path":"/workspace","host_path":"/home/alice/projects","label":"workspace","read_only":false}],"#,
+        r#""packages":[{"name":"curl","version":"7.88.1-10+deb12u8"},{"name":"git","version":"1:2.39.5-0+deb12u1"}],"#,
+        r#""runtime":{"backend":"mock","network_isolation":false}}"#
+    );
+    assert_eq!(lock.identity_json(), expected_json);
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"karapace-tui environment identity v1\n");
+    hasher.update(expected_json.as_bytes());
+    assert_eq!(lock.env_id.as_str(), hasher.finalize().to_hex().as_str());
+    // Pinned, so that an accidental change of the encoding is caught.
+    assert_eq!(
+        lock.env_id.as_str(),
+        "bf120b8ec84dfb9b556f11abd065329fc3b4393a225bad5f38ed2fa7830f3998"
+    );
+    assert_eq!(lock.short_id, &lock.env_id.as_str()[..12]);
+}
+
+#[test]
+fn every_input_changes_the_id() {
+    let base = LockFile::new(&manifest(DEV), resolution()).env_id;
+    let variants = [
+        DEV.replace("~/projects", "~/other"),
+        DEV.replace("/workspace", "/ws"),
+        DEV.replace("/workspace\"", "/workspace:ro\""),
+        DEV.replace(
+            "backend = \"mock\"",
+            "backend = \"mock\"\nnetwork_isolation = true",
+        ),
+        DEV.replace("[runtime]", "[hardware]\ngpu = true\n[runtime]"),
+        DEV.replace("[runtime]", "[hardware]\naudio = true\n[runtime]"),
+        DEV.replace("[runtime]", "[gui]\napps = [\"firefox\"]\n[runtime]"),
+        format!("{DEV}[runtime.resource_limits]\nmemory_limit_mb = 512\n"),
+        format!("{DEV}[runtime.resource_limits]\ncpu_shares = 512\n"),
+    ];
+    for text in &variants {
+        let id = LockFile::new(&manifest(text), resolution()).env_id;
+        assert_ne!(id, base, "input change not reflected in the id:\n{text}");
+    }
+    let mut res = resolution();
+    res.packages[0].version.push('1');
+    assert_ne!(
+        LockFile::new(&manifest(DEV), res).env_id,
+        base,
+        "version change missed"
+    );
+    let mut res = resolution();
+    res.base.image = "alias:debian/trixie".into();
+    assert_ne!(
+        LockFile::new(&manifest(DEV), res).env_id,
+        base,
+        "image change missed"
+    );
+    let mut res = resolution();
+    res.packages.pop();
+    assert_ne!(
+        LockFile::new(&manifest(DEV), res).env_id,
+        base,
+        "package removal missed"
+    );
+    let mut res = resolution();
+    res.base.tree_digest = "ce".repeat(32);
+    assert_ne!(
+        LockFile::new(&manifest(DEV), res).env_id,
+        base,
+        "tree digest change missed"
+    );
+}
+
+#[test]
+fn provenance_does_not_change_the_id() {
+    let base = LockFile::new(&manifest(DEV), resolution()).env_id;
+    let mut res = resolution();
+    res.base.source = "https://mirror.example/x".into();
+    res.base.build = "other".into();
+    assert_eq!(LockFile::new(&manifest(DEV), res).env_id, base);
+}
+
+#[test]
+fn encoding_is_unambiguous() {
+    // With plain concatenation, ("ab","c") and ("a","bc") would hash alike.
+    let mut one = resolution();
+    one.packages = vec![LockedPackage {
+        name: "ab".into(),
+        version: "c".into(),
+    }];
+    let mut two = resolution();
+    two.packages = vec![LockedPackage {
+        name: "a".into(),
+        version: "bc".into(),
+    }];
+    let m = manifest(DEV);
+    assert_ne!(LockFile::new(&m, one).env_id, LockFile::new(&m, two).env_id);
+}
+
+#[test]
+fn lock_round_trips_and_detects_tampering() {
+    let lock = LockFile::new(&manifest(DEV), resolution());
+    let text = lock.to_toml();
+    let path = Path::new("/work/proj/karapace.lock");
+    assert_eq!(LockFile::parse(&text, path).expect("parse"), lock);
+    let tampered = text.replace("7.88.1-10+deb12u8", "7.88.1-10+deb12u9");
+    assert!(matches!(
+        LockFile::parse(&tampered, path),
+        Err(LockError::Tampered { .. })
+    ));
+    let unknown = format!("{text}\nextra = 1\n");
+    assert!(matches!(
+        LockFile::parse(&unknown, path),
+        Err(LockError::Parse { .. })
+    ));
+}
+
+#[test]
+fn write_is_atomic_and_readable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(LOCK_FILE_NAME);
+    assert_eq!(LockFile::read(&path).expect("read missing"), None);
+    let lock = LockFile::new(&manifest(DEV), resolution());
+    lock.write(&path).expect("write");
+    assert_eq!(LockFile::read(&path).expect("read"), Some(lock));
+}
+
+#[test]
+fn drift_lists_each_change() {
+    let lock = LockFile::new(&manifest(DEV), resolution());
+    assert!(lock.drift_from(&manifest(DEV)).is_empty());
+    let changed = DEV
+        .replace("\"git\", \"curl\"", "\"curl\", \"ripgrep\"")
+        .replace("debian", "debian/trixie");
+    let drift = lock.drift_from(&manifest(&changed));
+    let text = drift.to_string();
+    assert!(text.contains("+ package ripgrep"), "{text}");
+    assert!(text.contains("- package git"), "{text}");
+    assert!(text.contains("~ base image"), "{text}");
+    assert_eq!(drift.0.len(), 3, "{text}");
+    let pinned = DEV.replace("\"git\"", "\"git=9.9\"");
+    let text = lock.drift_from(&manifest(&pinned)).to_string();
+    assert!(
+        text.contains("~ package git: locked 1:2.39.5-0+deb12u1, manifest pins 9.9"),
+        "{text}"
+    );
+}

@@ -1,0 +1,154 @@
+//! The runtime backend interface and backend selection.
+//!
+//! A backend turns a resolved lock into files in a staging directory (`build`), runs programs
+//! in a built environment (`run`, used by both `exec` and `enter`), ends an environment's
+//! processes (`stop`), and cleans up what it made outside the environment directory
+//! (`teardown`, before `destroy`). Resolution (`resolve`) turns a manifest into exact inputs:
+//! the base image build and digests, and each package's version; it must honour `offline`.
+//! The engine owns everything else: locks, the journal, metadata, the lock file.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::events::EventSink;
+use crate::lock::{LockFile, Resolution};
+use crate::manifest::Manifest;
+use crate::store::{EnvMeta, RunMarker, Store};
+use crate::types::{BackendKind, Digest, EnvId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("the {backend} backend is not available here: {reason}\n  fix: {fix}")]
+    Unavailable {
+        backend: BackendKind,
+        reason: String,
+        fix: String,
+    },
+    #[error("{backend} backend: cannot {action} in offline mode: {detail}")]
+    Offline {
+        backend: BackendKind,
+        action: &'static str,
+        detail: String,
+    },
+    #[error("base image `{image}` has sha256 {actual}, but the manifest pins {expected}")]
+    ImageHashMismatch {
+        image: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{backend} backend: {step} failed for {path}: {source}")]
+    Io {
+        backend: BackendKind,
+        step: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{backend} backend: {step}: {detail}")]
+    Failed {
+        backend: BackendKind,
+        step: &'static str,
+        detail: String,
+    },
+    #[error("cannot start `{program}`: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl BackendError {
+    /// Whether the failure means "this host lacks something" (exit code 4) rather than "the
+    /// operation failed" (exit code 1).
+    pub fn is_missing_prerequisite(&self) -> bool {
+        matches!(self, BackendError::Unavailable { .. })
+    }
+}
+
+/// How a backend judges itself on this host (`doctor`, the TUI header).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Availability {
+    pub backend: BackendKind,
+    pub available: bool,
+    /// What was found (a runtime's version) or why it cannot run.
+    pub detail: String,
+    /// The command or setting that fixes it, when unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+pub struct ResolveRequest<'a> {
+    pub manifest: &'a Manifest,
+    pub offline: bool,
+    pub events: &'a dyn EventSink,
+}
+
+pub struct BuildRequest<'a> {
+    pub manifest: &'a Manifest,
+    /// What to build, exactly: the base image and package versions to install.
+    pub lock: &'a LockFile,
+    pub offline: bool,
+    /// An empty directory owned by the build; it becomes the environment directory.
+    pub staging: &'a Path,
+    pub store: &'a Store,
+    pub events: &'a dyn EventSink,
+}
+
+pub struct BuildOutput {
+    /// Store objects that make up the environment, bottom first.
+    pub layers: Vec<Digest>,
+}
+
+pub struct RunRequest<'a> {
+    pub store: &'a Store,
+    pub env_dir: &'a Path,
+    pub meta: &'a EnvMeta,
+    pub lock: &'a LockFile,
+    /// The program and its arguments; empty means an interactive login shell.
+    pub argv: &'a [OsString],
+    /// The session's run marker; the backend records the started process in it.
+    pub marker: &'a RunMarker,
+    /// Send the program's stdout to our stderr (for `--json`).
+    pub stdout_to_stderr: bool,
+    pub events: &'a dyn EventSink,
+}
+
+pub trait RuntimeBackend: Send + Sync {
+    fn kind(&self) -> BackendKind;
+
+    /// Whether this backend can run on this host, and why not.
+    fn availability(&self) -> Availability;
+
+    /// Resolve a manifest into exact inputs without building.
+    fn resolve(&self, req: &ResolveRequest) -> Result<Resolution, BackendError>;
+
+    /// Materialise the environment described by `req.lock` into `req.staging`.
+    fn build(&self, req: &BuildRequest) -> Result<BuildOutput, BackendError>;
+
+    /// Run a program (or an interactive shell) in a built environment; returns its exit code,
+    /// 128+N when it was killed by signal N.
+    fn run(&self, req: &RunRequest) -> Result<i32, BackendError>;
+
+    /// End every process of the environment; returns how many sessions were signalled.
+    fn stop(&self, store: &Store, id: &EnvId) -> Result<usize, BackendError>;
+
+    /// Release what the backend holds for an environment outside its directory (mounts …).
+    fn teardown(&self, env_dir: &Path) -> Result<(), BackendError>;
+
+    /// Whether `run` can guarantee that the environment is not modified (frozen use).
+    fn supports_read_only(&self) -> bool;
+}
+
+/// The backend implementation for a kind. Backends that are not built yet say so through
+/// `availability` and refuse every operation with `Unavailable`.
+pub fn backend_for(kind: BackendKind) -> Box<dyn RuntimeBackend> {
+    match kind {
+        BackendKind::Mock => Box::new(super::mock::MockBackend::new()),
+        BackendKind::Namespace | BackendKind::Oci => {
+            Box::new(super::pending::PendingBackend::new(kind))
+        }
+    }
+}
