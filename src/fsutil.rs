@@ -11,7 +11,9 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A name for a temp file that no other process or thread picks at the same time.
+/// A string unique across processes and within one process, even inside one nanosecond:
+/// `<nanoseconds since the epoch, hex>-<pid>-<per-process counter>`. Used in temp-file and
+/// operation names.
 pub fn unique_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
@@ -19,7 +21,7 @@ pub fn unique_suffix() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{nanos}-{}-{n}", std::process::id())
+    format!("{nanos:x}-{}-{n}", std::process::id())
 }
 
 /// fsync a directory, making renames and unlinks inside it durable.

@@ -49,15 +49,24 @@ impl Engine {
         let lock = self.lock_for(&manifest, backend.as_ref(), opts)?;
         let _store_lock = self.store.lock_store_shared()?;
         self.recover()?;
-        let _env_lock = self.store.lock_env(&lock.env_id)?;
-        let built = if self.store.env_dir(&lock.env_id).exists() {
-            self.adopt_existing(&lock.env_id, opts.name.as_deref())?;
-            false
-        } else {
-            let name = self.pick_name(opts.name.as_deref(), &manifest)?;
-            self.build_new(&manifest, &lock, backend.as_ref(), opts.offline, name, None)?;
-            true
+        let built = {
+            let _env_lock = self.store.lock_env(&lock.env_id)?;
+            if self.store.env_dir(&lock.env_id).exists() {
+                self.report_up_to_date(&lock.env_id)?;
+                false
+            } else {
+                let name = self.pick_name(opts.name.as_deref(), &manifest)?;
+                self.build_new(&manifest, &lock, backend.as_ref(), opts.offline, name, None)?;
+                true
+            }
         };
+        // Renaming takes the names lock and then the environment lock, in that order
+        // everywhere, so it runs after the environment lock above is released.
+        if let (false, Some(name)) = (built, &opts.name) {
+            if self.store.read_meta(&lock.env_id)?.name.as_deref() != Some(name.as_str()) {
+                self.set_name(&lock.env_id, Some(name.clone()))?;
+            }
+        }
         self.write_lock_if_changed(&lock, &lock_path)?;
         let env = self.summary(&self.store.read_meta(&lock.env_id)?)?;
         Ok(BuildOutcome {
@@ -71,6 +80,9 @@ impl Engine {
     /// by a fresh one (same id if the inputs are unchanged), so changes made inside the old
     /// one do not leak into the new one. Its name moves to the new environment.
     pub fn rebuild(&self, opts: &BuildOptions) -> Result<BuildOutcome> {
+        if let Some(name) = &opts.name {
+            validate_name(name)?;
+        }
         let manifest = Manifest::load(&opts.manifest, &self.parse_env)?;
         let Some(old) = self.latest_from_manifest(&manifest.path)? else {
             self.events.emit(Event::info(
@@ -85,34 +97,42 @@ impl Engine {
         let lock_path = lock_path_for(&manifest.path);
         let _store_lock = self.store.lock_store_shared()?;
         self.recover()?;
-        let _old_lock = self.store.lock_env(&old.id)?;
-        self.ensure_not_running(&old, "rebuild", false)?;
         let name = opts.name.clone().or_else(|| old.name.clone());
-        if lock.env_id == old.id {
-            // Same inputs: build a fresh tree and swap it in place in one journalled step.
-            self.build_new(
-                &manifest,
-                &lock,
-                backend.as_ref(),
-                opts.offline,
-                name,
-                Some(&old),
-            )?;
-        } else {
-            let _new_lock = self.store.lock_env(&lock.env_id)?;
-            if self.store.env_dir(&lock.env_id).exists() {
-                self.adopt_existing(&lock.env_id, None)?;
+        let rename = {
+            let _old_lock = self.store.lock_env(&old.id)?;
+            // Re-read under the lock: another process may have changed it meanwhile.
+            let old = self.store.read_meta(&old.id)?;
+            self.ensure_state(&old, "rebuild", &[EnvState::Built, EnvState::Defined])?;
+            self.ensure_not_running(&old, "rebuild", false)?;
+            if lock.env_id == old.id {
+                // Same inputs: build a fresh tree and swap it in place in one journalled step.
+                self.build_new(
+                    &manifest,
+                    &lock,
+                    backend.as_ref(),
+                    opts.offline,
+                    name,
+                    Some(&old),
+                )?;
+                None
             } else {
-                self.build_new(&manifest, &lock, backend.as_ref(), opts.offline, None, None)?;
+                let _new_lock = self.store.lock_env(&lock.env_id)?;
+                if self.store.env_dir(&lock.env_id).exists() {
+                    self.report_up_to_date(&lock.env_id)?;
+                } else {
+                    self.build_new(&manifest, &lock, backend.as_ref(), opts.offline, None, None)?;
+                }
+                // Only once the new environment is safely in place is the old one removed; a
+                // failure here leaves both, never neither.
+                self.backend(old.backend)
+                    .teardown(&self.store.env_dir(&old.id))?;
+                self.store.begin(OpKind::Destroy, &old.id)?.remove_env()?;
+                name
             }
-            // Only once the new environment is safely in place is the old one removed; a
-            // failure here leaves both, never neither.
-            self.backend(old.backend)
-                .teardown(&self.store.env_dir(&old.id))?;
-            self.store.begin(OpKind::Destroy, &old.id)?.remove_env()?;
-            if let Some(name) = name {
-                self.set_name(&lock.env_id, Some(name))?;
-            }
+        };
+        // After the environment locks are released (names lock first, then env lock).
+        if let Some(name) = rename {
+            self.set_name(&lock.env_id, Some(name))?;
         }
         self.write_lock_if_changed(&lock, &lock_path)?;
         let env = self.summary(&self.store.read_meta(&lock.env_id)?)?;
@@ -228,19 +248,13 @@ impl Engine {
         Ok(())
     }
 
-    /// The environment already exists: nothing to build, but honour a requested name.
-    fn adopt_existing(&self, id: &EnvId, name: Option<&str>) -> Result<()> {
+    fn report_up_to_date(&self, id: &EnvId) -> Result<()> {
         let meta = self.store.read_meta(id)?;
         self.events.emit(Event::info(format!(
             "environment {} is up to date ({})",
             id.short(),
             meta.state
         )));
-        if let Some(name) = name {
-            if meta.name.as_deref() != Some(name) {
-                self.set_name(id, Some(name.to_string()))?;
-            }
-        }
         Ok(())
     }
 

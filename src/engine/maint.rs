@@ -21,7 +21,13 @@ impl Engine {
     }
 
     /// Check every object, layer and metadata file. Problems are in the report, not an error.
+    /// Operations interrupted by a crash are settled first (that is their normal path: the next
+    /// mutating command would do the same), so only real damage is reported.
     pub fn verify(&self) -> Result<VerifyReport> {
+        {
+            let _store_lock = self.store.lock_store_shared()?;
+            self.recover()?;
+        }
         Ok(self.store.verify()?)
     }
 }

@@ -19,7 +19,6 @@ mod query;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use build::{BuildOptions, BuildOutcome};
 pub use error::{exit, EngineError};
@@ -85,13 +84,7 @@ impl Engine {
     }
 }
 
-/// Seconds since the Unix epoch, for metadata timestamps.
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::store::now_secs as now;
 
 /// Names: 1–64 characters from `[A-Za-z0-9._-]`, starting with a letter or digit, and not
 /// 64 hex characters (that would read as an id). The character set keeps names safe in

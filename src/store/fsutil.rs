@@ -13,7 +13,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -25,17 +24,7 @@ use crate::crashpoint;
 /// Marker in the names of temp files written next to their destination (`.<name>.tmp-<unique>`).
 pub(crate) const TEMP_MARK: &str = ".tmp-";
 
-/// A string unique across processes and within one process, even inside one nanosecond:
-/// `<nanoseconds since the epoch, hex>-<pid>-<per-process counter>`.
-pub(crate) fn unique_suffix() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{nanos:x}-{}-{n}", std::process::id())
-}
+pub(crate) use crate::fsutil::unique_suffix;
 
 /// Seconds since the Unix epoch (0 if the clock is before 1970).
 pub fn now_secs() -> u64 {
@@ -52,8 +41,7 @@ pub(crate) fn is_temp_name(name: &str) -> bool {
 
 /// Flush a directory's entries (new, renamed or removed names) to disk.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
-    let f = File::open(dir).at(dir, "open the directory for fsync")?;
-    f.sync_all().at(dir, "fsync the directory")
+    crate::fsutil::fsync_dir(dir).at(dir, "fsync the directory")
 }
 
 /// `Ok(true)` if something (file, directory or symlink) is at `path`, `Ok(false)` if nothing is,

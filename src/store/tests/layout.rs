@@ -1,7 +1,6 @@
 use std::fs;
-use std::time::Instant;
 
-use super::{env_id, install_env, names, temp_store};
+use super::{env_id, names, temp_store};
 use crate::store::{Store, StoreError, FORMAT_VERSION};
 
 #[test]
@@ -91,58 +90,6 @@ fn a_crash_while_writing_the_first_version_still_opens() {
     fs::write(dir.path().join(".version.tmp-123-4-5"), "karapace").unwrap();
     Store::open(dir.path()).unwrap();
     assert!(dir.path().join("version").is_file());
-}
-
-#[test]
-fn open_does_not_scan_environments() {
-    let (_dir, store) = temp_store();
-    for n in 0..200u8 {
-        fs::create_dir(store.env_dir(&env_id(n))).unwrap();
-    }
-    install_env(&store, &env_id(250), "real");
-    let start = Instant::now();
-    for _ in 0..100 {
-        Store::open(store.root()).unwrap();
-    }
-    // 100 opens in well under a second even unoptimised: no per-environment work.
-    assert!(
-        start.elapsed().as_millis() < 1000,
-        "open took {:?} per call",
-        start.elapsed() / 100
-    );
-}
-
-/// Timing of what `list` does with 1,000 environments (run with `--ignored --nocapture`,
-/// preferably in release mode); the target is well under 10 ms for open + list_meta +
-/// running_envs together.
-#[test]
-#[ignore]
-fn timing_of_list_for_1000_environments() {
-    let (_dir, store) = temp_store();
-    let template = super::sample_meta(&store, &env_id(0), "t");
-    for n in 0..1000u32 {
-        let hex = format!("{n:064x}");
-        let id: crate::types::EnvId = hex.parse().unwrap();
-        fs::create_dir(store.env_dir(&id)).unwrap();
-        let meta = crate::store::EnvMeta {
-            id: id.clone(),
-            ..template.clone()
-        };
-        store.write_meta(&store.env_dir(&id), &meta).unwrap();
-    }
-    let _session = store.mark_running(&env_id(0)).unwrap();
-    for _ in 0..3 {
-        let start = Instant::now();
-        let store = Store::open(store.root()).unwrap();
-        let opened = start.elapsed();
-        let listed = store.list_meta().unwrap();
-        let running = store.running_envs().unwrap();
-        let total = start.elapsed();
-        assert_eq!(listed.len(), 1000);
-        assert!(listed.iter().all(|(_, m)| m.is_ok()));
-        assert_eq!(running.len(), 1);
-        eprintln!("open {opened:?}, open + list_meta + running_envs {total:?}");
-    }
 }
 
 #[test]
