@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::Command;
 use crate::engine::{exit, BuildOptions, BuildOutcome, Engine, EngineError, EnvSummary};
@@ -185,11 +185,20 @@ fn list(engine: &Engine, out: &Printer) -> Result<u8, EngineError> {
         eprintln!("warning: environment {}: {}", b.id, b.error);
     }
     if out.is_json() {
-        let mut rows: Vec<Value> = envs.iter().map(summary_json).collect::<Result<_, _>>()?;
-        rows.extend(broken.iter().map(|b| {
-            json!({"id": b.id, "short_id": b.id.short(), "name": null, "state": "corrupt",
-                   "backend": null, "image": null, "error": b.error.to_string()})
-        }));
+        // Rows are serialised straight from the summaries, without an intermediate JSON
+        // tree, so `list --json` stays as cheap as the text form.
+        let rows: Vec<ListRow> = envs
+            .iter()
+            .map(ListRow::Env)
+            .chain(broken.iter().map(|b| {
+                ListRow::Broken(BrokenRow {
+                    id: b.id.to_string(),
+                    short_id: b.id.short(),
+                    state: "corrupt",
+                    error: b.error.to_string(),
+                })
+            }))
+            .collect();
         out.result(&rows, "")?;
     } else {
         out.text(&super::output_text::list(&envs, &broken))?;
@@ -197,12 +206,20 @@ fn list(engine: &Engine, out: &Printer) -> Result<u8, EngineError> {
     Ok(0)
 }
 
-fn summary_json(s: &EnvSummary) -> Result<Value, EngineError> {
-    serde_json::to_value(s).map_err(|e| EngineError::Io {
-        op: "encode JSON for",
-        path: "stdout".into(),
-        source: io::Error::other(e),
-    })
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ListRow<'a> {
+    Env(&'a EnvSummary),
+    Broken(BrokenRow<'a>),
+}
+
+/// A listed environment whose metadata is damaged: what is known, and why the rest is not.
+#[derive(Serialize)]
+struct BrokenRow<'a> {
+    id: String,
+    short_id: &'a str,
+    state: &'static str,
+    error: String,
 }
 
 fn run_program(
