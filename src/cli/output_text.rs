@@ -1,6 +1,19 @@
 //! Human-readable renderings of command results (the `--json` forms are the serde ones).
 
-use std::fmt::Write as _;
+/// Append a formatted line to a String (formatting into a String cannot fail, so these avoid
+/// the fmt::Result that `writeln!` would hand back).
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {{
+        $out.push_str(&format!($($arg)*));
+        $out.push('\n');
+    }};
+}
+
+macro_rules! outw {
+    ($out:expr, $($arg:tt)*) => {
+        $out.push_str(&format!($($arg)*))
+    };
+}
 
 use crate::engine::{BrokenEnv, EnvDetails, EnvSummary};
 use crate::runtime::backend::Availability;
@@ -38,7 +51,7 @@ pub fn list(envs: &[EnvSummary], broken: &[BrokenEnv]) -> String {
         } else {
             e.state.as_str().to_string()
         };
-        let _infallible = writeln!(
+        outln!(
             out,
             "{}  {}  {}  {}  {}",
             e.short_id,
@@ -49,7 +62,7 @@ pub fn list(envs: &[EnvSummary], broken: &[BrokenEnv]) -> String {
         );
     }
     for b in broken {
-        let _infallible = writeln!(
+        outln!(
             out,
             "{}  {}  {}  (run `karapace-tui verify-store`)",
             b.id.short(),
@@ -64,7 +77,7 @@ pub fn inspect(d: &EnvDetails) -> String {
     let s = &d.summary;
     let mut out = String::new();
     let mut line = |k: &str, v: String| {
-        let _infallible = writeln!(out, "{}{v}", pad(&format!("{k}:"), 14));
+        outln!(out, "{}{v}", pad(&format!("{k}:"), 14));
     };
     line("id", s.id.to_string());
     line("name", s.name.clone().unwrap_or_else(|| "-".into()));
@@ -120,20 +133,20 @@ pub fn inspect(d: &EnvDetails) -> String {
         "hardware",
         format!("gpu={} audio={}", d.lock.gpu, d.lock.audio),
     );
-    let _infallible = writeln!(out, "packages:");
+    outln!(out, "packages:");
     if d.lock.packages.is_empty() {
-        let _infallible = writeln!(out, "  (none)");
+        outln!(out, "  (none)");
     }
     for p in &d.lock.packages {
-        let _infallible = writeln!(out, "  {} {}", p.name, p.version);
+        outln!(out, "  {} {}", p.name, p.version);
     }
-    let _infallible = writeln!(out, "mounts:");
+    outln!(out, "mounts:");
     if d.lock.mounts.is_empty() {
-        let _infallible = writeln!(out, "  (none)");
+        outln!(out, "  (none)");
     }
     for m in &d.lock.mounts {
         let ro = if m.read_only { " (read-only)" } else { "" };
-        let _infallible = writeln!(
+        outln!(
             out,
             "  {}: {} -> {}{ro}",
             m.label,
@@ -141,12 +154,12 @@ pub fn inspect(d: &EnvDetails) -> String {
             m.container_path.display()
         );
     }
-    let _infallible = writeln!(out, "layers:");
+    outln!(out, "layers:");
     for l in &d.layers {
-        let _infallible = writeln!(out, "  {l}");
+        outln!(out, "  {l}");
     }
     if let Some(a) = &d.archive {
-        let _infallible = writeln!(out, "archive object: {a}");
+        outln!(out, "archive object: {a}");
     }
     out
 }
@@ -155,9 +168,9 @@ pub fn gc(report: &GcReport, dry_run: bool) -> String {
     let verb = if dry_run { "would remove" } else { "removed" };
     let mut out = String::new();
     for item in &report.items {
-        let _infallible = writeln!(out, "{verb} {} ({} bytes)", item.path.display(), item.bytes);
+        outln!(out, "{verb} {} ({} bytes)", item.path.display(), item.bytes);
     }
-    let _infallible = write!(
+    outw!(
         out,
         "{verb} {} item(s), {} bytes in total",
         report.items.len(),
@@ -169,7 +182,7 @@ pub fn gc(report: &GcReport, dry_run: bool) -> String {
 pub fn verify(report: &VerifyReport) -> String {
     let mut out = String::new();
     for p in &report.problems {
-        let _infallible = writeln!(
+        outln!(
             out,
             "PROBLEM {}: {} ({})",
             p.kind,
@@ -177,7 +190,7 @@ pub fn verify(report: &VerifyReport) -> String {
             p.detail
         );
     }
-    let _infallible = write!(
+    outw!(
         out,
         "checked {} object(s) and {} environment(s): {}",
         report.objects_checked,
@@ -195,9 +208,14 @@ pub fn doctor(backends: &[Availability]) -> String {
     let mut out = String::new();
     for b in backends {
         let mark = if b.available { "ok  " } else { "FAIL" };
-        let _infallible = writeln!(out, "[{mark}] {}: {}", pad(b.backend.as_str(), 9), b.detail);
+        outln!(
+            out,
+            "[{mark}] {} {}",
+            pad(&format!("{}:", b.backend), 10),
+            b.detail
+        );
         if let Some(fix) = &b.fix {
-            let _infallible = writeln!(out, "       fix: {fix}");
+            outln!(out, "       fix: {fix}");
         }
     }
     out
