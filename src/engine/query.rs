@@ -96,8 +96,9 @@ impl Engine {
         }
     }
 
+    /// The summary of one environment, asking its backend for the live status.
     pub(super) fn summary(&self, meta: &EnvMeta) -> Result<EnvSummary> {
-        let sessions = self.store.running_sessions(&meta.id)?;
+        let sessions = self.backend(meta.backend).status(&self.store, &meta.id)?;
         Ok(self.summary_with(meta, sessions))
     }
 

@@ -132,6 +132,9 @@ pub trait RuntimeBackend: Send + Sync {
     /// 128+N when it was killed by signal N.
     fn run(&self, req: &RunRequest) -> Result<i32, BackendError>;
 
+    /// How many sessions (programs started by `run`) are alive in the environment now.
+    fn status(&self, store: &Store, id: &EnvId) -> Result<usize, BackendError>;
+
     /// End every process of the environment; returns how many sessions were signalled.
     fn stop(&self, store: &Store, id: &EnvId) -> Result<usize, BackendError>;
 

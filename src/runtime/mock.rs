@@ -313,6 +313,12 @@ impl RuntimeBackend for MockBackend {
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
     }
 
+    fn status(&self, store: &Store, id: &EnvId) -> Result<usize, BackendError> {
+        // A session is alive while its run marker is held by the karapace-tui process that
+        // waits for the program; the marker is released when that process exits, crash or not.
+        Ok(store.running_sessions(id)?)
+    }
+
     fn stop(&self, store: &Store, id: &EnvId) -> Result<usize, BackendError> {
         let mut stopped = 0;
         for record in store.session_records(id)? {

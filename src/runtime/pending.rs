@@ -68,6 +68,12 @@ impl RuntimeBackend for PendingBackend {
         Err(self.unavailable())
     }
 
+    fn status(&self, store: &Store, id: &EnvId) -> Result<usize, BackendError> {
+        // Nothing can run under an unimplemented backend, but report what the store records
+        // rather than assuming zero.
+        Ok(store.running_sessions(id)?)
+    }
+
     fn stop(&self, _store: &Store, _id: &EnvId) -> Result<usize, BackendError> {
         Err(self.unavailable())
     }
