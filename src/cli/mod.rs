@@ -150,6 +150,9 @@ pub fn run(cli: Cli) -> u8 {
     let printer = Printer::new(cli.json);
     match dispatch(&cli, &printer) {
         Ok(code) => code,
+        // The reader of our output went away (`karapace-tui list | head`): that is not a
+        // failure of the command, so exit quietly and successfully, as ripgrep and coreutils do.
+        Err(EngineError::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => 0,
         Err(e) => {
             printer.error(&e);
             e.exit_code()

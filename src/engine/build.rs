@@ -56,7 +56,11 @@ impl Engine {
                 false
             } else {
                 let name = self.pick_name(opts.name.as_deref(), &manifest)?;
-                self.build_new(&manifest, &lock, backend.as_ref(), opts.offline, name, None)?;
+                let target = Target {
+                    name,
+                    ..Target::default()
+                };
+                self.build_new(&manifest, &lock, backend.as_ref(), opts.offline, target)?;
                 true
             }
         };
@@ -98,7 +102,7 @@ impl Engine {
         let _store_lock = self.store.lock_store_shared()?;
         self.recover()?;
         let name = opts.name.clone().or_else(|| old.name.clone());
-        let rename = {
+        {
             let _old_lock = self.store.lock_env(&old.id)?;
             // Re-read under the lock: another process may have changed it meanwhile.
             let old = self.store.read_meta(&old.id)?;
@@ -106,33 +110,39 @@ impl Engine {
             self.ensure_not_running(&old, "rebuild", false)?;
             if lock.env_id == old.id {
                 // Same inputs: build a fresh tree and swap it in place in one journalled step.
-                self.build_new(
-                    &manifest,
-                    &lock,
-                    backend.as_ref(),
-                    opts.offline,
+                let target = Target {
                     name,
-                    Some(&old),
-                )?;
-                None
+                    replacing: Some(&old),
+                    supersedes: None,
+                };
+                self.build_new(&manifest, &lock, backend.as_ref(), opts.offline, target)?;
             } else {
                 let _new_lock = self.store.lock_env(&lock.env_id)?;
                 if self.store.env_dir(&lock.env_id).exists() {
                     self.report_up_to_date(&lock.env_id)?;
+                    // The name goes to the new environment before the old one is removed: a
+                    // crash in between leaves the name on both (reported as ambiguous, and
+                    // settled by the next rebuild), never on neither.
+                    if let Some(name) = name {
+                        self.write_name(&lock.env_id, Some(name))?;
+                    }
+                    self.backend(old.backend)
+                        .teardown(&self.store.env_dir(&old.id))?;
+                    self.store.begin(OpKind::Destroy, &old.id)?.remove_env()?;
                 } else {
-                    self.build_new(&manifest, &lock, backend.as_ref(), opts.offline, None, None)?;
+                    // One journalled operation installs the new environment (already carrying
+                    // the name) and then removes the old one; recovery completes it after a
+                    // crash, so the pair is never left half-replaced.
+                    self.backend(old.backend)
+                        .teardown(&self.store.env_dir(&old.id))?;
+                    let target = Target {
+                        name,
+                        replacing: None,
+                        supersedes: Some(&old.id),
+                    };
+                    self.build_new(&manifest, &lock, backend.as_ref(), opts.offline, target)?;
                 }
-                // Only once the new environment is safely in place is the old one removed; a
-                // failure here leaves both, never neither.
-                self.backend(old.backend)
-                    .teardown(&self.store.env_dir(&old.id))?;
-                self.store.begin(OpKind::Destroy, &old.id)?.remove_env()?;
-                name
             }
-        };
-        // After the environment locks are released (names lock first, then env lock).
-        if let Some(name) = rename {
-            self.set_name(&lock.env_id, Some(name))?;
         }
         self.write_lock_if_changed(&lock, &lock_path)?;
         let env = self.summary(&self.store.read_meta(&lock.env_id)?)?;
@@ -188,23 +198,28 @@ impl Engine {
         Ok(LockFile::new(manifest, resolution))
     }
 
-    /// Build into a journalled staging directory and install it as the environment. With
-    /// `replacing`, the new tree atomically replaces that environment's (same id).
+    /// Build into a journalled staging directory and install it as the environment.
     fn build_new(
         &self,
         manifest: &Manifest,
         lock: &LockFile,
         backend: &dyn RuntimeBackend,
         offline: bool,
-        name: Option<String>,
-        replacing: Option<&EnvMeta>,
+        target: Target,
     ) -> Result<()> {
-        let kind = if replacing.is_some() {
-            OpKind::Rebuild
-        } else {
-            OpKind::Build
+        let Target {
+            name,
+            replacing,
+            supersedes,
+        } = target;
+        let op = match (replacing, supersedes) {
+            (Some(_), _) => self.store.begin(OpKind::Rebuild, &lock.env_id)?,
+            (None, Some(old)) => {
+                self.store
+                    .begin_superseding(OpKind::Rebuild, &lock.env_id, old)?
+            }
+            (None, None) => self.store.begin(OpKind::Build, &lock.env_id)?,
         };
-        let op = self.store.begin(kind, &lock.env_id)?;
         let staging = op.staging_dir();
         self.events.emit(Event::info(format!(
             "building {} with the {} backend",
@@ -295,6 +310,16 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Where a build's result goes.
+#[derive(Default)]
+struct Target<'a> {
+    name: Option<String>,
+    /// The environment with the same id whose tree the new one replaces (clean rebuild).
+    replacing: Option<&'a EnvMeta>,
+    /// An environment with another id that the new one replaces (rebuild after a change).
+    supersedes: Option<&'a EnvId>,
 }
 
 /// Keep the old lock's base image and package versions where the manifest did not change

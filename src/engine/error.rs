@@ -44,9 +44,10 @@ pub enum EngineError {
         state: String,
         hint: &'static str,
     },
-    #[error("cannot {action} environment {env}: {sessions} session(s) are running in it; run `karapace-tui stop {env}` first{force}")]
+    #[error("cannot {action} environment {env}: {sessions} session(s) are running in it; run `karapace-tui stop {short_id}` first{force}")]
     Running {
         env: String,
+        short_id: String,
         action: &'static str,
         sessions: usize,
         force: &'static str,

@@ -200,6 +200,12 @@ impl Engine {
             self.ensure_name_free(name, Some(id))?;
         }
         let _lock = self.store.lock_env(id)?;
+        self.write_name(id, name)
+    }
+
+    /// Write a name into an environment's metadata; the caller holds its lock and has decided
+    /// that the name may be used.
+    pub(super) fn write_name(&self, id: &EnvId, name: Option<String>) -> Result<EnvMeta> {
         let mut meta = self.store.read_meta(id)?;
         meta.name = name;
         meta.updated_at = now();
@@ -270,6 +276,7 @@ impl Engine {
         }
         Err(EngineError::Running {
             env: display_env(meta),
+            short_id: meta.id.short().to_string(),
             action,
             sessions,
             force: if force_helps { " or pass --force" } else { "" },

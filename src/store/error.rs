@@ -54,7 +54,7 @@ pub enum StoreError {
 
     /// Stored data is damaged or malformed; never skipped silently.
     #[error(
-        "corrupt store data at `{}`: {detail}; run `karapace-tui verify` for a full report",
+        "corrupt store data at `{}`: {detail}; run `karapace-tui verify-store` for a full report",
         path.display()
     )]
     Corrupt { path: PathBuf, detail: String },
@@ -62,7 +62,7 @@ pub enum StoreError {
     /// An object's content does not hash to its name.
     #[error(
         "object `{}` is damaged: its name says blake3 {digest} but its content hashes to {actual}; \
-         run `karapace-tui verify` to see what uses it, then rebuild those environments",
+         run `karapace-tui verify-store` to see what uses it, then rebuild those environments",
         path.display()
     )]
     ObjectMismatch {
@@ -85,7 +85,7 @@ pub enum StoreError {
     /// gc found metadata it cannot read, so it cannot know which objects are still in use.
     #[error(
         "gc deleted nothing: {} environment metadata file(s) are corrupt ({}), so their objects \
-         could still be in use. Run `karapace-tui verify`, then repair or destroy those \
+         could still be in use. Run `karapace-tui verify-store`, then repair or destroy those \
          environments",
         corrupt.len(),
         join_paths(corrupt)
@@ -139,6 +139,8 @@ impl StoreError {
         matches!(
             self,
             StoreError::Corrupt { .. }
+                | StoreError::FormatTooNew { .. }
+                | StoreError::NotAStore { .. }
                 | StoreError::ObjectMismatch { .. }
                 | StoreError::MissingObject { .. }
                 | StoreError::GcRefused { .. }

@@ -80,6 +80,11 @@ pub(super) struct JournalRecord {
     pub(super) env: EnvId,
     pub(super) pid: u32,
     pub(super) started_at: u64,
+    /// An environment that the installed one replaces under a different id (a rebuild after
+    /// the manifest changed). Once the new environment is in place, this one is removed, by
+    /// `install` or, after a crash, by recovery: so a crash never leaves both behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) supersedes: Option<EnvId>,
 }
 
 /// Every path one operation touches.
@@ -134,6 +139,22 @@ impl Store {
     /// Start a journalled operation on `env`: record it, lock the record, create the staging
     /// directory.
     pub fn begin(&self, kind: OpKind, env: &EnvId) -> Result<Operation> {
+        self.begin_with(kind, env, None)
+    }
+
+    /// Like [`Store::begin`], for an environment that replaces `old` (another id): `install`
+    /// puts the new one in place and then removes `old`, and recovery finishes that removal
+    /// if a crash comes in between.
+    pub fn begin_superseding(&self, kind: OpKind, env: &EnvId, old: &EnvId) -> Result<Operation> {
+        self.begin_with(kind, env, Some(old))
+    }
+
+    fn begin_with(
+        &self,
+        kind: OpKind,
+        env: &EnvId,
+        supersedes: Option<&EnvId>,
+    ) -> Result<Operation> {
         let op = fsutil::unique_suffix();
         let record = JournalRecord {
             format: JOURNAL_FORMAT,
@@ -142,6 +163,7 @@ impl Store {
             env: env.clone(),
             pid: std::process::id(),
             started_at: fsutil::now_secs(),
+            supersedes: supersedes.cloned(),
         };
         let paths = OpPaths::new(self, &op, env);
         let bytes = serde_json::to_vec_pretty(&record)
@@ -215,6 +237,9 @@ impl Operation {
         crashpoint::hit("install: environments directory synced");
         self.store.remove_tree(&p.old)?;
         crashpoint::hit("install: previous environment removed");
+        if let Some(old) = &self.record.supersedes {
+            super::recover::retire_superseded(&self.store, &p, old)?;
+        }
         self.finish()
     }
 

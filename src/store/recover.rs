@@ -194,6 +194,13 @@ pub(super) fn settle(store: &Store, p: &OpPaths, record: &JournalRecord) -> Resu
             }
         }
     }
+    if let Some(old) = &record.supersedes {
+        if fsutil::exists(&p.env)? {
+            if let Some(action) = retire_superseded(store, p, old)? {
+                actions.push(action);
+            }
+        }
+    }
     let leftovers = [
         (&p.staging, "removed the unfinished staging directory"),
         (&p.old, "removed the replaced previous environment"),
@@ -215,6 +222,34 @@ pub(super) fn settle(store: &Store, p: &OpPaths, record: &JournalRecord) -> Resu
         actions,
         env_present: fsutil::exists(&p.env)?,
     })
+}
+
+/// Remove the environment that a finished operation's environment supersedes, unless programs
+/// are running in it (then it is kept, and the returned note says so).
+pub(super) fn retire_superseded(store: &Store, p: &OpPaths, old: &EnvId) -> Result<Option<String>> {
+    let old_dir = store.env_dir(old);
+    if !fsutil::exists(&old_dir)? {
+        return Ok(None);
+    }
+    if store.running_sessions(old)? > 0 {
+        return Ok(Some(format!(
+            "kept superseded environment {} because programs are running in it; destroy it later",
+            old.short()
+        )));
+    }
+    fsutil::rename_noreplace(&old_dir, &p.trash).map_err(|source| StoreError::Rename {
+        from: old_dir.clone(),
+        to: p.trash.clone(),
+        source,
+    })?;
+    crashpoint::hit("supersede: replaced environment moved to trash");
+    fsutil::fsync_dir(&p.envs_dir)?;
+    store.remove_tree(&p.trash)?;
+    crashpoint::hit("supersede: replaced environment removed");
+    Ok(Some(format!(
+        "removed superseded environment {}",
+        old.short()
+    )))
 }
 
 /// Delete the journal entry (its owner still holds the flock) and make that durable.
