@@ -77,6 +77,12 @@ pub struct LockedBase {
     pub archive_size: u64,
     /// Digest of the unpacked root file system (contents, modes, link targets, file types).
     pub tree_digest: String,
+    /// The image server the build came from (aliases only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// The archive's path on that server (aliases only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_path: Option<String>,
 }
 
 /// One package with the exact version that was installed.

@@ -163,11 +163,12 @@ impl Engine {
     pub fn inspect(&self, query: &str) -> Result<EnvDetails> {
         let meta = self.find(query)?;
         let path = self.store.env_dir(&meta.id);
-        let disk_usage_bytes = disk_usage(&path).map_err(|source| EngineError::Io {
-            op: "measure",
-            path: path.clone(),
-            source,
-        })?;
+        let disk_usage_bytes =
+            crate::fsutil::tree_size(&path).map_err(|source| EngineError::Io {
+                op: "measure",
+                path: path.clone(),
+                source,
+            })?;
         Ok(EnvDetails {
             summary: self.summary(&meta)?,
             lock: self.lock_of(&meta)?,
@@ -193,24 +194,4 @@ impl Engine {
         }
         Ok(best)
     }
-}
-
-/// Bytes used by a tree, counting each file once (hard links) and not following symlinks.
-fn disk_usage(root: &Path) -> std::io::Result<u64> {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = 0;
-    let mut seen = std::collections::HashSet::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let meta = entry.metadata()?;
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else if meta.nlink() == 1 || seen.insert((meta.dev(), meta.ino())) {
-                total += meta.len();
-            }
-        }
-    }
-    Ok(total)
 }

@@ -19,6 +19,8 @@ fn resolution() -> Resolution {
             archive_sha256: "ab".repeat(32),
             archive_size: 1234,
             tree_digest: "cd".repeat(32),
+            server: None,
+            item_path: None,
         },
         packages: vec![
             LockedPackage {

@@ -210,6 +210,8 @@ impl RuntimeBackend for MockBackend {
             archive_sha256,
             archive_size: hashes.len,
             tree_digest: Digest::from_hash(hashes.b3.finalize()).to_string(),
+            server: None,
+            item_path: None,
         };
         let packages = req
             .manifest

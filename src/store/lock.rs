@@ -182,6 +182,19 @@ impl Store {
         })
     }
 
+    /// Exclusive lock for fetching one base image (`key` is its sha256, or a hash of its URL
+    /// when the sha256 is not known yet): concurrent builds that need the same image download
+    /// it once, the others wait and then find it cached.
+    pub fn lock_image(&self, key: &str) -> Result<StoreLock> {
+        let path = self.locks_dir().join(format!("image-{key}.lock"));
+        let lock = acquire(&path, true, &format!("the image lock `{}`", path.display()))?;
+        Ok(StoreLock {
+            _lock: lock,
+            path,
+            exclusive: true,
+        })
+    }
+
     /// Exclusive lock of one environment, waiting if another process holds it.
     pub fn lock_env(&self, id: &EnvId) -> Result<EnvLock> {
         let path = self.env_lock_path(id);

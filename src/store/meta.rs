@@ -65,34 +65,46 @@ struct Envelope<'a> {
 
 /// The bytes of a meta.json file for `meta`.
 pub(crate) fn encode_meta(meta: &EnvMeta, dest: &Path) -> Result<Vec<u8>> {
-    let body = serde_json::to_string_pretty(meta).map_err(|e| StoreError::Io {
+    encode_checksummed(meta, dest)
+}
+
+/// Parse and check the bytes of a meta.json file.
+pub(crate) fn decode_meta(path: &Path, bytes: &[u8]) -> Result<EnvMeta> {
+    decode_checksummed(path, bytes)
+}
+
+/// `{"checksum": <blake3 of the exact body bytes>, "meta": <body>}`: the format of every
+/// checksummed record in the store (environment metadata, image records). The check hashes the
+/// body's bytes as stored, so it never depends on re-serialising.
+pub fn encode_checksummed<T: serde::Serialize>(value: &T, dest: &Path) -> Result<Vec<u8>> {
+    let body = serde_json::to_string_pretty(value).map_err(|e| StoreError::Io {
         path: dest.to_path_buf(),
-        op: "encode the metadata (a path in it is not valid UTF-8?) for",
+        op: "encode the record (a path in it is not valid UTF-8?) for",
         source: io::Error::new(io::ErrorKind::InvalidInput, e),
     })?;
     let checksum = blake3::hash(body.as_bytes()).to_hex();
     Ok(format!("{{\n\"checksum\": \"{checksum}\",\n\"meta\": {body}\n}}\n").into_bytes())
 }
 
-/// Parse and check the bytes of a meta.json file.
-pub(crate) fn decode_meta(path: &Path, bytes: &[u8]) -> Result<EnvMeta> {
+/// Parse and check the bytes written by [`encode_checksummed`].
+pub fn decode_checksummed<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
     let corrupt = |detail: String| StoreError::Corrupt {
         path: path.to_path_buf(),
         detail,
     };
     let envelope: Envelope<'_> = serde_json::from_slice(bytes)
-        .map_err(|e| corrupt(format!("not a checksummed metadata file: {e}")))?;
+        .map_err(|e| corrupt(format!("not a checksummed record: {e}")))?;
     let actual = blake3::hash(envelope.meta.get().as_bytes()).to_hex();
     if actual.as_str() != envelope.checksum {
         return Err(corrupt(format!(
-            "checksum mismatch: the file records {:?} but its metadata hashes to {actual}; it was \
+            "checksum mismatch: the file records {:?} but its content hashes to {actual}; it was \
              damaged or edited by hand",
             envelope.checksum
         )));
     }
     serde_json::from_str(envelope.meta.get()).map_err(|e| {
         corrupt(format!(
-            "the checksum is right but the metadata is not valid: {e}"
+            "the checksum is right but the content is not valid: {e}"
         ))
     })
 }

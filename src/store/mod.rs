@@ -40,7 +40,7 @@ pub use fsutil::{now_secs, remove_tree};
 pub use gc::{GcItem, GcItemKind, GcReport};
 pub use journal::{OpKind, Operation};
 pub use lock::{EnvLock, RunMarker, StoreLock};
-pub use meta::EnvMeta;
+pub use meta::{decode_checksummed, encode_checksummed, EnvMeta};
 pub use object::VerifiedReader;
 pub use recover::{RecoveredOp, RecoveryReport};
 pub use verify::{Problem, ProblemKind, VerifyReport};
@@ -126,6 +126,10 @@ impl Store {
     }
 
     /// Where an environment lives: `envs/<id>`.
+    pub fn images_dir(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
     pub fn env_dir(&self, id: &EnvId) -> PathBuf {
         self.envs_dir().join(id.as_str())
     }
