@@ -93,7 +93,7 @@ fn truncated_missing_checksum_unknown_field_and_missing_file_are_corrupt() {
     let good = fs::read(&path).unwrap();
 
     fs::write(&path, &good[..good.len() / 2]).unwrap();
-    assert_corrupt(store.read_meta(&id), "not a checksummed metadata file");
+    assert_corrupt(store.read_meta(&id), "not a checksummed record");
 
     let plain = format!("{{\"meta\": {}}}", serde_json::to_string(&meta).unwrap());
     fs::write(&path, plain).unwrap();
