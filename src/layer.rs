@@ -150,6 +150,54 @@ fn annotate(e: io::Error, op: &str, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("cannot {op} {}: {e}", path.display()))
 }
 
+/// Copy a tree (files with their permission bits, directories, symlinks as links). Hard links
+/// become separate files; device nodes, fifos and sockets are skipped and returned, so the
+/// caller can report them. Directory modes are applied after their contents, so read-only
+/// directories copy too.
+pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<Vec<PathBuf>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut skipped = Vec::new();
+    let mut dirs = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    fs::create_dir_all(dst).map_err(|e| annotate(e, "create", dst))?;
+    dirs.push((
+        PathBuf::new(),
+        fs::symlink_metadata(src)?.permissions().mode(),
+    ));
+    while let Some(rel) = stack.pop() {
+        let from_dir = src.join(&rel);
+        for entry in
+            fs::read_dir(&from_dir).map_err(|e| annotate(e, "read directory", &from_dir))?
+        {
+            let entry = entry?;
+            let child = rel.join(entry.file_name());
+            let (from, to) = (src.join(&child), dst.join(&child));
+            let meta = fs::symlink_metadata(&from).map_err(|e| annotate(e, "stat", &from))?;
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                fs::create_dir(&to).map_err(|e| annotate(e, "create", &to))?;
+                dirs.push((child.clone(), meta.permissions().mode()));
+                stack.push(child);
+            } else if ft.is_file() {
+                fs::copy(&from, &to).map_err(|e| annotate(e, "copy", &from))?;
+            } else if ft.is_symlink() {
+                let target = fs::read_link(&from).map_err(|e| annotate(e, "read link", &from))?;
+                std::os::unix::fs::symlink(&target, &to).map_err(|e| annotate(e, "link", &to))?;
+            } else {
+                skipped.push(child);
+            }
+        }
+    }
+    // Deepest first, so that making a directory read-only never blocks a child's mode change.
+    dirs.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.components().count()));
+    for (rel, mode) in dirs {
+        let path = dst.join(&rel);
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o7777))
+            .map_err(|e| annotate(e, "set the mode of", &path))?;
+    }
+    Ok(skipped)
+}
+
 /// Digest of a tree as the blake3 of its deterministic tar stream, computed without storing it.
 pub fn tree_digest(root: &Path) -> io::Result<crate::types::Digest> {
     let mut hasher = blake3::Hasher::new();

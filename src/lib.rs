@@ -24,6 +24,7 @@ pub mod crashpoint;
 pub mod engine;
 pub mod events;
 pub mod fsutil;
+pub mod image;
 pub mod layer;
 pub mod lock;
 pub mod manifest;

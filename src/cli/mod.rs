@@ -121,7 +121,12 @@ pub enum Command {
     Unarchive { env: String },
     /// Give an environment a new name
     Rename { env: String, name: String },
-    /// Remove store objects that no environment uses
+    /// List, fetch or remove cached base images
+    Images {
+        #[command(subcommand)]
+        action: Option<ImagesCommand>,
+    },
+    /// Remove store objects and images that no environment uses
     Gc {
         /// Only report what would be removed
         #[arg(long)]
@@ -135,6 +140,17 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the manual page (roff)
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// List cached images with their size and the environments that use them (the default)
+    #[command(visible_alias = "ls")]
+    List,
+    /// Fetch the newest build of an image (alias, URL or local tarball) into the cache
+    Pull { name: String },
+    /// Remove a cached image that no environment uses (sha256 or a unique prefix)
+    Rm { image: String },
 }
 
 /// The default store: `$XDG_DATA_HOME/karapace`, else `~/.local/share/karapace`.

@@ -147,6 +147,7 @@ pub(super) fn run_command(
             out.result(&report, &super::output_text::gc(&report, *dry_run))?;
         }
         Command::VerifyStore => return verify(engine, out),
+        Command::Images { action } => images(engine, action.as_ref(), out)?,
         Command::Doctor => {
             let backends = engine.backends();
             let text = super::output_text::doctor(&backends);
@@ -234,6 +235,37 @@ fn run_program(
     }
     // Exit codes are 8 bits wide (wait(2)); 128+N for signals already fits.
     Ok(u8::try_from(code & 0xff).unwrap_or(exit::FAILED))
+}
+
+fn images(
+    engine: &Engine,
+    action: Option<&super::ImagesCommand>,
+    out: &Printer,
+) -> Result<(), EngineError> {
+    use super::ImagesCommand;
+    match action.unwrap_or(&ImagesCommand::List) {
+        ImagesCommand::List => {
+            let list = engine.image_list()?;
+            out.result(&list, &super::output_text::images(&list))
+        }
+        ImagesCommand::Pull { name } => {
+            let record = engine.image_pull(name)?;
+            out.result(
+                &record,
+                &format!(
+                    "{} build {}: sha256 {} ({} bytes)",
+                    record.reference, record.build, record.sha256, record.size
+                ),
+            )
+        }
+        ImagesCommand::Rm { image } => {
+            let (record, bytes) = engine.image_remove(image)?;
+            out.result(
+                &json!({"status": "removed", "sha256": record.sha256, "bytes": bytes}),
+                &format!("removed image {} ({} bytes)", record.sha256, bytes),
+            )
+        }
+    }
 }
 
 fn verify(engine: &Engine, out: &Printer) -> Result<u8, EngineError> {

@@ -15,7 +15,7 @@ macro_rules! outw {
     };
 }
 
-use crate::engine::{BrokenEnv, EnvDetails, EnvSummary};
+use crate::engine::{BrokenEnv, EnvDetails, EnvSummary, ImageInfo};
 use crate::runtime::backend::Availability;
 use crate::store::{GcReport, VerifyReport};
 
@@ -164,6 +164,53 @@ pub fn inspect(d: &EnvDetails) -> String {
     out
 }
 
+pub fn images(list: &[ImageInfo]) -> String {
+    if list.is_empty() {
+        return "no cached images: `karapace-tui images pull debian` fetches one".to_string();
+    }
+    let mut out = format!(
+        "{}  {}  {}  {}  {}\n",
+        pad("SHA256", 12),
+        pad("IMAGE", 26),
+        pad("BUILD", 16),
+        pad("SIZE", 10),
+        "USED BY"
+    );
+    for i in list {
+        let r = &i.record;
+        let used = if i.used_by.is_empty() {
+            "-".to_string()
+        } else {
+            i.used_by.join(", ")
+        };
+        outln!(
+            out,
+            "{}  {}  {}  {}  {used}",
+            &r.sha256[..12],
+            pad(&r.reference, 26),
+            pad(&r.build, 16),
+            pad(&human_bytes(i.disk_usage_bytes), 10)
+        );
+    }
+    out
+}
+
+/// 1234567 → "1.2 MiB".
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 pub fn gc(report: &GcReport, dry_run: bool) -> String {
     let verb = if dry_run { "would remove" } else { "removed" };
     let mut out = String::new();
@@ -192,9 +239,10 @@ pub fn verify(report: &VerifyReport) -> String {
     }
     outw!(
         out,
-        "checked {} object(s) and {} environment(s): {}",
+        "checked {} object(s), {} environment(s) and {} image(s): {}",
         report.objects_checked,
         report.envs_checked,
+        report.images_checked,
         if report.problems.is_empty() {
             "no problems".to_string()
         } else {

@@ -46,8 +46,10 @@ impl Engine {
         let manifest = Manifest::load(&opts.manifest, &self.parse_env)?;
         let backend = self.backend(manifest.runtime.backend);
         let lock_path = lock_path_for(&manifest.path);
-        let lock = self.lock_for(&manifest, backend.as_ref(), opts)?;
+        // Held from resolution on: resolving may fetch a base image into the store, which gc
+        // (exclusive) must not collect half-way.
         let _store_lock = self.store.lock_store_shared()?;
+        let lock = self.lock_for(&manifest, backend.as_ref(), opts)?;
         self.recover()?;
         let built = {
             let _env_lock = self.store.lock_env(&lock.env_id)?;
@@ -97,9 +99,9 @@ impl Engine {
         self.ensure_state(&old, "rebuild", &[EnvState::Built, EnvState::Defined])?;
         self.ensure_not_running(&old, "rebuild", false)?;
         let backend = self.backend(manifest.runtime.backend);
-        let lock = self.lock_for(&manifest, backend.as_ref(), opts)?;
         let lock_path = lock_path_for(&manifest.path);
         let _store_lock = self.store.lock_store_shared()?;
+        let lock = self.lock_for(&manifest, backend.as_ref(), opts)?;
         self.recover()?;
         let name = opts.name.clone().or_else(|| old.name.clone());
         {
@@ -186,9 +188,11 @@ impl Engine {
             "resolving {}",
             manifest.path.display()
         )));
+        let images = self.images()?;
         let fresh = backend.resolve(&ResolveRequest {
             manifest,
             offline: opts.offline,
+            images: &images,
             events: self.events.as_ref(),
         })?;
         let resolution = match (&existing, opts.update) {
@@ -226,10 +230,12 @@ impl Engine {
             lock.env_id.short(),
             backend.kind()
         )));
+        let images = self.images()?;
         let output = backend.build(&BuildRequest {
             manifest,
             lock,
             offline,
+            images: &images,
             staging: &staging,
             store: &self.store,
             events: self.events.as_ref(),

@@ -1,5 +1,6 @@
 //! The engine's error type and its mapping to exit codes.
 
+use crate::image::ImageError;
 use crate::lock::LockError;
 use crate::manifest::ManifestError;
 use crate::runtime::backend::BackendError;
@@ -24,6 +25,16 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Backend(#[from] BackendError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("invalid image `{name}`: {problem} (allowed: {allowed})")]
+    InvalidImage {
+        name: String,
+        problem: String,
+        allowed: String,
+    },
+    #[error("image {sha256} is used by {users}; destroy those environments first")]
+    ImageInUse { sha256: String, users: String },
     #[error("no environment matches `{query}`; `karapace-tui list` shows the ids and names")]
     NotFound { query: String },
     #[error("`{query}` matches several environments; use more of the id:\n{}", .candidates.join("\n"))]
@@ -76,7 +87,10 @@ impl EngineError {
             | EngineError::Ambiguous { .. }
             | EngineError::PrefixTooShort { .. }
             | EngineError::InvalidName { .. }
-            | EngineError::UnknownTemplate { .. } => exit::USAGE,
+            | EngineError::UnknownTemplate { .. }
+            | EngineError::InvalidImage { .. } => exit::USAGE,
+            EngineError::Image(ImageError::Tampered { .. }) => exit::INTEGRITY,
+            EngineError::Image(ImageError::Store(e)) if e.is_integrity() => exit::INTEGRITY,
             EngineError::Lock(LockError::Read { .. } | LockError::Write { .. }) => exit::FAILED,
             EngineError::Lock(_) => exit::USAGE,
             EngineError::Store(e) if e.is_integrity() => exit::INTEGRITY,

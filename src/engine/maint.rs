@@ -10,7 +10,11 @@ use crate::store::{GcReport, VerifyReport};
 impl Engine {
     /// Remove what no environment references. `dry_run` reports the same list, removing nothing.
     pub fn gc(&self, dry_run: bool) -> Result<GcReport> {
-        let report = self.store.gc(dry_run, &[])?;
+        let mut report = self.store.gc(dry_run, &[])?;
+        for item in self.gc_images(dry_run)? {
+            report.bytes += item.bytes;
+            report.items.push(item);
+        }
         self.events.emit(Event::info(format!(
             "{} {} item(s), {} bytes",
             if dry_run { "would remove" } else { "removed" },
@@ -28,7 +32,11 @@ impl Engine {
             let _store_lock = self.store.lock_store_shared()?;
             self.recover()?;
         }
-        Ok(self.store.verify()?)
+        let mut report = self.store.verify()?;
+        let (images, problems) = self.verify_images()?;
+        report.images_checked = images;
+        report.problems.extend(problems);
+        Ok(report)
     }
 }
 

@@ -13,6 +13,7 @@
 
 mod build;
 mod error;
+mod images;
 mod lifecycle;
 mod maint;
 mod query;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 pub use build::{BuildOptions, BuildOutcome};
 pub use error::{exit, EngineError};
+pub use images::ImageInfo;
 pub use maint::write_template;
 pub use query::{BrokenEnv, EnvDetails, EnvSummary, StateView};
 

@@ -108,11 +108,7 @@ pub fn lookup_alias(written: &str) -> Option<(&'static str, &'static str)> {
 }
 
 /// Parses `[base] image`. `manifest_dir` and `home` resolve local paths.
-pub(crate) fn parse_image(
-    written: &str,
-    manifest_dir: &Path,
-    home: &Path,
-) -> Result<ImageRef, Problem> {
+pub fn parse_image(written: &str, manifest_dir: &Path, home: &Path) -> Result<ImageRef, Problem> {
     let text = written.trim();
     if text.is_empty() {
         return Err(Problem::EmptyImage);

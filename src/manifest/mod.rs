@@ -33,7 +33,9 @@ use toml::Spanned;
 
 use self::error::Reporter;
 pub use self::error::{ManifestError, MountProblem, NameKind, NameProblem, Problem};
-pub use self::image::{lookup_alias, BaseImage, ImageRef, IMAGE_ALIASES, TARBALL_SUFFIXES};
+pub use self::image::{
+    lookup_alias, parse_image, BaseImage, ImageRef, IMAGE_ALIASES, TARBALL_SUFFIXES,
+};
 pub use self::mounts::MountSpec;
 pub use self::names::{validate_package_name, PackageSpec, MAX_NAME_LEN};
 pub use self::templates::{template, Template, TEMPLATES};

@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::events::EventSink;
+use crate::image::Images;
 use crate::lock::{LockFile, Resolution};
 use crate::manifest::Manifest;
 use crate::store::{EnvMeta, RunMarker, Store};
@@ -58,6 +59,8 @@ pub enum BackendError {
     },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
 }
 
 impl BackendError {
@@ -83,6 +86,8 @@ pub struct Availability {
 pub struct ResolveRequest<'a> {
     pub manifest: &'a Manifest,
     pub offline: bool,
+    /// The image cache and server, to resolve and fetch the base image.
+    pub images: &'a Images<'a>,
     pub events: &'a dyn EventSink,
 }
 
@@ -91,6 +96,7 @@ pub struct BuildRequest<'a> {
     /// What to build, exactly: the base image and package versions to install.
     pub lock: &'a LockFile,
     pub offline: bool,
+    pub images: &'a Images<'a>,
     /// An empty directory owned by the build; it becomes the environment directory.
     pub staging: &'a Path,
     pub store: &'a Store,

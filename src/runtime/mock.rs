@@ -32,10 +32,13 @@ use super::session::SessionProcess;
 use crate::events::Event;
 use crate::layer::{self, PackMode};
 use crate::lock::{LockedBase, LockedPackage, Resolution};
+use crate::manifest::ImageRef;
 use crate::store::Store;
 use crate::types::{BackendKind, Digest, EnvId};
 
 const KIND: BackendKind = BackendKind::Mock;
+/// The `source` of generated base images in the lock.
+const GENERATED: &str = "mock";
 /// Where the mock package database lives inside the environment tree.
 const PKG_DB: &str = "var/lib/karapace-mock/packages";
 
@@ -82,6 +85,122 @@ impl MockBackend {
         if !self.delay.is_zero() {
             std::thread::sleep(self.delay);
         }
+    }
+
+    /// The generated base image of an alias: its "archive" is the deterministic tar of the
+    /// generated tree, so its sha256 and tree digest are real digests of real bytes.
+    fn generated_base(&self, req: &ResolveRequest) -> Result<LockedBase, BackendError> {
+        let image = req.manifest.base.image.canonical();
+        req.events
+            .emit(Event::info(format!("mock: resolving base image {image}")));
+        let scratch = tempfile::Builder::new()
+            .prefix("karapace-mock-resolve")
+            .tempdir()
+            .map_err(io_err("create scratch directory", &std::env::temp_dir()))?;
+        write_base(scratch.path(), &image)?;
+        let mut hashes = TwoHashes {
+            sha: Sha256::new(),
+            b3: blake3::Hasher::new(),
+            len: 0,
+        };
+        layer::pack_dir(scratch.path(), &mut hashes, PackMode::Deterministic)
+            .map_err(io_err("pack base image", scratch.path()))?;
+        let archive_sha256 = hex(&hashes.sha.finalize());
+        if let Some(pin) = &req.manifest.base.sha256 {
+            if *pin != archive_sha256 {
+                return Err(BackendError::ImageHashMismatch {
+                    image,
+                    expected: pin.clone(),
+                    actual: archive_sha256,
+                });
+            }
+        }
+        Ok(LockedBase {
+            image,
+            source: GENERATED.to_string(),
+            build: format!("mock-epoch-{}", self.epoch),
+            archive_sha256,
+            archive_size: hashes.len,
+            tree_digest: Digest::from_hash(hashes.b3.finalize()).to_string(),
+            server: None,
+            item_path: None,
+        })
+    }
+
+    /// Write the generated base tree and store it as a layer, checking it against the lock.
+    fn build_generated_base(
+        &self,
+        req: &BuildRequest,
+        rootfs: &Path,
+    ) -> Result<Digest, BackendError> {
+        let base = &req.lock.base;
+        req.events.emit(Event::info(format!(
+            "mock: unpacking base image {}",
+            base.image
+        )));
+        self.pause();
+        write_base(rootfs, &base.image)?;
+        let base_layer = store_layer(req.store, rootfs, req.staging)?;
+        if base_layer.as_str() != base.tree_digest {
+            return Err(BackendError::Failed {
+                backend: KIND,
+                step: "verify base image",
+                detail: format!(
+                    "the generated tree has digest {base_layer}, the lock records {}; \
+                     run `karapace-tui build --update` to re-resolve",
+                    base.tree_digest
+                ),
+            });
+        }
+        Ok(base_layer)
+    }
+
+    /// Copy the verified, cached image tree (fetched again if it is not cached). The image
+    /// stays in the image cache, so it is not stored a second time as a layer.
+    fn copy_real_base(&self, req: &BuildRequest, rootfs: &Path) -> Result<(), BackendError> {
+        let record = req
+            .images
+            .ensure(&req.manifest.base, Some(&req.lock.base), req.offline)?;
+        req.events.emit(Event::info(format!(
+            "mock: copying image {} ({})",
+            record.reference, record.sha256
+        )));
+        let image_root = req.images.cache().rootfs(&record.sha256);
+        let skipped = layer::copy_tree(&image_root, rootfs)
+            .map_err(io_err("copy the base image", &image_root))?;
+        for path in skipped {
+            req.events.emit(Event::warn(format!(
+                "mock: not copied (special file): {}",
+                path.display()
+            )));
+        }
+        let db = rootfs.join(PKG_DB);
+        fs::create_dir_all(&db).map_err(io_err("create package database", &db))
+    }
+
+    /// "Install" the locked packages into the mock package database and store it as a layer.
+    fn install_packages(&self, req: &BuildRequest, rootfs: &Path) -> Result<Digest, BackendError> {
+        let total = req.lock.packages.len() as u64;
+        for (i, pkg) in req.lock.packages.iter().enumerate() {
+            self.pause();
+            req.events.emit(Event::info(format!(
+                "mock: installing {} {}",
+                pkg.name, pkg.version
+            )));
+            let path = rootfs.join(PKG_DB).join(&pkg.name);
+            fs::write(&path, format!("{} {}\n", pkg.name, pkg.version))
+                .map_err(io_err("install package", &path))?;
+            crate::crashpoint::hit("mock: package installed");
+            req.events.emit(Event::Progress {
+                task: "installing packages".to_string(),
+                done: i as u64 + 1,
+                total: Some(total),
+            });
+        }
+        let layer = store_layer(req.store, &rootfs.join(PKG_DB), req.staging)?;
+        req.events
+            .emit(Event::info(format!("mock: installed {total} package(s)")));
+        Ok(layer)
     }
 }
 
@@ -178,40 +297,15 @@ impl RuntimeBackend for MockBackend {
     }
 
     fn resolve(&self, req: &ResolveRequest) -> Result<Resolution, BackendError> {
-        let image = req.manifest.base.image.canonical();
-        req.events
-            .emit(Event::info(format!("mock: resolving base image {image}")));
-        let scratch = tempfile::Builder::new()
-            .prefix("karapace-mock-resolve")
-            .tempdir()
-            .map_err(io_err("create scratch directory", &std::env::temp_dir()))?;
-        write_base(scratch.path(), &image)?;
-        let mut hashes = TwoHashes {
-            sha: Sha256::new(),
-            b3: blake3::Hasher::new(),
-            len: 0,
-        };
-        layer::pack_dir(scratch.path(), &mut hashes, PackMode::Deterministic)
-            .map_err(io_err("pack base image", scratch.path()))?;
-        let archive_sha256 = hex(&hashes.sha.finalize());
-        if let Some(pin) = &req.manifest.base.sha256 {
-            if *pin != archive_sha256 {
-                return Err(BackendError::ImageHashMismatch {
-                    image,
-                    expected: pin.clone(),
-                    actual: archive_sha256,
-                });
-            }
-        }
-        let base = LockedBase {
-            image,
-            source: "mock".to_string(),
-            build: format!("mock-epoch-{}", self.epoch),
-            archive_sha256,
-            archive_size: hashes.len,
-            tree_digest: Digest::from_hash(hashes.b3.finalize()).to_string(),
-            server: None,
-            item_path: None,
+        let base = match &req.manifest.base.image {
+            // Aliases get a generated image: the mock never needs a network or a server.
+            ImageRef::Alias { .. } => self.generated_base(req)?,
+            // A custom URL or tarball is an explicit choice of real bytes: fetch and verify it
+            // like every backend does, and build on its real tree.
+            ImageRef::Url(_) | ImageRef::LocalPath(_) => req
+                .images
+                .ensure(&req.manifest.base, None, req.offline)?
+                .locked(),
         };
         let packages = req
             .manifest
@@ -230,48 +324,14 @@ impl RuntimeBackend for MockBackend {
 
     fn build(&self, req: &BuildRequest) -> Result<BuildOutput, BackendError> {
         let rootfs = req.staging.join("rootfs");
-        let base = &req.lock.base;
-        req.events.emit(Event::info(format!(
-            "mock: unpacking base image {}",
-            base.image
-        )));
-        self.pause();
-        write_base(&rootfs, &base.image)?;
-        let base_layer = store_layer(req.store, &rootfs, req.staging)?;
-        if base_layer.as_str() != base.tree_digest {
-            return Err(BackendError::Failed {
-                backend: KIND,
-                step: "verify base image",
-                detail: format!(
-                    "the generated tree has digest {base_layer}, the lock records {}; \
-                     run `karapace-tui build --update` to re-resolve",
-                    base.tree_digest
-                ),
-            });
+        let mut layers = Vec::new();
+        if req.lock.base.source == GENERATED {
+            layers.push(self.build_generated_base(req, &rootfs)?);
+        } else {
+            self.copy_real_base(req, &rootfs)?;
         }
-        let total = req.lock.packages.len() as u64;
-        for (i, pkg) in req.lock.packages.iter().enumerate() {
-            self.pause();
-            req.events.emit(Event::info(format!(
-                "mock: installing {} {}",
-                pkg.name, pkg.version
-            )));
-            let path = rootfs.join(PKG_DB).join(&pkg.name);
-            fs::write(&path, format!("{} {}\n", pkg.name, pkg.version))
-                .map_err(io_err("install package", &path))?;
-            crate::crashpoint::hit("mock: package installed");
-            req.events.emit(Event::Progress {
-                task: "installing packages".to_string(),
-                done: i as u64 + 1,
-                total: Some(total),
-            });
-        }
-        let pkg_layer = store_layer(req.store, &rootfs.join(PKG_DB), req.staging)?;
-        req.events
-            .emit(Event::info(format!("mock: installed {total} package(s)")));
-        Ok(BuildOutput {
-            layers: vec![base_layer, pkg_layer],
-        })
+        layers.push(self.install_packages(req, &rootfs)?);
+        Ok(BuildOutput { layers })
     }
 
     fn run(&self, req: &RunRequest) -> Result<i32, BackendError> {

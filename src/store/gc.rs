@@ -37,6 +37,10 @@ pub enum GcItemKind {
     RunMarker,
     /// An empty `run/<id>` directory.
     RunDir,
+    /// A cached base image that no environment's lock uses.
+    Image,
+    /// The temp directory of an image fetch that did not finish.
+    ImageTemp,
 }
 
 impl GcItemKind {
@@ -47,6 +51,8 @@ impl GcItemKind {
             GcItemKind::TempFile => "temp_file",
             GcItemKind::RunMarker => "run_marker",
             GcItemKind::RunDir => "run_dir",
+            GcItemKind::Image => "image",
+            GcItemKind::ImageTemp => "image_temp",
         }
     }
 }

@@ -43,6 +43,8 @@ pub enum ProblemKind {
     UnknownFile,
     /// A file or directory that could not be read.
     Unreadable,
+    /// A cached base image whose record is damaged or whose files no longer match its digest.
+    CorruptImage,
 }
 
 impl ProblemKind {
@@ -50,6 +52,7 @@ impl ProblemKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ProblemKind::CorruptObject => "corrupt_object",
+            ProblemKind::CorruptImage => "corrupt_image",
             ProblemKind::MissingObject => "missing_object",
             ProblemKind::CorruptMeta => "corrupt_meta",
             ProblemKind::MissingEnvContent => "missing_env_content",
@@ -82,6 +85,8 @@ pub struct VerifyReport {
     pub objects_checked: usize,
     pub bytes_checked: u64,
     pub envs_checked: usize,
+    /// Cached base images re-verified (filled in by the engine, which owns the image cache).
+    pub images_checked: usize,
     pub problems: Vec<Problem>,
     /// Temp files of crashed writes (no process holds them); harmless, removed by gc.
     pub leftover_temp_files: Vec<PathBuf>,

@@ -1,0 +1,116 @@
+//! Download progress: a `Read` adapter that turns bytes read into throttled
+//! [`Event::Progress`] events, with the transfer rate carried in the task text.
+
+use std::io::{self, Read};
+use std::time::{Duration, Instant};
+
+use crate::events::{Event, EventSink};
+
+/// How often a [`ProgressReader`] reports.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What separates the task name from the transfer rate in a progress event's `task`.
+pub const RATE_SEPARATOR: &str = " @ ";
+
+/// Splits a progress `task` into its name and its rate text (`"12.5 MiB/s"`), if it has one.
+pub fn split_rate(task: &str) -> (&str, Option<&str>) {
+    match task.rsplit_once(RATE_SEPARATOR) {
+        Some((name, rate)) => (name, Some(rate)),
+        None => (task, None),
+    }
+}
+
+/// Bytes per second as `"812 B/s"`, `"1.5 KiB/s"`, `"12.3 MiB/s"`, `"1.0 GiB/s"`.
+pub fn format_rate(bytes_per_sec: f64) -> String {
+    const UNITS: [&str; 4] = ["B/s", "KiB/s", "MiB/s", "GiB/s"];
+    let mut value = bytes_per_sec;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A `Read` adapter that reports `Event::Progress { task, done, total }` at most every ~100 ms,
+/// and once more at end of file. The average rate so far is appended to `task` after
+/// [`RATE_SEPARATOR`]; [`split_rate`] takes it apart again.
+pub struct ProgressReader<'a, R> {
+    inner: R,
+    task: String,
+    total: Option<u64>,
+    sink: &'a dyn EventSink,
+    done: u64,
+    started: Instant,
+    last_emit: Option<Instant>,
+    finished: bool,
+}
+
+impl<'a, R: Read> ProgressReader<'a, R> {
+    pub fn new(
+        inner: R,
+        task: String,
+        total: Option<u64>,
+        sink: &'a dyn EventSink,
+    ) -> ProgressReader<'a, R> {
+        ProgressReader {
+            inner,
+            task,
+            total,
+            sink,
+            done: 0,
+            started: Instant::now(),
+            last_emit: None,
+            finished: false,
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn done(&self) -> u64 {
+        self.done
+    }
+
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    fn emit(&mut self, now: Instant) {
+        let elapsed = now.duration_since(self.started).as_secs_f64();
+        let task = if elapsed >= 0.001 && self.done > 0 {
+            let rate = format_rate(self.done as f64 / elapsed);
+            format!("{}{RATE_SEPARATOR}{rate}", self.task)
+        } else {
+            self.task.clone()
+        };
+        self.sink.emit(Event::Progress {
+            task,
+            done: self.done,
+            total: self.total,
+        });
+        self.last_emit = Some(now);
+    }
+}
+
+impl<R: Read> Read for ProgressReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        let now = Instant::now();
+        if n == 0 && !buf.is_empty() {
+            if !self.finished {
+                self.finished = true;
+                self.emit(now);
+            }
+        } else if self
+            .last_emit
+            .is_none_or(|last| now.duration_since(last) >= PROGRESS_INTERVAL)
+        {
+            self.emit(now);
+        }
+        Ok(n)
+    }
+}
