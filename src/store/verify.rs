@@ -306,7 +306,12 @@ impl Store {
                 .strip_prefix("env-")
                 .and_then(|rest| rest.strip_suffix(".lock"))
                 .is_some_and(|id| id.parse::<EnvId>().is_ok());
-            if name != STORE_LOCK && name != NAMES_LOCK && !env_lock {
+            // Image fetch locks are keyed by a sha256 or a blake3 (both 64 hex characters).
+            let image_lock = name
+                .strip_prefix("image-")
+                .and_then(|rest| rest.strip_suffix(".lock"))
+                .is_some_and(|key| key.parse::<crate::types::Digest>().is_ok());
+            if name != STORE_LOCK && name != NAMES_LOCK && !env_lock && !image_lock {
                 scan.report
                     .add(path, ProblemKind::UnknownFile, "not a lock file");
             }
