@@ -188,16 +188,12 @@ impl Engine {
                 }
             };
             let rootfs = images.cache().rootfs(sha);
-            match crate::image::tree::tree_digest(&rootfs) {
-                Ok(actual) if actual == record.tree_digest => {}
-                Ok(actual) => problems.push(Problem {
+            match crate::image::tree::tree_hasher(&rootfs).map(|h| h.finish_with_index()) {
+                Ok((actual, _)) if actual == record.tree_digest => {}
+                Ok((actual, now)) => problems.push(Problem {
                     path: rootfs,
                     kind: ProblemKind::CorruptImage,
-                    detail: format!(
-                        "files changed since the image was verified: tree digest {actual}, \
-                         recorded {}",
-                        record.tree_digest
-                    ),
+                    detail: tampered_detail(images.cache().index(sha), &now, &actual, record),
                 }),
                 Err(e) => problems.push(Problem {
                     path: rootfs,
@@ -208,4 +204,30 @@ impl Engine {
         }
         Ok((list.len(), problems))
     }
+}
+
+/// What changed in a tampered image: the entries that differ from the recorded index (the
+/// first few), or the digests alone when no index was recorded.
+fn tampered_detail(
+    recorded: Option<crate::image::tree::EntryIndex>,
+    now: &crate::image::tree::EntryIndex,
+    actual: &crate::types::Digest,
+    record: &ImageRecord,
+) -> String {
+    const SHOWN: usize = 10;
+    let digests = format!("tree digest {actual}, recorded {}", record.tree_digest);
+    let Some(recorded) = recorded else {
+        return format!("files changed since the image was verified ({digests})");
+    };
+    let changed = recorded.differences(now);
+    let mut names = changed
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if changed.len() > SHOWN {
+        names.push_str(&format!(" and {} more", changed.len() - SHOWN));
+    }
+    format!("files changed since the image was verified: {names} ({digests})")
 }

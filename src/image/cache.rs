@@ -16,6 +16,8 @@ use crate::store::{decode_checksummed, encode_checksummed, Store, StoreError};
 use crate::types::Digest;
 
 const RECORD: &str = "image.json";
+/// Per-entry record hashes (`tree::EntryIndex`), used to name tampered files.
+const INDEX: &str = "tree.idx";
 const TMP_PREFIX: &str = ".tmp-";
 
 /// What is known about a cached image.
@@ -197,7 +199,15 @@ impl ImageCache {
 
     /// Write the record into the temp entry and rename it into place. If another fetch put the
     /// same image in place meanwhile, this copy is dropped and theirs is kept.
-    pub fn install(&self, mut temp: TempEntry, record: &ImageRecord) -> Result<(), ImageError> {
+    pub fn install(
+        &self,
+        mut temp: TempEntry,
+        record: &ImageRecord,
+        index: &super::tree::EntryIndex,
+    ) -> Result<(), ImageError> {
+        let index_path = temp.path.join(INDEX);
+        crate::fsutil::write_atomic(&index_path, &index.encode())
+            .map_err(io_err("write the image index", &index_path))?;
         let record_path = temp.path.join(RECORD);
         let bytes = encode_checksummed(record, &record_path)?;
         crate::fsutil::write_atomic(&record_path, &bytes)
@@ -212,6 +222,12 @@ impl ImageCache {
         crate::fsutil::fsync_dir(&self.dir).map_err(io_err("fsync", &self.dir))?;
         crate::crashpoint::hit("image: installed");
         Ok(())
+    }
+
+    /// The recorded entry index of a cached image, if it has a readable one.
+    pub fn index(&self, sha256: &str) -> Option<super::tree::EntryIndex> {
+        let bytes = fs::read(self.entry_dir(sha256).join(INDEX)).ok()?;
+        super::tree::EntryIndex::decode(&bytes)
     }
 
     /// Remove a cached image; returns the bytes it used.

@@ -205,7 +205,7 @@ pub fn fetch_into(
             record.reference
         )));
     }
-    cache.install(temp, &record)?;
+    cache.install(temp, &record, &report.index)?;
     events.emit(Event::info(format!(
         "image {} verified: sha256 {} ({} bytes)",
         record.reference, record.sha256, record.size

@@ -146,26 +146,104 @@ impl TreeHasher {
         let mut hasher = blake3::Hasher::new();
         hasher.update(TREE_DIGEST_DOMAIN);
         for (path, (kind, mode)) in &self.records {
-            hasher.update(&(path.len() as u64).to_le_bytes());
-            hasher.update(path);
-            hasher.update(&[kind.tag()]);
-            hasher.update(&mode.to_le_bytes());
-            match kind {
-                TreeKind::File { content } => {
-                    hasher.update(content);
-                }
-                TreeKind::Symlink { target } => {
-                    hasher.update(&(target.len() as u64).to_le_bytes());
-                    hasher.update(target);
-                }
-                TreeKind::CharDevice { major, minor } | TreeKind::BlockDevice { major, minor } => {
-                    hasher.update(&major.to_le_bytes());
-                    hasher.update(&minor.to_le_bytes());
-                }
-                TreeKind::Dir | TreeKind::Fifo | TreeKind::Socket => {}
-            }
+            hash_record(&mut hasher, path, kind, *mode);
         }
         Digest::from_hash(hasher.finalize())
+    }
+
+    /// The tree digest and an index of every entry: its path and the blake3 of its record.
+    /// The index is what lets `verify-store` name the entries that changed, not just say that
+    /// the digest differs.
+    pub fn finish_with_index(self) -> (Digest, EntryIndex) {
+        let index = EntryIndex(
+            self.records
+                .iter()
+                .map(|(path, (kind, mode))| {
+                    let mut h = blake3::Hasher::new();
+                    hash_record(&mut h, path, kind, *mode);
+                    (path.clone(), *h.finalize().as_bytes())
+                })
+                .collect(),
+        );
+        (self.finish(), index)
+    }
+}
+
+/// Feed one record, in the encoding described in the module doc.
+fn hash_record(hasher: &mut blake3::Hasher, path: &[u8], kind: &TreeKind, mode: u32) {
+    hasher.update(&(path.len() as u64).to_le_bytes());
+    hasher.update(path);
+    hasher.update(&[kind.tag()]);
+    hasher.update(&mode.to_le_bytes());
+    match kind {
+        TreeKind::File { content } => {
+            hasher.update(content);
+        }
+        TreeKind::Symlink { target } => {
+            hasher.update(&(target.len() as u64).to_le_bytes());
+            hasher.update(target);
+        }
+        TreeKind::CharDevice { major, minor } | TreeKind::BlockDevice { major, minor } => {
+            hasher.update(&major.to_le_bytes());
+            hasher.update(&minor.to_le_bytes());
+        }
+        TreeKind::Dir | TreeKind::Fifo | TreeKind::Socket => {}
+    }
+}
+
+/// Every entry of a tree, sorted by path: (path bytes, blake3 of its record).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntryIndex(pub Vec<(Vec<u8>, [u8; 32])>);
+
+impl EntryIndex {
+    /// Binary form: per entry, u64le(path length) ‖ path ‖ 32-byte record hash.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (path, hash) in &self.0 {
+            out.extend_from_slice(&(path.len() as u64).to_le_bytes());
+            out.extend_from_slice(path);
+            out.extend_from_slice(hash);
+        }
+        out
+    }
+
+    /// The inverse of [`EntryIndex::encode`]; `None` if the bytes are not such an index.
+    pub fn decode(mut bytes: &[u8]) -> Option<EntryIndex> {
+        let mut entries = Vec::new();
+        while !bytes.is_empty() {
+            let (len, rest) = bytes.split_first_chunk::<8>()?;
+            let len = usize::try_from(u64::from_le_bytes(*len)).ok()?;
+            if rest.len() < len.checked_add(32)? {
+                return None;
+            }
+            let (path, rest) = rest.split_at(len);
+            let (hash, rest) = rest.split_first_chunk::<32>()?;
+            entries.push((path.to_vec(), *hash));
+            bytes = rest;
+        }
+        Some(EntryIndex(entries))
+    }
+
+    /// Paths that differ between `self` (recorded) and `now` (on disk): changed, missing, or
+    /// added, in path order.
+    pub fn differences(&self, now: &EntryIndex) -> Vec<String> {
+        let recorded: BTreeMap<&[u8], &[u8; 32]> =
+            self.0.iter().map(|(p, h)| (p.as_slice(), h)).collect();
+        let current: BTreeMap<&[u8], &[u8; 32]> =
+            now.0.iter().map(|(p, h)| (p.as_slice(), h)).collect();
+        let mut out = Vec::new();
+        for (path, hash) in &recorded {
+            let name = String::from_utf8_lossy(path);
+            match current.get(path) {
+                None => out.push(format!("{name} (missing)")),
+                Some(h) if h != hash => out.push(format!("{name} (changed)")),
+                Some(_) => {}
+            }
+        }
+        for path in current.keys().filter(|p| !recorded.contains_key(*p)) {
+            out.push(format!("{} (added)", String::from_utf8_lossy(path)));
+        }
+        out
     }
 }
 
@@ -200,6 +278,12 @@ pub(crate) fn remove_subtree<V>(map: &mut BTreeMap<Vec<u8>, V>, key: &[u8]) {
 /// Digest of the tree under `root` (see the module doc for the encoding). Symbolic links are
 /// read, never followed. Needs read access to every file and directory in the tree.
 pub fn tree_digest(root: &Path) -> io::Result<Digest> {
+    Ok(tree_hasher(root)?.finish())
+}
+
+/// The records of the tree under `root`, for [`TreeHasher::finish`] or
+/// [`TreeHasher::finish_with_index`].
+pub fn tree_hasher(root: &Path) -> io::Result<TreeHasher> {
     let mut hasher = TreeHasher::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -224,7 +308,7 @@ pub fn tree_digest(root: &Path) -> io::Result<Digest> {
             });
         }
     }
-    Ok(hasher.finish())
+    Ok(hasher)
 }
 
 /// The [`TreeKind`] of an entry whose `symlink_metadata` is `meta`, hashing file content.
@@ -285,3 +369,28 @@ pub(crate) fn bytes_path(bytes: &[u8]) -> &Path {
 #[cfg(test)]
 #[path = "tree_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+
+    #[test]
+    fn index_round_trips_and_names_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(dir.path().join("etc")).expect("mkdir");
+        fs::write(dir.path().join("etc/a"), "one").expect("write");
+        fs::write(dir.path().join("etc/b"), "two").expect("write");
+        let (digest, before) = tree_hasher(dir.path()).expect("hash").finish_with_index();
+        assert_eq!(digest, tree_digest(dir.path()).expect("digest"));
+        assert_eq!(EntryIndex::decode(&before.encode()), Some(before.clone()));
+        assert_eq!(EntryIndex::decode(&before.encode()[..5]), None);
+        fs::write(dir.path().join("etc/a"), "uno").expect("write");
+        fs::remove_file(dir.path().join("etc/b")).expect("rm");
+        fs::write(dir.path().join("etc/c"), "three").expect("write");
+        let (_, after) = tree_hasher(dir.path()).expect("hash").finish_with_index();
+        assert_eq!(
+            before.differences(&after),
+            vec!["etc/a (changed)", "etc/b (missing)", "etc/c (added)"]
+        );
+    }
+}

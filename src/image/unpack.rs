@@ -79,6 +79,8 @@ pub struct UnpackReport {
     pub skipped: Vec<Skipped>,
     /// Equals [`super::tree::tree_digest`] of `dest` right after unpacking.
     pub tree_digest: Digest,
+    /// Per-entry record hashes, to name what changed if the tree is later tampered with.
+    pub index: super::tree::EntryIndex,
 }
 
 /// Something in the stream that was not (fully) applied, and why.

@@ -452,12 +452,14 @@ impl<'a> Unpacker<'a> {
     }
 
     pub(super) fn into_report(self) -> UnpackReport {
+        let (tree_digest, index) = self.hasher.finish_with_index();
         UnpackReport {
             entries: self.entries,
             files: self.files,
             bytes: self.bytes,
             skipped: self.skipped,
-            tree_digest: self.hasher.finish(),
+            tree_digest,
+            index,
         }
     }
 }
