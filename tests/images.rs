@@ -12,10 +12,8 @@ mod util;
 #[path = "util/image_server.rs"]
 mod image_server;
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use image_server::ImageServerBuilder as ServerBuilder;
@@ -363,7 +361,7 @@ fn a_local_tarball_works_offline_and_a_wrong_pin_caches_nothing() {
     t.assert_nothing_cached();
 
     write_manifest(&t.fx, "proj", "./rootfs.tar.gz", None, &["git"]);
-    let id = s(&t.build("proj", &["--offline"]).ok().json(), "id");
+    let id = s(&t.build("proj", &[]).ok().json(), "id");
     assert!(t
         .cat("proj", "etc/os-release")
         .contains("VERSION_ID=\"local\""));
@@ -375,9 +373,15 @@ fn a_local_tarball_works_offline_and_a_wrong_pin_caches_nothing() {
     );
     let want = format!("path:{}", t.fx.path("proj/rootfs.tar.gz").display());
     assert_eq!(base["image"].as_str(), Some(want.as_str()));
-    // Built again after destroy, offline, with the lock: the same environment.
+    // Built again offline after destroy, with the lock, then with neither lock nor cache.
     t.run(&["destroy", "proj"]).ok();
     assert_eq!(s(&t.build("proj", &["--offline"]).ok().json(), "id"), id);
+    t.run(&["destroy", "proj"]).ok();
+    t.run(&["gc"]).ok();
+    t.assert_nothing_cached();
+    fs::remove_file(t.fx.path("proj/karapace.lock")).expect("remove lock");
+    assert_eq!(s(&t.build("proj", &["--offline"]).ok().json(), "id"), id);
+    assert_eq!(t.images().len(), 1);
     assert_eq!(
         t.server.requests(),
         vec![],
@@ -436,14 +440,9 @@ fn a_locked_url_image_pruned_upstream_builds_from_the_cache_only() {
     );
     let out = t.build("proj", &[]);
     out.expect_code(1);
-    assert!(
-        out.stderr.contains("404"),
-        "says the image could not be fetched: {out:?}"
-    );
-    assert!(
-        out.stderr.contains(&rootfs_req(NEW)[1..20]),
-        "names the URL: {out:?}"
-    );
+    let fetch_failed = out.stderr.contains("was not found (HTTP 404)");
+    assert!(fetch_failed, "says the image could not be fetched: {out:?}");
+    assert!(out.stderr.contains(&product()), "names the URL: {out:?}");
     assert_eq!(t.server.count(&rootfs_req(NEW)), 1, "a 404 is not retried");
     t.assert_nothing_cached();
     assert!(t.fx.list().is_empty());
@@ -480,15 +479,6 @@ fn verify_store_reports_a_tampered_image() {
     assert_eq!(problems.len(), 1, "only the image is damaged: {report}");
 }
 
-// BUG: a tampered cached image is used for a new build. `Images::ensure_locked`
-// (src/image/mod.rs) compares the lock's tree digest with the digest *recorded* in
-// image.json, never with the files on disk, so after a byte of
-// `images/<sha>/rootfs/etc/os-release` changes, `build` of a second manifest whose lock names
-// the image succeeds (exit 0) and copies the tampered file into the new environment, although
-// `verify-store` reports the same image as corrupt_image. Expected: the build fails with
-// ImageError::Tampered and exit 3. (Even when Tampered is raised, it reaches the CLI wrapped
-// as EngineError::Backend(BackendError::Image(..)), which `EngineError::exit_code` maps to 1,
-// not 3: only EngineError::Image(Tampered) is mapped to INTEGRITY.)
 #[test]
 fn building_from_a_tampered_cached_image_fails_as_an_integrity_error() {
     let t = Setup::new();

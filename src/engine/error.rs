@@ -89,8 +89,11 @@ impl EngineError {
             | EngineError::InvalidName { .. }
             | EngineError::UnknownTemplate { .. }
             | EngineError::InvalidImage { .. } => exit::USAGE,
-            EngineError::Image(ImageError::Tampered { .. }) => exit::INTEGRITY,
-            EngineError::Image(ImageError::Store(e)) if e.is_integrity() => exit::INTEGRITY,
+            EngineError::Image(e) | EngineError::Backend(BackendError::Image(e))
+                if image_integrity(e) =>
+            {
+                exit::INTEGRITY
+            }
             EngineError::Lock(LockError::Read { .. } | LockError::Write { .. }) => exit::FAILED,
             EngineError::Lock(_) => exit::USAGE,
             EngineError::Store(e) if e.is_integrity() => exit::INTEGRITY,
@@ -99,5 +102,14 @@ impl EngineError {
             EngineError::Backend(e) if e.is_missing_prerequisite() => exit::PREREQUISITE,
             _ => exit::FAILED,
         }
+    }
+}
+
+/// Image failures that mean the store's copy is damaged (not that a download failed).
+fn image_integrity(e: &ImageError) -> bool {
+    match e {
+        ImageError::Tampered { .. } => true,
+        ImageError::Store(e) => e.is_integrity(),
+        _ => false,
     }
 }

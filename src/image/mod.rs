@@ -134,7 +134,7 @@ impl<'a> Images<'a> {
         }
         if let Some(pin) = base.sha256.as_deref() {
             if let Some(record) = self.cache.get(pin)? {
-                return Ok(record);
+                return self.verified(record);
             }
         }
         let fetch = match &base.image {
@@ -163,7 +163,7 @@ impl<'a> Images<'a> {
                         "image {reference} build {} is cached",
                         resolved.build
                     )));
-                    return Ok(record);
+                    return self.verified(record);
                 }
                 Fetch {
                     reference,
@@ -205,7 +205,7 @@ impl<'a> Images<'a> {
                     actual: record.tree_digest.to_string(),
                 });
             }
-            return Ok(record);
+            return self.verified(record);
         }
         let source = match &base.image {
             ImageRef::Alias {
@@ -259,21 +259,56 @@ impl<'a> Images<'a> {
         Ok(record)
     }
 
+    /// A cached image about to be built on: its files are re-digested, so that an image
+    /// changed on disk since it was verified is refused rather than copied into a build.
+    fn verified(&self, record: ImageRecord) -> Result<ImageRecord, ImageError> {
+        let rootfs = self.cache.rootfs(&record.sha256);
+        let actual = tree::tree_digest(&rootfs).map_err(|source| ImageError::Io {
+            op: "re-verify the cached image",
+            path: rootfs,
+            source,
+        })?;
+        if actual != record.tree_digest {
+            return Err(ImageError::Tampered {
+                sha256: record.sha256,
+                reference: record.reference,
+                expected: record.tree_digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(record)
+    }
+
     /// Fetch under the image's lock, so that concurrent builds download it once.
     fn fetch(&self, fetch: &Fetch) -> Result<ImageRecord, ImageError> {
+        let source = fetch.source.describe();
         let key = match &fetch.expected_sha256 {
             Some(sha) => sha.clone(),
-            None => blake3::hash(fetch.source.describe().as_bytes())
-                .to_hex()
-                .to_string(),
+            None => blake3::hash(source.as_bytes()).to_hex().to_string(),
         };
+        let asked_at = crate::store::now_secs();
         let _lock = self.store.lock_image(&key)?;
+        // Another process may have fetched it while we waited for the lock.
         if let Some(sha) = &fetch.expected_sha256 {
             if let Some(record) = self.cache.get(sha)? {
-                return Ok(record); // another process fetched it while we waited
+                return Ok(record);
             }
+        } else if let Some(record) = self.fetched_since(&source, asked_at)? {
+            // Without a known sha256, only a fetch of the same source that finished after we
+            // asked counts: it got the bytes we would have got.
+            return Ok(record);
         }
         pipeline::fetch_into(&self.cache, &self.client, fetch, self.events)
+    }
+
+    fn fetched_since(&self, source: &str, since: u64) -> Result<Option<ImageRecord>, ImageError> {
+        for (_, record) in self.cache.list()? {
+            let record = record?;
+            if record.source == source && record.fetched_at >= since {
+                return Ok(Some(record));
+            }
+        }
+        Ok(None)
     }
 
     /// Resolve `name` (an alias) to the newest build and fetch it unless cached.
