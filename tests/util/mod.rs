@@ -37,7 +37,7 @@ pub struct TestCommand {
 
 impl TestCommand {
     /// The binary with `KARAPACE_STORE=store`, `HOME=home`, every other `KARAPACE_*` variable
-    /// (and `XDG_DATA_HOME`) removed, stdin empty (not a terminal).
+    /// (and `XDG_DATA_HOME`, `XDG_CONFIG_HOME`) removed, stdin empty (not a terminal).
     pub fn new(store: &Path, home: &Path) -> TestCommand {
         let mut cmd = Command::new(BIN);
         for (key, _) in std::env::vars_os() {
@@ -45,7 +45,9 @@ impl TestCommand {
                 cmd.env_remove(&key);
             }
         }
+        // The developer's own settings (image server, data and config dirs) must not leak in.
         cmd.env_remove("XDG_DATA_HOME");
+        cmd.env_remove("XDG_CONFIG_HOME");
         cmd.env("KARAPACE_STORE", store).env("HOME", home);
         TestCommand {
             cmd,
