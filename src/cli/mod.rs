@@ -262,9 +262,9 @@ impl EventSink for StderrSink {
             } => writeln!(err, "warning: {message}"),
             Event::Log { message, .. } => writeln!(err, "{message}"),
             Event::Progress { task, done, total } if self.tty => {
-                let of = total.map(|t| format!("/{t}")).unwrap_or_default();
                 let end = if Some(done) == total { "\n" } else { "" };
-                write!(err, "\r\x1b[2K{task}: {done}{of}{end}")
+                let line = crate::events::progress_line(&task, done, total, 30);
+                write!(err, "\r\x1b[2K{line}{end}")
             }
             Event::Progress { .. } => Ok(()),
         };

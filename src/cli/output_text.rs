@@ -189,26 +189,10 @@ pub fn images(list: &[ImageInfo]) -> String {
             &r.sha256[..12],
             pad(&r.reference, 26),
             pad(&r.build, 16),
-            pad(&human_bytes(i.disk_usage_bytes), 10)
+            pad(&crate::events::human_bytes(i.disk_usage_bytes as f64), 10)
         );
     }
     out
-}
-
-/// 1234567 → "1.2 MiB".
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 pub fn gc(report: &GcReport, dry_run: bool) -> String {

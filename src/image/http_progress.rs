@@ -10,30 +10,11 @@ use crate::events::{Event, EventSink};
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What separates the task name from the transfer rate in a progress event's `task`.
-pub const RATE_SEPARATOR: &str = " @ ";
-
-/// Splits a progress `task` into its name and its rate text (`"12.5 MiB/s"`), if it has one.
-pub fn split_rate(task: &str) -> (&str, Option<&str>) {
-    match task.rsplit_once(RATE_SEPARATOR) {
-        Some((name, rate)) => (name, Some(rate)),
-        None => (task, None),
-    }
-}
+pub use crate::events::{split_rate, RATE_SEPARATOR};
 
 /// Bytes per second as `"812 B/s"`, `"1.5 KiB/s"`, `"12.3 MiB/s"`, `"1.0 GiB/s"`.
 pub fn format_rate(bytes_per_sec: f64) -> String {
-    const UNITS: [&str; 4] = ["B/s", "KiB/s", "MiB/s", "GiB/s"];
-    let mut value = bytes_per_sec;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{value:.0} {}", UNITS[unit])
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    format!("{}/s", crate::events::human_bytes(bytes_per_sec))
 }
 
 /// A `Read` adapter that reports `Event::Progress { task, done, total }` at most every ~100 ms,
