@@ -2,16 +2,16 @@
 //! download and unpack without verifying anything.
 //!
 //! Run with `cargo bench --bench image`; benches/README.md explains every number. In short:
-//! two rootfs tarballs are made once (a sorted prefix of `/usr`, about 384 MiB and 32 MiB of
-//! file content, `tar | xz -T0 -3`) and cached under the target directory, keyed by a
-//! fingerprint of their content. A tiny HTTP server on 127.0.0.1 serves them. Then, round by
+//! two rootfs-like tarballs are made once from `/usr` (about 256 MiB and 32 MiB of file content,
+//! every top-level directory contributing, `tar | xz -T0 -3`) and cached under the target
+//! directory, keyed by a fingerprint of their content. A tiny HTTP server on 127.0.0.1 serves them. Then, round by
 //! round and alternating which goes first, the large one is imported
 //!
 //! - A: `karapace-tui --store FRESH images pull http://127.0.0.1:PORT/large.tar.xz`, and
 //! - B: `sh -c 'curl -s URL | xz -dc | tar -x -C FRESH'`,
 //!
-//! each into a fresh directory that is checked (same directories, files, symlinks and bytes as
-//! the source) and removed after its round, outside the timing. The goal is A/B ≤ 1.1 on the
+//! each into a fresh directory that is checked outside the timing (same directories, files,
+//! symlinks and bytes as the source) and kept until the end of the run (see [`Runner::run`]). The goal is A/B ≤ 1.1 on the
 //! medians. Memory: the peak RSS of A (GNU time `%M`) for the small and the large tarball; the
 //! goal is large/small ≤ 1.5. Then, for information, the stages alone (download, `xz -dc`,
 //! `tar -x`, our import of an uncompressed tar, our import from a local file), to show where
@@ -40,7 +40,7 @@ use nix::sys::resource::{getrusage, UsageWho};
 use sha2::{Digest as _, Sha256};
 
 /// Uncompressed file content of the two tarballs.
-const LARGE_MIB: u64 = 384;
+const LARGE_MIB: u64 = 256;
 const SMALL_MIB: u64 = 32;
 const WARMUPS: usize = 1;
 const DEFAULT_ROUNDS: usize = 6;
@@ -51,7 +51,7 @@ const GOAL_RATIO: f64 = 1.1;
 /// "Flat" memory: the large import's peak RSS within this factor of the small one's.
 const FLAT_FACTOR: f64 = 1.5;
 /// Bump when the way the tarballs are made changes, so cached ones are rebuilt.
-const RECIPE: &str = "karapace-bench-image v1: sorted prefix, tar --null -T | xz -T0 -3";
+const RECIPE: &str = "karapace-bench-image v2: shared prefixes, tar --null -T | xz -T0 -3";
 
 type Res<T> = Result<T, String>;
 
@@ -224,15 +224,18 @@ impl Content {
     }
 }
 
-/// A sorted prefix of a source tree: the entries to archive, relative to the source's parent.
+/// A selection from a source tree: the entries to archive, relative to the source's parent.
 struct Selection {
     names: Vec<Vec<u8>>,
     content: Content,
     fingerprint: blake3::Hasher,
 }
 
-/// Walk `source` depth-first in byte order of names, taking every directory, regular file and
-/// symlink until the file content reaches `budget` bytes. Unreadable entries are left out.
+/// Choose about `budget` bytes of file content from `source`, the way a rootfs mixes
+/// binaries, libraries, headers and data: every top-level subdirectory (in name order) gets an
+/// equal share of what is left, and within it entries are taken depth-first in byte order of
+/// names (directories, regular files, symlinks) until its share is used. Unreadable entries,
+/// sockets, FIFOs and device nodes are left out.
 fn select(source: &Path, budget: u64) -> Res<Selection> {
     let base = source
         .file_name()
@@ -244,14 +247,16 @@ fn select(source: &Path, budget: u64) -> Res<Selection> {
     };
     sel.fingerprint.update(RECIPE.as_bytes());
     sel.fingerprint.update(&budget.to_le_bytes());
-    walk(source, base.as_bytes().to_vec(), budget, &mut sel)?;
+    walk(source, base.as_bytes().to_vec(), budget, &mut sel, true)?;
     if sel.content.files == 0 {
         return Err(format!("no readable files under {}", source.display()));
     }
     Ok(sel)
 }
 
-fn walk(path: &Path, rel: Vec<u8>, budget: u64, sel: &mut Selection) -> Res<()> {
+/// Add the directory `path` and its entries until the file content reaches `limit` bytes;
+/// with `split`, its subdirectories share what is left equally instead.
+fn walk(path: &Path, rel: Vec<u8>, limit: u64, sel: &mut Selection, split: bool) -> Res<()> {
     let Ok(listing) = fs::read_dir(path) else {
         return Ok(()); // unreadable: left out
     };
@@ -260,15 +265,13 @@ fn walk(path: &Path, rel: Vec<u8>, budget: u64, sel: &mut Selection) -> Res<()> 
         .map(|e| (e.file_name().as_bytes().to_vec(), e.path()))
         .collect();
     children.sort();
-    add(
-        sel,
-        &rel,
-        &fs::symlink_metadata(path).map_err(|e| e.to_string())?,
-    );
+    let meta = fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    add(sel, &rel, &meta);
     sel.content.dirs += 1;
+    let mut subdirs = Vec::new();
     for (name, child) in children {
-        if sel.content.bytes >= budget {
-            return Ok(());
+        if sel.content.bytes >= limit {
+            break;
         }
         let Ok(meta) = fs::symlink_metadata(&child) else {
             continue;
@@ -278,7 +281,11 @@ fn walk(path: &Path, rel: Vec<u8>, budget: u64, sel: &mut Selection) -> Res<()> 
         child_rel.extend_from_slice(&name);
         let ft = meta.file_type();
         if ft.is_dir() {
-            walk(&child, child_rel, budget, sel)?;
+            if split {
+                subdirs.push((child, child_rel));
+            } else {
+                walk(&child, child_rel, limit, sel, false)?;
+            }
         } else if ft.is_file() {
             if File::open(&child).is_err() {
                 continue;
@@ -290,7 +297,11 @@ fn walk(path: &Path, rel: Vec<u8>, budget: u64, sel: &mut Selection) -> Res<()> 
             add(sel, &child_rel, &meta);
             sel.content.symlinks += 1;
         }
-        // Sockets, FIFOs and device nodes are left out.
+    }
+    let n = subdirs.len();
+    for (i, (child, child_rel)) in subdirs.into_iter().enumerate() {
+        let share = limit.saturating_sub(sel.content.bytes) / (n - i) as u64;
+        walk(&child, child_rel, sel.content.bytes + share, sel, false)?;
     }
     Ok(())
 }
@@ -424,11 +435,7 @@ fn tarball(
         drop(fs::remove_file(&list));
         true
     };
-    let mut file = File::open(&path).map_err(|e| format!("open {}: {e}", path.display()))?;
-    let mut sha = Sha256::new();
-    let compressed =
-        io::copy(&mut file, &mut sha).map_err(|e| format!("read {}: {e}", path.display()))?;
-    let sha256: String = sha.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let (sha256, compressed) = sha256_file(&path)?;
     println!(
         "{label:<5} tarball: {} ({}; {} compressed), {} in {:.1} s",
         path.display(),
@@ -443,6 +450,31 @@ fn tarball(
         compressed,
         content: sel.content,
     })
+}
+
+/// sha256 (hex) and size of a file.
+fn sha256_file(path: &Path) -> Res<(String, u64)> {
+    let mut file = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+    let mut sha = Sha256::new();
+    let n = io::copy(&mut file, &mut sha).map_err(|e| format!("read {}: {e}", path.display()))?;
+    Ok((
+        sha.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+        n,
+    ))
+}
+
+/// Average time to create one empty file in a fresh directory under `scratch`: a check that
+/// the file system is in its normal state (see the note in [`Runner::run`]).
+fn create_probe(scratch: &Path) -> Res<Duration> {
+    const N: u32 = 300;
+    let dir = scratch.join("create-probe");
+    fs::create_dir(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    let start = Instant::now();
+    for i in 0..N {
+        let f = dir.join(format!("f{i}"));
+        File::create(&f).map_err(|e| format!("create {}: {e}", f.display()))?;
+    }
+    Ok(start.elapsed() / N)
 }
 
 /// `target/` of the build that made this bench (its executable is `target/<profile>/deps/…`).
@@ -614,7 +646,7 @@ impl Runner {
         self.scratch.join(format!("{prefix}-{}", self.serial))
     }
 
-    /// Set up, time, check and clean up one run of `case`. Only the command itself is timed.
+    /// Set up, time and check one run of `case`. Only the command itself is timed.
     fn run(&mut self, case: &Case) -> Res<Sample> {
         let dest = self.fresh(if case.way == Way::Import {
             "store"
@@ -661,8 +693,10 @@ impl Runner {
                 ));
             }
         }
-        karapace_tui::store::remove_tree(&dest)
-            .map_err(|e| format!("remove {}: {e}", dest.display()))?;
+        // Nothing is removed before the end of the run: on ext4 without a journal, inodes
+        // freed in the last 1 to 6 minutes are skipped one by one when new ones are allocated
+        // (`recently_deleted()` in the kernel), which made every create in the next round cost
+        // about 1 ms here. The scratch directory goes as a whole at the end.
         Ok(sample)
     }
 
@@ -779,6 +813,18 @@ fn run() -> Res<()> {
         .tempdir()
         .map_err(|e| format!("create temp dir: {e}"))?;
     let scratch = tmp.path().to_path_buf();
+    // Paths go into `sh -c` scripts unquoted.
+    if scratch
+        .to_string_lossy()
+        .chars()
+        .any(|c| c.is_whitespace() || "'\"\\$`;&|<>(){}*?[]#~".contains(c))
+    {
+        return Err(format!(
+            "the scratch directory {} contains a character the shell would interpret; set \
+             TMPDIR to a plain path",
+            scratch.display()
+        ));
+    }
     let cache = target_dir().join("bench-image");
     println!("  binary:  {}", bin.display());
     println!("  scratch: {}", scratch.display());
@@ -812,6 +858,11 @@ fn run() -> Res<()> {
             return Err(format!("xz -dc {} exited with {st}", large.path.display()));
         }
     }
+    let plain_sha = if phases {
+        sha256_file(&plain)?.0
+    } else {
+        String::new()
+    };
     let mut files = HashMap::new();
     files.insert("large.tar.xz".to_string(), large.path.clone());
     files.insert("small.tar.xz".to_string(), small.path.clone());
@@ -820,6 +871,20 @@ fn run() -> Res<()> {
     let large_url = server.url("large.tar.xz");
     let small_url = server.url("small.tar.xz");
     println!("serving on {}", server.url(""));
+    println!();
+
+    let probe = create_probe(&scratch)?;
+    println!(
+        "file creation in the scratch directory: {:.0} us per empty file{}",
+        probe.as_secs_f64() * 1e6,
+        if probe > Duration::from_micros(200) {
+            "  WARNING: slow; many files were deleted near it in the last minutes \
+             (ext4 without a journal skips recently freed inodes), so every unpack is slowed \
+             the same way. Wait a few minutes, or set TMPDIR to another directory."
+        } else {
+            ""
+        }
+    );
     println!();
 
     let mut runner = Runner {
@@ -953,7 +1018,12 @@ fn run() -> Res<()> {
                 format!("curl -s {plain_url} | tar -x -C {{dir}}"),
                 "curl|tar",
             ),
-            import(&large, plain_url.clone(), "import .tar"),
+            Case {
+                label: "import .tar".to_string(),
+                way: Way::Import,
+                what: plain_url.clone(),
+                expect: Some((large.content, Some(plain_sha.clone()))),
+            },
             import(&large, xz_path.clone(), "import file"),
         ];
         println!(
@@ -1006,6 +1076,17 @@ fn run() -> Res<()> {
     if env_flag("KARAPACE_BENCH_KEEP", false) {
         let kept = tmp.keep();
         println!("kept {}", kept.display());
+    } else {
+        let started = Instant::now();
+        tmp.close()
+            .map_err(|e| format!("remove {}: {e}", scratch.display()))?;
+        // Clean inode-table buffers shorten the kernel's "recently deleted" window from about
+        // 6 minutes to 1 for the next run.
+        nix::unistd::sync();
+        println!(
+            "removed the scratch directory in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

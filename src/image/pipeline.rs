@@ -214,7 +214,7 @@ pub fn fetch_into(
 }
 
 const CHUNK: usize = 1 << 18;
-const CHUNKS: usize = 16;
+const CHUNKS: usize = 4;
 
 /// What the producer saw of the archive.
 struct ArchiveHashes {
