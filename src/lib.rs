@@ -29,5 +29,6 @@ pub mod layer;
 pub mod lock;
 pub mod manifest;
 pub mod runtime;
+pub mod sandbox;
 pub mod store;
 pub mod types;
