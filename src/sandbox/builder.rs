@@ -1,0 +1,161 @@
+//! The standard plan for an environment's root file system: an overlay of the image (lower)
+//! and the environment's changes (upper), with /proc, a minimal /dev, read-only /sys, tmpfs
+//! directories and bind mounts, in bubblewrap's order. The runtime fills a [`RootfsSpec`] from
+//! the manifest and the security policy; tests fill it by hand.
+
+use super::plan::{IdRange, SandboxPlan, SetupStep};
+
+/// How the sandbox's ids relate to the host's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdMapping {
+    /// Already real root: no user namespace (the CI case).
+    HostRoot,
+    /// Rootless: the caller's uid and gid become 0 (bubblewrap's `--uid 0 --gid 0`).
+    SingleId { uid: u32, gid: u32 },
+    /// Rootless with `/etc/subuid` and `/etc/subgid`: 0 is the caller, 1.. the subordinate
+    /// ranges. Needs newuidmap/newgidmap (modelled; the helper refuses it for now).
+    Subordinate {
+        uid: u32,
+        gid: u32,
+        sub_uid: IdRange,
+        sub_gid: IdRange,
+    },
+}
+
+impl IdMapping {
+    /// `HostRoot` for effective uid 0, else `SingleId` with the real uid and gid.
+    pub fn for_current_user() -> IdMapping {
+        if nix::unistd::geteuid().is_root() {
+            IdMapping::HostRoot
+        } else {
+            IdMapping::SingleId {
+                uid: nix::unistd::getuid().as_raw(),
+                gid: nix::unistd::getgid().as_raw(),
+            }
+        }
+    }
+
+    fn steps(&self) -> Vec<SetupStep> {
+        let (uid_map, gid_map) = match self {
+            IdMapping::HostRoot => return Vec::new(),
+            IdMapping::SingleId { uid, gid } => (
+                vec![IdRange::single(0, *uid)],
+                vec![IdRange::single(0, *gid)],
+            ),
+            IdMapping::Subordinate {
+                uid,
+                gid,
+                sub_uid,
+                sub_gid,
+            } => (
+                vec![IdRange::single(0, *uid), *sub_uid],
+                vec![IdRange::single(0, *gid), *sub_gid],
+            ),
+        };
+        vec![
+            SetupStep::UnshareUserNs,
+            SetupStep::WriteIdMaps { uid_map, gid_map },
+        ]
+    }
+}
+
+/// A bind mount; `target` is the path inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// Everything the standard plan needs. Inside paths (`tmpfs`, `devices`, bind targets, `cwd`)
+/// are absolute paths in the sandbox; the others are host paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootfsSpec {
+    pub ids: IdMapping,
+    /// Image layers, top first.
+    pub lower: Vec<String>,
+    pub upper: String,
+    pub work: String,
+    /// Where the overlay is mounted and what becomes `/`.
+    pub root: String,
+    /// Required inside a user namespace; harmless as real root.
+    pub userxattr: bool,
+    /// A network namespace with only `lo`.
+    pub isolate_net: bool,
+    pub hostname: Option<String>,
+    /// Bind the host's /sys read-only.
+    pub sys: bool,
+    /// Extra tmpfs mounts: (inside path, mode).
+    pub tmpfs: Vec<(String, u32)>,
+    /// Host device nodes allowed by the policy, bound at the same path (e.g. `/dev/fuse`).
+    pub devices: Vec<String>,
+    pub binds: Vec<Bind>,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: String,
+}
+
+impl RootfsSpec {
+    /// The ordered plan (see the module doc of [`super::plan`]).
+    pub fn plan(&self) -> SandboxPlan {
+        let root = self.root.trim_end_matches('/').to_string();
+        let inside = |p: &str| format!("{root}/{}", p.trim_start_matches('/'));
+        let mut steps = self.ids.steps();
+        steps.extend([
+            SetupStep::UnshareMountNs,
+            SetupStep::MakeRootPrivate,
+            SetupStep::UnshareOther {
+                pid: true,
+                uts: true,
+                ipc: true,
+                net: self.isolate_net,
+            },
+            SetupStep::MountOverlay {
+                lower: self.lower.clone(),
+                upper: self.upper.clone(),
+                work: self.work.clone(),
+                target: root.clone(),
+                userxattr: self.userxattr,
+            },
+            SetupStep::MountProc {
+                target: inside("/proc"),
+            },
+            SetupStep::MinimalDev {
+                target: inside("/dev"),
+            },
+        ]);
+        steps.extend(self.devices.iter().map(|dev| SetupStep::BindDevice {
+            source: dev.clone(),
+            target: inside(dev),
+        }));
+        if self.sys {
+            steps.push(SetupStep::MountSysReadOnly {
+                target: inside("/sys"),
+            });
+        }
+        steps.extend(self.tmpfs.iter().map(|(path, mode)| SetupStep::MountTmpfs {
+            target: inside(path),
+            mode: *mode,
+        }));
+        steps.extend(self.binds.iter().map(|b| SetupStep::BindMount {
+            source: b.source.clone(),
+            target: inside(&b.target),
+            read_only: b.read_only,
+            recursive: true,
+        }));
+        if let Some(name) = &self.hostname {
+            steps.push(SetupStep::SetHostname(name.clone()));
+        }
+        steps.extend([
+            SetupStep::PivotRoot { new_root: root },
+            SetupStep::NoNewPrivs,
+            SetupStep::Chdir(self.cwd.clone()),
+        ]);
+        SandboxPlan {
+            steps,
+            argv: self.argv.clone(),
+            env: self.env.clone(),
+            cwd: self.cwd.clone(),
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Runs setup steps with a [`Sys`], in order, stopping at the first failure.
+//!
+//! One function per step. Every syscall error becomes [`SandboxError::Step`] naming the step,
+//! the operation, the path and the errno, with a hint (`error::hint`); nothing after a failed
+//! step runs. Mount points under the new root are walked component by component with `lstat`:
+//! a symlink is refused (it would be resolved against the host's root, so a hostile image could
+//! make us create or mount things outside the sandbox) and missing components are created.
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+
+use super::error::{hint, Result, SandboxError};
+use super::plan::{IdRange, SetupStep};
+use super::sys::{FileKind, Sys};
+
+/// The nodes bubblewrap's `--dev` binds from the host, in its order.
+pub const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Applies `steps` in order. Mount points may be created below the plan's `pivot_root` target.
+pub fn apply_steps(sys: &mut dyn Sys, steps: &[SetupStep]) -> Result<()> {
+    let root = steps.iter().find_map(|s| match s {
+        SetupStep::PivotRoot { new_root } => Some(new_root.as_str()),
+        _ => None,
+    });
+    apply_steps_in(sys, steps, root)
+}
+
+/// [`apply_steps`] with the future root given explicitly (for running a plan piecewise).
+pub fn apply_steps_in(sys: &mut dyn Sys, steps: &[SetupStep], root: Option<&str>) -> Result<()> {
+    let root = root.map(|r| r.trim_end_matches('/').to_string());
+    let trace = std::env::var_os(super::helper::TRACE_VAR).is_some_and(|v| v == "1");
+    let mut ex = Executor { sys, root };
+    for (i, step) in steps.iter().enumerate() {
+        if trace {
+            eprintln!("karapace sandbox: step {i}: {step:?}");
+        }
+        ex.apply(step)?;
+    }
+    Ok(())
+}
+
+struct Executor<'s> {
+    sys: &'s mut dyn Sys,
+    /// The future root (from the plan's `pivot_root`): mount points below it may be created.
+    root: Option<String>,
+}
+
+/// Maps an errno to the step error.
+fn fail(step: &'static str, op: &str, path: &str) -> impl FnOnce(Errno) -> SandboxError {
+    let (op, path) = (op.to_string(), path.to_string());
+    move |errno| SandboxError::Step {
+        step,
+        hint: hint(step, errno),
+        op,
+        path,
+        errno,
+    }
+}
+
+/// What a bind should end up as.
+#[derive(Clone, Copy)]
+struct BindOpts {
+    read_only: bool,
+    recursive: bool,
+    devices: bool,
+}
+
+/// A device node: writable, not recursive, `nodev` not added.
+const DEVICE: BindOpts = BindOpts {
+    read_only: false,
+    recursive: false,
+    devices: true,
+};
+
+impl Executor<'_> {
+    fn apply(&mut self, step: &SetupStep) -> Result<()> {
+        let name = step.name();
+        match step {
+            SetupStep::UnshareUserNs => self.unshare(name, CloneFlags::CLONE_NEWUSER),
+            SetupStep::WriteIdMaps { uid_map, gid_map } => self.write_id_maps(uid_map, gid_map),
+            SetupStep::UnshareMountNs => self.unshare(name, CloneFlags::CLONE_NEWNS),
+            SetupStep::MakeRootPrivate => self.make_root_private(),
+            SetupStep::UnshareOther { pid, uts, ipc, net } => {
+                let flags = [
+                    (*pid, CloneFlags::CLONE_NEWPID),
+                    (*uts, CloneFlags::CLONE_NEWUTS),
+                    (*ipc, CloneFlags::CLONE_NEWIPC),
+                    (*net, CloneFlags::CLONE_NEWNET),
+                ]
+                .iter()
+                .filter(|(on, _)| *on)
+                .fold(CloneFlags::empty(), |acc, (_, f)| acc | *f);
+                self.unshare(name, flags)
+            }
+            SetupStep::MountOverlay {
+                lower,
+                upper,
+                work,
+                target,
+                userxattr,
+            } => self.mount_overlay(lower, upper, work, target, *userxattr),
+            SetupStep::BindMount {
+                source,
+                target,
+                read_only,
+                recursive,
+            } => {
+                let opts = BindOpts {
+                    read_only: *read_only,
+                    recursive: *recursive,
+                    devices: false,
+                };
+                self.bind(name, source, target, opts)
+            }
+            SetupStep::BindDevice { source, target } => self.bind(name, source, target, DEVICE),
+            SetupStep::MountProc { target } => self.mount_proc(target),
+            SetupStep::MountTmpfs { target, mode } => self.mount_tmpfs(name, target, *mode),
+            SetupStep::MinimalDev { target } => self.minimal_dev(target),
+            SetupStep::MountSysReadOnly { target } => self.mount_sys(target),
+            SetupStep::SetHostname(host) => {
+                self.sys
+                    .sethostname(host)
+                    .map_err(fail(name, "sethostname", host))
+            }
+            SetupStep::PivotRoot { new_root } => self.pivot_root(new_root),
+            SetupStep::NoNewPrivs => {
+                self.sys
+                    .set_no_new_privs()
+                    .map_err(fail(name, "prctl(PR_SET_NO_NEW_PRIVS)", ""))
+            }
+            SetupStep::Chdir(dir) => self.sys.chdir(dir).map_err(fail(name, "chdir", dir)),
+        }
+    }
+
+    fn unshare(&mut self, step: &'static str, flags: CloneFlags) -> Result<()> {
+        if flags.is_empty() {
+            return Ok(());
+        }
+        let op = format!("unshare({flags:?})");
+        self.sys.unshare(flags).map_err(fail(step, &op, ""))
+    }
+
+    /// user_namespaces(7): `uid_map`, then `setgroups` = `deny` (required before an
+    /// unprivileged `gid_map` write, CVE-2014-8989), then `gid_map`.
+    fn write_id_maps(&mut self, uid_map: &[IdRange], gid_map: &[IdRange]) -> Result<()> {
+        const STEP: &str = "write_id_maps";
+        let single = |map: &[IdRange]| map.len() == 1 && map[0].count == 1;
+        if !single(uid_map) || !single(gid_map) {
+            return Err(SandboxError::Unsupported {
+                step: STEP,
+                what: "a map of more than one id needs newuidmap/newgidmap run from outside the \
+                       namespace, which is not implemented yet; map only the caller's own uid \
+                       and gid"
+                    .into(),
+            });
+        }
+        let line = |r: &IdRange| format!("{} {} {}\n", r.inside, r.outside, r.count);
+        let uid_path = "/proc/self/uid_map";
+        let uid_line = line(&uid_map[0]);
+        self.sys
+            .write_file(uid_path, &uid_line)
+            .map_err(fail(STEP, "write", uid_path))?;
+        let groups = "/proc/self/setgroups";
+        self.sys
+            .write_file(groups, "deny")
+            .map_err(fail(STEP, "write", groups))?;
+        let gid_path = "/proc/self/gid_map";
+        let gid_line = line(&gid_map[0]);
+        self.sys
+            .write_file(gid_path, &gid_line)
+            .map_err(fail(STEP, "write", gid_path))
+    }
+
+    /// Nothing we mount may propagate back to the host (mount_namespaces(7)); host mounts still
+    /// propagate in, as with bubblewrap.
+    fn make_root_private(&mut self) -> Result<()> {
+        let flags = MsFlags::MS_SLAVE | MsFlags::MS_REC | MsFlags::MS_SILENT;
+        self.sys.mount(None, "/", None, flags, None).map_err(fail(
+            "make_root_private",
+            "mount(MS_SLAVE|MS_REC)",
+            "/",
+        ))
+    }
+
+    fn mount_overlay(
+        &mut self,
+        lower: &[String],
+        upper: &str,
+        work: &str,
+        target: &str,
+        userxattr: bool,
+    ) -> Result<()> {
+        const STEP: &str = "mount_overlay";
+        self.ensure_mount_point(STEP, target, FileKind::Dir)?;
+        let mut data = format!(
+            "lowerdir={},upperdir={upper},workdir={work}",
+            lower.join(":")
+        );
+        if userxattr {
+            data.push_str(",userxattr");
+        }
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        let op = format!("mount(overlay, {data})");
+        self.sys
+            .mount(Some("overlay"), target, Some("overlay"), flags, Some(&data))
+            .map_err(fail(STEP, &op, target))
+    }
+
+    fn mount_proc(&mut self, target: &str) -> Result<()> {
+        const STEP: &str = "mount_proc";
+        self.ensure_mount_point(STEP, target, FileKind::Dir)?;
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        self.sys
+            .mount(Some("proc"), target, Some("proc"), flags, None)
+            .map_err(fail(STEP, "mount(proc)", target))
+    }
+
+    fn mount_tmpfs(&mut self, step: &'static str, target: &str, mode: u32) -> Result<()> {
+        self.ensure_mount_point(step, target, FileKind::Dir)?;
+        self.tmpfs(step, target, mode)
+    }
+
+    fn tmpfs(&mut self, step: &'static str, target: &str, mode: u32) -> Result<()> {
+        let data = format!("mode={mode:04o}");
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        self.sys
+            .mount(Some("tmpfs"), target, Some("tmpfs"), flags, Some(&data))
+            .map_err(fail(step, &format!("mount(tmpfs, {data})"), target))
+    }
+
+    /// bubblewrap's `SETUP_MOUNT_DEV`: a tmpfs, the host's basic nodes bound onto empty files,
+    /// the stdio and fd symlinks, a private devpts instance with `ptmx` pointing into it, and
+    /// a tmpfs /dev/shm.
+    fn minimal_dev(&mut self, target: &str) -> Result<()> {
+        const STEP: &str = "minimal_dev";
+        self.ensure_mount_point(STEP, target, FileKind::Dir)?;
+        self.tmpfs(STEP, target, 0o755)?;
+        for node in DEV_NODES {
+            let dest = format!("{target}/{node}");
+            let src = format!("/dev/{node}");
+            self.sys
+                .create_file(&dest, 0o444)
+                .map_err(fail(STEP, "create", &dest))?;
+            self.bind_at(STEP, &src, &dest, DEVICE)?;
+        }
+        let links = [
+            ("/proc/self/fd/0", "stdin"),
+            ("/proc/self/fd/1", "stdout"),
+            ("/proc/self/fd/2", "stderr"),
+            ("/proc/self/fd", "fd"),
+            ("/proc/kcore", "core"),
+        ];
+        for (to, name) in links {
+            self.symlink(STEP, to, &format!("{target}/{name}"))?;
+        }
+        self.mkdir(STEP, &format!("{target}/shm"))?;
+        self.tmpfs(STEP, &format!("{target}/shm"), 0o1777)?;
+        let pts = format!("{target}/pts");
+        self.mkdir(STEP, &pts)?;
+        let opts = "newinstance,ptmxmode=0666,mode=620";
+        self.sys
+            .mount(
+                Some("devpts"),
+                &pts,
+                Some("devpts"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+                Some(opts),
+            )
+            .map_err(fail(
+                STEP,
+                "mount(devpts, newinstance,ptmxmode=0666,mode=620)",
+                &pts,
+            ))?;
+        self.symlink(STEP, "pts/ptmx", &format!("{target}/ptmx"))
+    }
+
+    fn mount_sys(&mut self, target: &str) -> Result<()> {
+        let opts = BindOpts {
+            read_only: true,
+            recursive: true,
+            devices: false,
+        };
+        self.bind("mount_sys_read_only", "/sys", target, opts)
+    }
+
+    /// pivot_root(2), "pivot_root(".", ".")": the old root ends up stacked on `.`, and the
+    /// lazy unmount detaches it (and everything under it) from the sandbox.
+    fn pivot_root(&mut self, new_root: &str) -> Result<()> {
+        const STEP: &str = "pivot_root";
+        self.sys
+            .chdir(new_root)
+            .map_err(fail(STEP, "chdir", new_root))?;
+        self.sys
+            .pivot_root(".", ".")
+            .map_err(fail(STEP, "pivot_root(\".\", \".\")", new_root))?;
+        self.sys.umount2(".", MntFlags::MNT_DETACH).map_err(fail(
+            STEP,
+            "umount2(MNT_DETACH) of the old root",
+            ".",
+        ))?;
+        self.sys.chdir("/").map_err(fail(STEP, "chdir", "/"))
+    }
+
+    fn mkdir(&mut self, step: &'static str, path: &str) -> Result<()> {
+        self.sys
+            .mkdir(path, 0o755)
+            .map_err(fail(step, "mkdir", path))
+    }
+
+    fn symlink(&mut self, step: &'static str, to: &str, link: &str) -> Result<()> {
+        let op = format!("symlink(-> {to})");
+        self.sys.symlink(to, link).map_err(fail(step, &op, link))
+    }
+}
+
+#[path = "exec_bind.rs"]
+mod bind;
+
+pub use bind::unescape_mountinfo;

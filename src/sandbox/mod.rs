@@ -1,0 +1,42 @@
+//! The native rootless sandbox: user, mount, PID, UTS, IPC (and network) namespaces with an
+//! overlayfs root, set up by a small single-threaded helper process.
+//!
+//! - [`plan`]: [`SandboxPlan`], the ordered [`SetupStep`]s (data, serde/JSON), and its rules;
+//!   [`builder`]: the standard plan for an environment ([`RootfsSpec`]).
+//! - [`sys`]: the only place syscalls happen — the [`Sys`] trait, [`LinuxSys`] (nix) and
+//!   [`RecordingSys`] (records calls, fails on demand).
+//! - [`exec`]: runs steps with a `Sys`, in order, aborting at the first failure with an error
+//!   naming the step, the path and the errno ([`SandboxError`]).
+//! - [`helper`]: `karapace-tui __sandbox-init`, dispatched by `main` before any thread starts
+//!   (stage 1 creates the namespaces, stage 2 is PID 1 and builds the root, then runs the
+//!   program and reaps); [`supervise`]: its signal forwarding and reaping.
+//! - [`spawn`]: how the runtime starts a plan ([`spawn()`], or [`PlanFile`] + [`command`]).
+//! - [`check`]: run-time probes of what the kernel allows.
+//!
+//! Invariants: no unsafe code; the process that unshares is always the fresh helper, never the
+//! (threaded) TUI; nothing propagates to the host's mounts (`/` is made a slave first); the
+//! helper dies with its parent (`PR_SET_PDEATHSIG`), and the sandbox with the helper (its PID 1).
+
+pub mod builder;
+pub mod check;
+pub mod error;
+pub mod exec;
+pub mod helper;
+pub mod plan;
+pub mod program;
+pub mod spawn;
+pub mod supervise;
+pub mod sys;
+
+#[cfg(test)]
+mod tests;
+
+pub use builder::{Bind, IdMapping, RootfsSpec};
+pub use error::{SandboxError, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
+pub use exec::apply_steps;
+pub use plan::{IdRange, SandboxPlan, SetupStep, Stage};
+pub use spawn::{command, helper_args, spawn, PlanFile, SandboxStdio};
+pub use sys::{Call, FileKind, LinuxSys, RecordingSys, Sys};
+
+/// The hidden first argument that makes `karapace-tui` run as the sandbox helper.
+pub const HELPER_VERB: &str = "__sandbox-init";

@@ -1,0 +1,336 @@
+//! The sandbox plan: plain data, built by the runtime and executed by the helper.
+//!
+//! A [`SandboxPlan`] is an ordered list of [`SetupStep`]s plus the program to run. The order is
+//! bubblewrap's (`bubblewrap.c`, `main` and `setup_newroot`): namespaces first, then the file
+//! system of the new root, then `pivot_root`, then the process attributes. [`SandboxPlan::validate`]
+//! enforces the invariants the executor relies on, before any syscall:
+//! - every namespace step comes before every file-system step, so the helper can run the first
+//!   group in stage 1 and the rest in stage 2 (PID 1 of the new PID namespace);
+//! - nothing is mounted unless a mount namespace was created first, and the hostname is only
+//!   set inside a new UTS namespace (as real root either would change the host);
+//! - all paths are absolute and free of NUL; overlay paths have no `,` `:` or `\` (the kernel
+//!   parses them out of one option string);
+//! - after `pivot_root` only process attributes follow (hostname, no_new_privs, chdir).
+
+use serde::{Deserialize, Serialize};
+
+use super::error::SandboxError;
+
+/// One line of `/proc/<pid>/uid_map` or `gid_map`: `inside outside count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdRange {
+    pub inside: u32,
+    pub outside: u32,
+    pub count: u32,
+}
+
+impl IdRange {
+    /// One id: `inside` in the namespace is `outside` on the host.
+    pub fn single(inside: u32, outside: u32) -> IdRange {
+        IdRange {
+            inside,
+            outside,
+            count: 1,
+        }
+    }
+}
+
+/// One setup step. Paths are host paths as seen by the helper before `pivot_root`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SetupStep {
+    /// `unshare(CLONE_NEWUSER)`.
+    UnshareUserNs,
+    /// `uid_map`, `setgroups` = `deny`, `gid_map` (user_namespaces(7)). Only a single id per map
+    /// is written by the helper itself; a full subordinate range needs newuidmap/newgidmap run
+    /// from outside and is refused for now.
+    WriteIdMaps {
+        uid_map: Vec<IdRange>,
+        gid_map: Vec<IdRange>,
+    },
+    /// `unshare(CLONE_NEWNS)`.
+    UnshareMountNs,
+    /// `/` becomes `MS_SLAVE|MS_REC`: host mounts still propagate in, nothing propagates out.
+    MakeRootPrivate,
+    /// The remaining namespaces, in one `unshare`. `net` isolates: only `lo` exists.
+    UnshareOther {
+        pid: bool,
+        uts: bool,
+        ipc: bool,
+        net: bool,
+    },
+    /// Kernel overlayfs. `lower` is ordered top first. `userxattr` is required inside a user
+    /// namespace (see docs/architecture.md).
+    MountOverlay {
+        lower: Vec<String>,
+        upper: String,
+        work: String,
+        target: String,
+        userxattr: bool,
+    },
+    /// A bind mount, always `nosuid,nodev`; read-only ones are verified with statvfs.
+    BindMount {
+        source: String,
+        target: String,
+        read_only: bool,
+        recursive: bool,
+    },
+    /// One host device node bound onto a file in the new /dev (no `nodev`).
+    BindDevice {
+        source: String,
+        target: String,
+    },
+    /// A fresh procfs (needs the PID namespace: runs in PID 1).
+    MountProc {
+        target: String,
+    },
+    /// A tmpfs with the given mode (e.g. `0o1777` for /tmp).
+    MountTmpfs {
+        target: String,
+        mode: u32,
+    },
+    /// bubblewrap's `--dev`: tmpfs, host null/zero/full/random/urandom/tty bound as files, the
+    /// stdio and fd symlinks, a private devpts instance with /dev/ptmx, and a tmpfs /dev/shm.
+    MinimalDev {
+        target: String,
+    },
+    /// A recursive bind of the host's /sys, made read-only (every submount too).
+    MountSysReadOnly {
+        target: String,
+    },
+    SetHostname(String),
+    /// `pivot_root(new_root, new_root)` from inside `new_root`, then the old root (now stacked
+    /// on top) is detached: the `pivot_root(".", ".")` idiom of pivot_root(2).
+    PivotRoot {
+        new_root: String,
+    },
+    /// `PR_SET_NO_NEW_PRIVS`, inherited by the program.
+    NoNewPrivs,
+    Chdir(String),
+}
+
+/// Which helper stage runs a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Namespace creation, in the process the runtime started.
+    Namespaces,
+    /// Everything else, in PID 1 of the new PID namespace.
+    Root,
+}
+
+impl SetupStep {
+    /// The step's name in errors and traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SetupStep::UnshareUserNs => "unshare_user_ns",
+            SetupStep::WriteIdMaps { .. } => "write_id_maps",
+            SetupStep::UnshareMountNs => "unshare_mount_ns",
+            SetupStep::MakeRootPrivate => "make_root_private",
+            SetupStep::UnshareOther { .. } => "unshare_other",
+            SetupStep::MountOverlay { .. } => "mount_overlay",
+            SetupStep::BindMount { .. } => "bind_mount",
+            SetupStep::BindDevice { .. } => "bind_device",
+            SetupStep::MountProc { .. } => "mount_proc",
+            SetupStep::MountTmpfs { .. } => "mount_tmpfs",
+            SetupStep::MinimalDev { .. } => "minimal_dev",
+            SetupStep::MountSysReadOnly { .. } => "mount_sys_read_only",
+            SetupStep::SetHostname(_) => "set_hostname",
+            SetupStep::PivotRoot { .. } => "pivot_root",
+            SetupStep::NoNewPrivs => "no_new_privs",
+            SetupStep::Chdir(_) => "chdir",
+        }
+    }
+
+    pub fn stage(&self) -> Stage {
+        match self {
+            SetupStep::UnshareUserNs
+            | SetupStep::WriteIdMaps { .. }
+            | SetupStep::UnshareMountNs
+            | SetupStep::MakeRootPrivate
+            | SetupStep::UnshareOther { .. } => Stage::Namespaces,
+            _ => Stage::Root,
+        }
+    }
+
+    fn is_mount(&self) -> bool {
+        matches!(
+            self,
+            SetupStep::MakeRootPrivate
+                | SetupStep::MountOverlay { .. }
+                | SetupStep::BindMount { .. }
+                | SetupStep::BindDevice { .. }
+                | SetupStep::MountProc { .. }
+                | SetupStep::MountTmpfs { .. }
+                | SetupStep::MinimalDev { .. }
+                | SetupStep::MountSysReadOnly { .. }
+                | SetupStep::PivotRoot { .. }
+        )
+    }
+
+    /// Every path the step names, for validation.
+    fn paths(&self) -> Vec<&str> {
+        match self {
+            SetupStep::MountOverlay {
+                lower,
+                upper,
+                work,
+                target,
+                ..
+            } => {
+                let mut v: Vec<&str> = lower.iter().map(String::as_str).collect();
+                v.extend([upper.as_str(), work.as_str(), target.as_str()]);
+                v
+            }
+            SetupStep::BindMount { source, target, .. }
+            | SetupStep::BindDevice { source, target } => vec![source, target],
+            SetupStep::MountProc { target }
+            | SetupStep::MountTmpfs { target, .. }
+            | SetupStep::MinimalDev { target }
+            | SetupStep::MountSysReadOnly { target }
+            | SetupStep::PivotRoot { new_root: target }
+            | SetupStep::Chdir(target) => vec![target],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// What the helper runs: the setup steps, then `argv` with exactly `env`, in `cwd`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxPlan {
+    pub steps: Vec<SetupStep>,
+    /// Executed directly (no shell); `argv[0]` is looked up in the plan's own `PATH`.
+    pub argv: Vec<String>,
+    /// The program's whole environment: nothing is inherited.
+    pub env: Vec<(String, String)>,
+    /// The program's working directory inside the sandbox.
+    pub cwd: String,
+}
+
+impl SandboxPlan {
+    pub fn to_json(&self) -> Result<String, SandboxError> {
+        serde_json::to_string(self).map_err(SandboxError::PlanJson)
+    }
+
+    pub fn from_json(text: &str) -> Result<SandboxPlan, SandboxError> {
+        serde_json::from_str(text).map_err(SandboxError::PlanJson)
+    }
+
+    /// The steps of one stage, in order.
+    pub fn stage_steps(&self, stage: Stage) -> Vec<SetupStep> {
+        self.steps
+            .iter()
+            .filter(|s| s.stage() == stage)
+            .cloned()
+            .collect()
+    }
+
+    /// Checks everything that can be checked without touching the system.
+    pub fn validate(&self) -> Result<(), SandboxError> {
+        self.validate_steps()?;
+        if self.argv.is_empty() || self.argv[0].is_empty() {
+            return invalid("argv is empty: there is no program to run");
+        }
+        for arg in &self.argv {
+            no_nul("argument", arg)?;
+        }
+        for (key, value) in &self.env {
+            if key.is_empty() || key.contains('=') {
+                return invalid(format!(
+                    "environment variable name `{key}` is empty or has `=`"
+                ));
+            }
+            no_nul("environment variable", key)?;
+            no_nul("environment value", value)?;
+        }
+        absolute(&self.cwd)
+    }
+
+    /// The step rules alone (probes run steps without a program).
+    pub fn validate_steps(&self) -> Result<(), SandboxError> {
+        let mut state = Seen::default();
+        for step in &self.steps {
+            state.check(step)?;
+            for path in step.paths() {
+                absolute(path)?;
+            }
+            if let SetupStep::MountOverlay { .. } = step {
+                for path in step.paths() {
+                    if path.contains([',', ':', '\\']) {
+                        return invalid(format!(
+                            "overlay path `{path}` contains `,`, `:` or `\\`, which the overlay \
+                             option string cannot carry; move the store to a plainer path"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What earlier steps established, for the ordering rules.
+#[derive(Default)]
+struct Seen {
+    user_ns: bool,
+    mount_ns: bool,
+    uts_ns: bool,
+    root_stage: bool,
+    pivoted: bool,
+}
+
+impl Seen {
+    fn check(&mut self, step: &SetupStep) -> Result<(), SandboxError> {
+        let name = step.name();
+        if step.stage() == Stage::Namespaces && self.root_stage {
+            return invalid(format!("`{name}` must come before every file-system step"));
+        }
+        if step.is_mount() && !self.mount_ns {
+            return invalid(format!("`{name}` needs an earlier `unshare_mount_ns`"));
+        }
+        if self.pivoted
+            && !matches!(
+                step,
+                SetupStep::SetHostname(_) | SetupStep::NoNewPrivs | SetupStep::Chdir(_)
+            )
+        {
+            return invalid(format!("`{name}` cannot follow `pivot_root`"));
+        }
+        match step {
+            SetupStep::UnshareUserNs => self.user_ns = true,
+            SetupStep::UnshareMountNs => self.mount_ns = true,
+            SetupStep::UnshareOther { uts, .. } => self.uts_ns |= uts,
+            SetupStep::WriteIdMaps { .. } if !self.user_ns => {
+                return invalid("`write_id_maps` needs an earlier `unshare_user_ns`");
+            }
+            SetupStep::SetHostname(name) if !self.uts_ns => {
+                return invalid(format!(
+                    "`set_hostname` ({name}) needs an earlier `unshare_other` with uts"
+                ));
+            }
+            SetupStep::SetHostname(name) => no_nul("hostname", name)?,
+            SetupStep::PivotRoot { .. } => self.pivoted = true,
+            _ => {}
+        }
+        self.root_stage |= step.stage() == Stage::Root;
+        Ok(())
+    }
+}
+
+fn invalid<T>(why: impl Into<String>) -> Result<T, SandboxError> {
+    Err(SandboxError::InvalidPlan(why.into()))
+}
+
+fn no_nul(what: &str, s: &str) -> Result<(), SandboxError> {
+    if s.contains('\0') {
+        return invalid(format!("{what} `{}` contains a NUL byte", s.escape_debug()));
+    }
+    Ok(())
+}
+
+fn absolute(path: &str) -> Result<(), SandboxError> {
+    no_nul("path", path)?;
+    if !path.starts_with('/') {
+        return invalid(format!("path `{path}` is not absolute"));
+    }
+    Ok(())
+}

@@ -1,0 +1,397 @@
+//! The only place the sandbox makes syscalls: the [`Sys`] trait, [`LinuxSys`] (nix) and
+//! [`RecordingSys`] (a fake that records each call and can fail on demand).
+//!
+//! Every method returns `nix::Result`, so a failure always carries an errno; `std::io` errors
+//! are converted with their raw OS error. Queries (`file_kind`, `mount_flags`, `mountinfo`)
+//! go through the trait too, so the executor's decisions can be scripted in unit tests.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+use nix::sys::statvfs::FsFlags;
+
+/// What is at a path, without following a final symlink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Dir,
+    File,
+    Symlink,
+    /// Device, socket, fifo.
+    Other,
+}
+
+/// One method per syscall the sandbox uses.
+pub trait Sys {
+    fn unshare(&mut self, flags: CloneFlags) -> nix::Result<()>;
+    /// One `write(2)` of `contents` to an existing file (id maps, setgroups).
+    fn write_file(&mut self, path: &str, contents: &str) -> nix::Result<()>;
+    fn mount(
+        &mut self,
+        source: Option<&str>,
+        target: &str,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> nix::Result<()>;
+    fn umount2(&mut self, target: &str, flags: MntFlags) -> nix::Result<()>;
+    fn pivot_root(&mut self, new_root: &str, put_old: &str) -> nix::Result<()>;
+    fn sethostname(&mut self, name: &str) -> nix::Result<()>;
+    fn chdir(&mut self, path: &str) -> nix::Result<()>;
+    fn set_no_new_privs(&mut self) -> nix::Result<()>;
+    fn mkdir(&mut self, path: &str, mode: u32) -> nix::Result<()>;
+    /// Creates an empty file (a mount point for a file bind); fails if anything exists there.
+    fn create_file(&mut self, path: &str, mode: u32) -> nix::Result<()>;
+    fn symlink(&mut self, target: &str, link: &str) -> nix::Result<()>;
+    /// What is at `path` (`None`: nothing), following a final symlink only if `follow`.
+    fn file_kind(&mut self, path: &str, follow: bool) -> nix::Result<Option<FileKind>>;
+    /// The mount flags of the mount holding `path` (statvfs), as `MS_*` flags.
+    fn mount_flags(&mut self, path: &str) -> nix::Result<MsFlags>;
+    /// `/proc/self/mountinfo`.
+    fn mountinfo(&mut self) -> nix::Result<String>;
+}
+
+fn errno_of(e: io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// statvfs `ST_*` flags to the `MS_*` flags a remount must keep (mount(2): a bind remount in a
+/// user namespace must not clear locked flags, so we start from the current ones, as bubblewrap's
+/// `bind_mount` does).
+pub fn ms_flags_of(st: FsFlags) -> MsFlags {
+    let pairs = [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_SYNCHRONOUS, MsFlags::MS_SYNCHRONOUS),
+        (FsFlags::ST_MANDLOCK, MsFlags::MS_MANDLOCK),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ];
+    pairs
+        .iter()
+        .filter(|(st_flag, _)| st.contains(*st_flag))
+        .fold(MsFlags::empty(), |acc, (_, ms)| acc | *ms)
+}
+
+/// The real thing, through nix.
+#[derive(Debug, Default)]
+pub struct LinuxSys;
+
+impl Sys for LinuxSys {
+    fn unshare(&mut self, flags: CloneFlags) -> nix::Result<()> {
+        nix::sched::unshare(flags)
+    }
+
+    fn write_file(&mut self, path: &str, contents: &str) -> nix::Result<()> {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(errno_of)?;
+        // The id map files take the whole map in a single write(2) (user_namespaces(7)).
+        let written = file.write(contents.as_bytes()).map_err(errno_of)?;
+        if written != contents.len() {
+            return Err(Errno::EIO);
+        }
+        Ok(())
+    }
+
+    fn mount(
+        &mut self,
+        source: Option<&str>,
+        target: &str,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> nix::Result<()> {
+        nix::mount::mount(source, target, fstype, flags, data)
+    }
+
+    fn umount2(&mut self, target: &str, flags: MntFlags) -> nix::Result<()> {
+        nix::mount::umount2(target, flags)
+    }
+
+    fn pivot_root(&mut self, new_root: &str, put_old: &str) -> nix::Result<()> {
+        nix::unistd::pivot_root(new_root, put_old)
+    }
+
+    fn sethostname(&mut self, name: &str) -> nix::Result<()> {
+        nix::unistd::sethostname(name)
+    }
+
+    fn chdir(&mut self, path: &str) -> nix::Result<()> {
+        nix::unistd::chdir(path)
+    }
+
+    fn set_no_new_privs(&mut self) -> nix::Result<()> {
+        nix::sys::prctl::set_no_new_privs()
+    }
+
+    fn mkdir(&mut self, path: &str, mode: u32) -> nix::Result<()> {
+        nix::unistd::mkdir(path, nix::sys::stat::Mode::from_bits_truncate(mode))
+    }
+
+    fn create_file(&mut self, path: &str, mode: u32) -> nix::Result<()> {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map(drop)
+            .map_err(errno_of)
+    }
+
+    fn symlink(&mut self, target: &str, link: &str) -> nix::Result<()> {
+        std::os::unix::fs::symlink(target, link).map_err(errno_of)
+    }
+
+    fn file_kind(&mut self, path: &str, follow: bool) -> nix::Result<Option<FileKind>> {
+        let meta = if follow {
+            fs::metadata(path)
+        } else {
+            fs::symlink_metadata(path)
+        };
+        match meta {
+            Ok(meta) => {
+                let ft = meta.file_type();
+                Ok(Some(if ft.is_dir() {
+                    FileKind::Dir
+                } else if ft.is_file() {
+                    FileKind::File
+                } else if ft.is_symlink() {
+                    FileKind::Symlink
+                } else {
+                    FileKind::Other
+                }))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(errno_of(e)),
+        }
+    }
+
+    fn mount_flags(&mut self, path: &str) -> nix::Result<MsFlags> {
+        nix::sys::statvfs::statvfs(path).map(|st| ms_flags_of(st.flags()))
+    }
+
+    fn mountinfo(&mut self) -> nix::Result<String> {
+        fs::read_to_string("/proc/self/mountinfo").map_err(errno_of)
+    }
+}
+
+/// One recorded call, with its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Unshare(CloneFlags),
+    WriteFile {
+        path: String,
+        contents: String,
+    },
+    Mount {
+        source: Option<String>,
+        target: String,
+        fstype: Option<String>,
+        flags: MsFlags,
+        data: Option<String>,
+    },
+    Umount2 {
+        target: String,
+        flags: MntFlags,
+    },
+    PivotRoot {
+        new_root: String,
+        put_old: String,
+    },
+    SetHostname(String),
+    Chdir(String),
+    SetNoNewPrivs,
+    Mkdir {
+        path: String,
+        mode: u32,
+    },
+    CreateFile {
+        path: String,
+        mode: u32,
+    },
+    Symlink {
+        target: String,
+        link: String,
+    },
+    FileKind {
+        path: String,
+        follow: bool,
+    },
+    MountFlags(String),
+    Mountinfo,
+}
+
+impl Call {
+    /// Queries change nothing; order tests usually look at the other calls only.
+    pub fn is_query(&self) -> bool {
+        matches!(
+            self,
+            Call::FileKind { .. } | Call::MountFlags(_) | Call::Mountinfo
+        )
+    }
+}
+
+/// A fake [`Sys`]: records every call; fails the `n`-th call (0-based, queries included) with a
+/// chosen errno; answers `file_kind` from a small model of the file system (every path is a
+/// directory unless scripted or created) and `mount_flags` from the remounts it has seen.
+#[derive(Debug, Default)]
+pub struct RecordingSys {
+    pub calls: Vec<Call>,
+    fail_at: Option<(usize, Errno)>,
+    kinds: BTreeMap<String, Option<FileKind>>,
+    flags: BTreeMap<String, MsFlags>,
+    /// Simulates a kernel that ignores `MS_RDONLY` on remount (the read-only check must catch it).
+    pub ignore_read_only: bool,
+    pub mountinfo_text: String,
+}
+
+impl RecordingSys {
+    pub fn new() -> RecordingSys {
+        RecordingSys::default()
+    }
+
+    /// Fails call number `n` (0-based) with `errno`.
+    pub fn fail_at(mut self, n: usize, errno: Errno) -> RecordingSys {
+        self.fail_at = Some((n, errno));
+        self
+    }
+
+    /// Scripts what `file_kind(path)` answers (`None`: missing).
+    pub fn with_kind(mut self, path: &str, kind: Option<FileKind>) -> RecordingSys {
+        self.kinds.insert(path.to_string(), kind);
+        self
+    }
+
+    /// The calls that change something, in order.
+    pub fn changes(&self) -> Vec<&Call> {
+        self.calls.iter().filter(|c| !c.is_query()).collect()
+    }
+
+    fn record(&mut self, call: Call) -> nix::Result<()> {
+        let index = self.calls.len();
+        self.calls.push(call);
+        match self.fail_at {
+            Some((n, errno)) if n == index => Err(errno),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Sys for RecordingSys {
+    fn unshare(&mut self, flags: CloneFlags) -> nix::Result<()> {
+        self.record(Call::Unshare(flags))
+    }
+
+    fn write_file(&mut self, path: &str, contents: &str) -> nix::Result<()> {
+        self.record(Call::WriteFile {
+            path: path.into(),
+            contents: contents.into(),
+        })
+    }
+
+    fn mount(
+        &mut self,
+        source: Option<&str>,
+        target: &str,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> nix::Result<()> {
+        self.record(Call::Mount {
+            source: source.map(Into::into),
+            target: target.into(),
+            fstype: fstype.map(Into::into),
+            flags,
+            data: data.map(Into::into),
+        })?;
+        if flags.contains(MsFlags::MS_REMOUNT) {
+            let mut kept = flags - MsFlags::MS_REMOUNT - MsFlags::MS_BIND - MsFlags::MS_SILENT;
+            if self.ignore_read_only {
+                kept -= MsFlags::MS_RDONLY;
+            }
+            self.flags.insert(target.into(), kept);
+        }
+        Ok(())
+    }
+
+    fn umount2(&mut self, target: &str, flags: MntFlags) -> nix::Result<()> {
+        self.record(Call::Umount2 {
+            target: target.into(),
+            flags,
+        })
+    }
+
+    fn pivot_root(&mut self, new_root: &str, put_old: &str) -> nix::Result<()> {
+        self.record(Call::PivotRoot {
+            new_root: new_root.into(),
+            put_old: put_old.into(),
+        })
+    }
+
+    fn sethostname(&mut self, name: &str) -> nix::Result<()> {
+        self.record(Call::SetHostname(name.into()))
+    }
+
+    fn chdir(&mut self, path: &str) -> nix::Result<()> {
+        self.record(Call::Chdir(path.into()))
+    }
+
+    fn set_no_new_privs(&mut self) -> nix::Result<()> {
+        self.record(Call::SetNoNewPrivs)
+    }
+
+    fn mkdir(&mut self, path: &str, mode: u32) -> nix::Result<()> {
+        self.record(Call::Mkdir {
+            path: path.into(),
+            mode,
+        })?;
+        self.kinds.insert(path.into(), Some(FileKind::Dir));
+        Ok(())
+    }
+
+    fn create_file(&mut self, path: &str, mode: u32) -> nix::Result<()> {
+        self.record(Call::CreateFile {
+            path: path.into(),
+            mode,
+        })?;
+        self.kinds.insert(path.into(), Some(FileKind::File));
+        Ok(())
+    }
+
+    fn symlink(&mut self, target: &str, link: &str) -> nix::Result<()> {
+        self.record(Call::Symlink {
+            target: target.into(),
+            link: link.into(),
+        })?;
+        self.kinds.insert(link.into(), Some(FileKind::Symlink));
+        Ok(())
+    }
+
+    fn file_kind(&mut self, path: &str, follow: bool) -> nix::Result<Option<FileKind>> {
+        self.record(Call::FileKind {
+            path: path.into(),
+            follow,
+        })?;
+        Ok(self.kinds.get(path).copied().unwrap_or(Some(FileKind::Dir)))
+    }
+
+    fn mount_flags(&mut self, path: &str) -> nix::Result<MsFlags> {
+        self.record(Call::MountFlags(path.into()))?;
+        Ok(self.flags.get(path).copied().unwrap_or(MsFlags::empty()))
+    }
+
+    fn mountinfo(&mut self) -> nix::Result<String> {
+        self.record(Call::Mountinfo)?;
+        Ok(self.mountinfo_text.clone())
+    }
+}

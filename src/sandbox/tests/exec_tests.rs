@@ -1,0 +1,312 @@
+use nix::errno::Errno;
+use nix::mount::MsFlags;
+
+use super::fixtures::{changes, rootless_spec, typical_sys};
+use crate::sandbox::builder::IdMapping;
+use crate::sandbox::exec::{apply_steps, apply_steps_in};
+use crate::sandbox::plan::{IdRange, SetupStep};
+use crate::sandbox::sys::{Call, FileKind, RecordingSys};
+use crate::sandbox::SandboxError;
+
+/// Every device node: an empty file, the bind, and a remount that adds only `nosuid`.
+fn dev_node(node: &str) -> [String; 3] {
+    [
+        format!("create /r/dev/{node} 444"),
+        format!("bind /dev/{node} /r/dev/{node} "),
+        format!("remount /r/dev/{node} nosuid"),
+    ]
+}
+
+#[test]
+fn typical_rootless_plan_makes_exactly_these_calls_in_order() {
+    let mut sys = typical_sys();
+    apply_steps(&mut sys, &rootless_spec().plan().steps).unwrap();
+    let mut expected: Vec<String> = [
+        "unshare CloneFlags(CLONE_NEWUSER)",
+        "write /proc/self/uid_map 0 1000 1",
+        "write /proc/self/setgroups deny",
+        "write /proc/self/gid_map 0 1000 1",
+        "unshare CloneFlags(CLONE_NEWNS)",
+        "propagation / rec,slave",
+        "unshare CloneFlags(CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)",
+        "mount overlay /r nosuid,nodev lowerdir=/img,upperdir=/env/upper,workdir=/env/work,userxattr",
+        "mount proc /r/proc nosuid,nodev,noexec",
+        "mount tmpfs /r/dev nosuid,nodev mode=0755",
+    ]
+    .map(String::from)
+    .to_vec();
+    for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+        expected.extend(dev_node(node));
+    }
+    expected.extend(
+        [
+            "symlink /r/dev/stdin -> /proc/self/fd/0",
+            "symlink /r/dev/stdout -> /proc/self/fd/1",
+            "symlink /r/dev/stderr -> /proc/self/fd/2",
+            "symlink /r/dev/fd -> /proc/self/fd",
+            "symlink /r/dev/core -> /proc/kcore",
+            "mkdir /r/dev/shm 755",
+            "mount tmpfs /r/dev/shm nosuid,nodev mode=1777",
+            "mkdir /r/dev/pts 755",
+            "mount devpts /r/dev/pts nosuid,noexec newinstance,ptmxmode=0666,mode=620",
+            "symlink /r/dev/ptmx -> pts/ptmx",
+            // /sys: recursive bind, then read-only for it and for each submount.
+            "bind /sys /r/sys rec",
+            "remount /r/sys ro,nosuid,nodev",
+            "remount /r/sys/fs/cgroup ro,nosuid,nodev",
+            "mount tmpfs /r/tmp nosuid,nodev mode=1777",
+            // A missing directory mount point is created in the new root.
+            "mkdir /r/src 755",
+            "bind /home/u/src /r/src rec",
+            "remount /r/src nosuid,nodev",
+            // A file source gets a file mount point.
+            "create /r/etc/resolv.conf 644",
+            "bind /etc/resolv.conf /r/etc/resolv.conf rec",
+            "remount /r/etc/resolv.conf ro,nosuid,nodev",
+            "sethostname box",
+            "chdir /r",
+            "pivot_root . .",
+            "umount2 . MntFlags(MNT_DETACH)",
+            "chdir /",
+            "no_new_privs",
+            "chdir /src",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(changes(&sys), expected);
+}
+
+#[test]
+fn read_only_mounts_are_verified_with_statvfs() {
+    let mut sys = typical_sys();
+    apply_steps(&mut sys, &rootless_spec().plan().steps).unwrap();
+    let pos = |c: &Call| sys.calls.iter().position(|x| x == c).unwrap();
+    let remount = sys
+        .calls
+        .iter()
+        .position(|c| {
+            matches!(c, Call::Mount { target, flags, .. }
+            if target == "/r/etc/resolv.conf" && flags.contains(MsFlags::MS_REMOUNT))
+        })
+        .unwrap();
+    let check = Call::MountFlags("/r/etc/resolv.conf".into());
+    assert!(
+        sys.calls[remount + 1..].contains(&check),
+        "no statvfs after the remount"
+    );
+    assert!(
+        pos(&check) < remount,
+        "flags were not read before the remount"
+    );
+}
+
+#[test]
+fn failure_at_any_call_aborts_with_that_step_and_runs_nothing_after() {
+    let steps = rootless_spec().plan().steps;
+    // Which step owns which calls: run the steps one by one on one fake.
+    let mut owner: Vec<&'static str> = Vec::new();
+    let mut sys = typical_sys();
+    for step in &steps {
+        apply_steps_in(&mut sys, std::slice::from_ref(step), Some("/r")).unwrap();
+        owner.resize(sys.calls.len(), step.name());
+    }
+    assert!(owner.len() > 60, "{} calls", owner.len());
+    for (i, step) in owner.iter().enumerate() {
+        let mut sys = typical_sys().fail_at(i, Errno::EPERM);
+        let err = apply_steps(&mut sys, &steps).unwrap_err();
+        assert_eq!(err.step(), Some(*step), "call {i}: {err}");
+        assert_eq!(
+            sys.calls.len(),
+            i + 1,
+            "calls after the failure at {i}: {err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains(step) && text.contains("EPERM"), "{text}");
+    }
+}
+
+#[test]
+fn the_error_names_step_operation_path_errno_and_a_fix() {
+    let steps = rootless_spec().plan().steps;
+    let mut probe = typical_sys();
+    apply_steps(&mut probe, &steps).unwrap();
+    let overlay = probe
+        .calls
+        .iter()
+        .position(|c| matches!(c, Call::Mount { fstype: Some(t), .. } if t == "overlay"))
+        .unwrap();
+    let mut sys = typical_sys().fail_at(overlay, Errno::EINVAL);
+    let err = apply_steps(&mut sys, &steps).unwrap_err();
+    let text = err.to_string();
+    for part in [
+        "mount_overlay",
+        "/r",
+        "EINVAL",
+        "userxattr",
+        "lowerdir=/img",
+    ] {
+        assert!(text.contains(part), "`{part}` missing from: {text}");
+    }
+    assert!(matches!(
+        err,
+        SandboxError::Step {
+            errno: Errno::EINVAL,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_read_only_bind_that_stays_writable_is_an_error() {
+    let steps = vec![SetupStep::BindMount {
+        source: "/data".into(),
+        target: "/r/data".into(),
+        read_only: true,
+        recursive: false,
+    }];
+    let mut sys = RecordingSys::new();
+    sys.ignore_read_only = true;
+    let err = apply_steps_in(&mut sys, &steps, Some("/r")).unwrap_err();
+    assert!(
+        matches!(&err, SandboxError::NotReadOnly { step: "bind_mount", path } if path == "/r/data"),
+        "{err}"
+    );
+    // The typical plan stops at its first read-only mount, /sys.
+    let mut sys = typical_sys();
+    sys.ignore_read_only = true;
+    let err = apply_steps(&mut sys, &rootless_spec().plan().steps).unwrap_err();
+    assert_eq!(err.step(), Some("mount_sys_read_only"));
+    assert!(!sys
+        .calls
+        .iter()
+        .any(|c| matches!(c, Call::PivotRoot { .. })));
+}
+
+#[test]
+fn a_full_subordinate_range_is_refused_for_now() {
+    let mut spec = rootless_spec();
+    spec.ids = IdMapping::Subordinate {
+        uid: 1000,
+        gid: 1000,
+        sub_uid: IdRange {
+            inside: 1,
+            outside: 100_000,
+            count: 65536,
+        },
+        sub_gid: IdRange {
+            inside: 1,
+            outside: 100_000,
+            count: 65536,
+        },
+    };
+    let mut sys = typical_sys();
+    let err = apply_steps(&mut sys, &spec.plan().steps).unwrap_err();
+    assert!(matches!(
+        err,
+        SandboxError::Unsupported {
+            step: "write_id_maps",
+            ..
+        }
+    ));
+    assert!(err.to_string().contains("newuidmap"), "{err}");
+    assert_eq!(changes(&sys), ["unshare CloneFlags(CLONE_NEWUSER)"]);
+}
+
+#[test]
+fn a_symlink_in_a_mount_point_path_is_refused() {
+    let mut sys = typical_sys().with_kind("/r/etc", Some(FileKind::Symlink));
+    let err = apply_steps(&mut sys, &rootless_spec().plan().steps).unwrap_err();
+    assert!(
+        matches!(&err, SandboxError::SymlinkMountPoint { step: "bind_mount", path } if path == "/r/etc"),
+        "{err}"
+    );
+    assert!(!sys
+        .calls
+        .iter()
+        .any(|c| matches!(c, Call::Mount { target, .. } if target.starts_with("/r/etc"))));
+}
+
+#[test]
+fn a_missing_bind_source_names_the_source() {
+    let mut sys = typical_sys().with_kind("/home/u/src", None);
+    let err = apply_steps(&mut sys, &rootless_spec().plan().steps).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("bind_mount") && text.contains("/home/u/src"),
+        "{text}"
+    );
+    assert!(matches!(
+        err,
+        SandboxError::Step {
+            errno: Errno::ENOENT,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_file_source_over_a_directory_mount_point_is_refused() {
+    let steps = vec![SetupStep::BindMount {
+        source: "/etc/hosts".into(),
+        target: "/r/etc/hosts".into(),
+        read_only: true,
+        recursive: false,
+    }];
+    let mut sys = RecordingSys::new().with_kind("/etc/hosts", Some(FileKind::File));
+    let err = apply_steps_in(&mut sys, &steps, Some("/r")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SandboxError::Step {
+                errno: Errno::EISDIR,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn targets_outside_the_new_root_must_exist_and_are_never_created() {
+    let steps = vec![SetupStep::MountTmpfs {
+        target: "/elsewhere/tmp".into(),
+        mode: 0o755,
+    }];
+    let mut sys = RecordingSys::new().with_kind("/elsewhere/tmp", None);
+    let err = apply_steps_in(&mut sys, &steps, Some("/r")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SandboxError::Step {
+                errno: Errno::ENOENT,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(sys.changes().is_empty());
+}
+
+#[test]
+fn allowed_devices_keep_dev_and_get_a_file_mount_point() {
+    let mut spec = rootless_spec();
+    spec.devices = vec!["/dev/fuse".into()];
+    let mut sys = typical_sys()
+        .with_kind("/dev/fuse", Some(FileKind::Other))
+        .with_kind("/r/dev/fuse", None);
+    apply_steps(&mut sys, &spec.plan().steps).unwrap();
+    let got = changes(&sys);
+    let at = got
+        .iter()
+        .position(|c| c == "create /r/dev/fuse 644")
+        .unwrap();
+    assert_eq!(got[at + 1], "bind /dev/fuse /r/dev/fuse ");
+    assert_eq!(got[at + 2], "remount /r/dev/fuse nosuid");
+}
+
+#[test]
+fn mountinfo_escapes_are_decoded() {
+    use crate::sandbox::exec::unescape_mountinfo;
+    assert_eq!(unescape_mountinfo(r"/a\040b\134c"), r"/a b\c");
+    assert_eq!(unescape_mountinfo(r"/plain\09"), r"/plain\09");
+}

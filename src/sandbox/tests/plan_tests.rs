@@ -1,0 +1,148 @@
+use super::fixtures::rootless_spec;
+use crate::sandbox::builder::IdMapping;
+use crate::sandbox::plan::{SandboxPlan, SetupStep, Stage};
+use crate::sandbox::SandboxError;
+
+fn invalid_reason(plan: &SandboxPlan) -> String {
+    match plan.validate() {
+        Err(SandboxError::InvalidPlan(why)) => why,
+        other => panic!("expected an invalid plan, got {other:?}"),
+    }
+}
+
+#[test]
+fn plan_round_trips_through_json() {
+    let plan = rootless_spec().plan();
+    let json = plan.to_json().unwrap();
+    assert_eq!(SandboxPlan::from_json(&json).unwrap(), plan);
+    // The encoding is plain and readable: unit steps are strings, others objects.
+    assert!(json.contains(r#""unshare_user_ns""#), "{json}");
+    assert!(json.contains(r#"{"set_hostname":"box"}"#), "{json}");
+    assert!(json.contains(r#""userxattr":true"#), "{json}");
+}
+
+#[test]
+fn typical_rootless_plan_is_valid_and_in_bubblewrap_order() {
+    let plan = rootless_spec().plan();
+    plan.validate().unwrap();
+    let names: Vec<&str> = plan.steps.iter().map(SetupStep::name).collect();
+    assert_eq!(
+        names,
+        [
+            "unshare_user_ns",
+            "write_id_maps",
+            "unshare_mount_ns",
+            "make_root_private",
+            "unshare_other",
+            "mount_overlay",
+            "mount_proc",
+            "minimal_dev",
+            "mount_sys_read_only",
+            "mount_tmpfs",
+            "bind_mount",
+            "bind_mount",
+            "set_hostname",
+            "pivot_root",
+            "no_new_privs",
+            "chdir",
+        ]
+    );
+    let stage1 = plan.stage_steps(Stage::Namespaces);
+    assert_eq!(stage1.len(), 5);
+    assert_eq!(plan.stage_steps(Stage::Root).len(), plan.steps.len() - 5);
+}
+
+#[test]
+fn real_root_needs_no_user_namespace() {
+    let mut spec = rootless_spec();
+    spec.ids = IdMapping::HostRoot;
+    let plan = spec.plan();
+    plan.validate().unwrap();
+    assert_eq!(plan.steps[0], SetupStep::UnshareMountNs);
+    assert!(!plan
+        .steps
+        .iter()
+        .any(|s| matches!(s, SetupStep::UnshareUserNs | SetupStep::WriteIdMaps { .. })));
+}
+
+#[test]
+fn isolated_network_adds_a_net_namespace() {
+    let mut spec = rootless_spec();
+    spec.isolate_net = true;
+    let plan = spec.plan();
+    assert!(plan.steps.contains(&SetupStep::UnshareOther {
+        pid: true,
+        uts: true,
+        ipc: true,
+        net: true
+    }));
+}
+
+#[test]
+fn mounting_without_a_mount_namespace_is_refused() {
+    let mut plan = rootless_spec().plan();
+    plan.steps.retain(|s| *s != SetupStep::UnshareMountNs);
+    assert!(invalid_reason(&plan).contains("unshare_mount_ns"));
+}
+
+#[test]
+fn hostname_without_a_uts_namespace_is_refused() {
+    let mut plan = rootless_spec().plan();
+    for step in &mut plan.steps {
+        if let SetupStep::UnshareOther { uts, .. } = step {
+            *uts = false;
+        }
+    }
+    assert!(invalid_reason(&plan).contains("uts"));
+}
+
+#[test]
+fn namespace_steps_after_file_system_steps_are_refused() {
+    let mut plan = rootless_spec().plan();
+    let other = plan.steps.remove(4);
+    plan.steps.insert(6, other);
+    assert!(invalid_reason(&plan).contains("before every file-system step"));
+}
+
+#[test]
+fn id_maps_need_a_user_namespace() {
+    let mut plan = rootless_spec().plan();
+    plan.steps.remove(0);
+    assert!(invalid_reason(&plan).contains("unshare_user_ns"));
+}
+
+#[test]
+fn mounts_after_pivot_root_are_refused() {
+    let mut plan = rootless_spec().plan();
+    plan.steps.push(SetupStep::MountProc {
+        target: "/proc".into(),
+    });
+    assert!(invalid_reason(&plan).contains("cannot follow `pivot_root`"));
+}
+
+#[test]
+fn bad_paths_programs_and_environments_are_refused() {
+    let mut plan = rootless_spec().plan();
+    plan.cwd = "src".into();
+    assert!(invalid_reason(&plan).contains("not absolute"));
+
+    let mut plan = rootless_spec().plan();
+    plan.argv.clear();
+    assert!(invalid_reason(&plan).contains("argv is empty"));
+
+    let mut plan = rootless_spec().plan();
+    plan.env.push(("A=B".into(), "c".into()));
+    assert!(invalid_reason(&plan).contains("A=B"));
+
+    let mut plan = rootless_spec().plan();
+    plan.argv.push("a\0b".into());
+    assert!(invalid_reason(&plan).contains("NUL"));
+
+    let mut spec = rootless_spec();
+    spec.upper = "/env/up,per".into();
+    assert!(invalid_reason(&spec.plan()).contains("overlay path"));
+
+    let mut spec = rootless_spec();
+    spec.binds[0].source = "relative/src".into();
+    assert!(invalid_reason(&spec.plan()).contains("not absolute"));
+}
