@@ -74,6 +74,11 @@ pub enum EngineError {
     Exists { path: std::path::PathBuf },
     #[error("unknown template `{name}`; available: {available}")]
     UnknownTemplate { name: String, available: String },
+    #[error("the {backend} backend cannot {action} environments yet (see docs/roadmap.md)")]
+    Unsupported {
+        action: &'static str,
+        backend: crate::types::BackendKind,
+    },
     #[error("environment {id} is recorded with no readable lock: {detail}")]
     MissingLock { id: EnvId, detail: String },
 }

@@ -116,8 +116,15 @@ impl Engine {
         let mut meta = self.store.read_meta(&found.id)?;
         self.ensure_state(&meta, "archive", &[EnvState::Built])?;
         self.ensure_not_running(&meta, "archive", false)?;
+        let backend = self.backend(meta.backend);
+        let Some(content_dir) = backend.archive_dir() else {
+            return Err(EngineError::Unsupported {
+                action: "archive",
+                backend: meta.backend,
+            });
+        };
         let env_dir = self.store.env_dir(&meta.id);
-        self.backend(meta.backend).teardown(&env_dir)?;
+        backend.teardown(&env_dir)?;
         let op = self.store.begin(OpKind::Archive, &meta.id)?;
         let staging = op.staging_dir();
         let tar_path = staging.join(".archive.tar");
@@ -125,8 +132,8 @@ impl Engine {
             let path = path.to_path_buf();
             move |source| EngineError::Io { op, path, source }
         };
-        // Pack everything but the metadata, which is rewritten below.
-        let content = env_dir.join("rootfs");
+        // Pack the backend's content; the metadata is rewritten below.
+        let content = env_dir.join(content_dir);
         let mut file = File::create(&tar_path).map_err(io_err("create", &tar_path))?;
         layer::pack_dir(&content, &mut file, PackMode::Preserve)
             .map_err(io_err("pack", &content))?;
@@ -162,8 +169,14 @@ impl Engine {
                 detail: "it is archived but records no archive object".to_string(),
             });
         };
+        let Some(content_dir) = self.backend(meta.backend).archive_dir() else {
+            return Err(EngineError::Unsupported {
+                action: "unarchive",
+                backend: meta.backend,
+            });
+        };
         let op = self.store.begin(OpKind::Unarchive, &meta.id)?;
-        let rootfs = op.staging_dir().join("rootfs");
+        let rootfs = op.staging_dir().join(content_dir);
         fs::create_dir(&rootfs).map_err(|source| EngineError::Io {
             op: "create",
             path: rootfs.clone(),

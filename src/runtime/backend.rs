@@ -149,6 +149,12 @@ pub trait RuntimeBackend: Send + Sync {
 
     /// Whether `run` can guarantee that the environment is not modified (frozen use).
     fn supports_read_only(&self) -> bool;
+
+    /// The directory of an environment that `archive` packs (relative to the environment
+    /// directory), or `None` when this backend cannot archive yet.
+    fn archive_dir(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// The backend implementation for a kind. Backends that are not built yet say so through
@@ -156,8 +162,7 @@ pub trait RuntimeBackend: Send + Sync {
 pub fn backend_for(kind: BackendKind) -> Box<dyn RuntimeBackend> {
     match kind {
         BackendKind::Mock => Box::new(super::mock::MockBackend::new()),
-        BackendKind::Namespace | BackendKind::Oci => {
-            Box::new(super::pending::PendingBackend::new(kind))
-        }
+        BackendKind::Namespace => Box::new(super::namespace::NamespaceBackend),
+        BackendKind::Oci => Box::new(super::pending::PendingBackend::new(kind)),
     }
 }

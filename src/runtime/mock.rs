@@ -17,7 +17,7 @@ use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, IsTerminal, Write};
 use std::os::fd::AsFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -370,9 +370,7 @@ impl RuntimeBackend for MockBackend {
             .map_err(io_err("read process start time", Path::new("/proc")))?;
         req.marker.record(&record.encode())?;
         let status = child.wait().map_err(io_err("wait for program", &rootfs))?;
-        Ok(status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+        Ok(super::exit_code(status))
     }
 
     fn status(&self, store: &Store, id: &EnvId) -> Result<usize, BackendError> {
@@ -382,24 +380,7 @@ impl RuntimeBackend for MockBackend {
     }
 
     fn stop(&self, store: &Store, id: &EnvId) -> Result<usize, BackendError> {
-        let mut stopped = 0;
-        for record in store.session_records(id)? {
-            let Some(process) = SessionProcess::decode(&record) else {
-                continue;
-            };
-            let signalled =
-                process
-                    .terminate(Duration::from_secs(3))
-                    .map_err(|e| BackendError::Failed {
-                        backend: KIND,
-                        step: "signal session",
-                        detail: format!("pid {}: {e}", process.pid),
-                    })?;
-            if signalled {
-                stopped += 1;
-            }
-        }
-        Ok(stopped)
+        super::session::stop_sessions(store, id, KIND)
     }
 
     fn teardown(&self, _env_dir: &Path) -> Result<(), BackendError> {
@@ -409,6 +390,10 @@ impl RuntimeBackend for MockBackend {
 
     fn supports_read_only(&self) -> bool {
         false
+    }
+
+    fn archive_dir(&self) -> Option<&'static str> {
+        Some("rootfs")
     }
 }
 

@@ -116,6 +116,31 @@ fn proc_stat(pid: i32) -> io::Result<(char, u64)> {
     }
 }
 
+/// Terminate every live session recorded for an environment; returns how many were signalled.
+pub fn stop_sessions(
+    store: &crate::store::Store,
+    id: &crate::types::EnvId,
+    backend: crate::types::BackendKind,
+) -> Result<usize, super::backend::BackendError> {
+    let mut stopped = 0;
+    for record in store.session_records(id)? {
+        let Some(process) = SessionProcess::decode(&record) else {
+            continue;
+        };
+        let signalled = process.terminate(Duration::from_secs(3)).map_err(|e| {
+            super::backend::BackendError::Failed {
+                backend,
+                step: "signal session",
+                detail: format!("pid {}: {e}", process.pid),
+            }
+        })?;
+        if signalled {
+            stopped += 1;
+        }
+    }
+    Ok(stopped)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
