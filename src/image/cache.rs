@@ -114,12 +114,11 @@ impl ImageCache {
         Ok(Some(record))
     }
 
-    /// Every cache entry, including damaged ones (as errors), sorted by sha256.
-    pub fn list(&self) -> Result<Vec<CacheEntry>, ImageError> {
-        let mut out = Vec::new();
+    /// The names and paths in `images/` (none when it does not exist yet).
+    fn dir_entries(&self) -> Result<Vec<(String, PathBuf)>, ImageError> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => {
                 return Err(ImageError::Io {
                     op: "list",
@@ -128,14 +127,26 @@ impl ImageCache {
                 })
             }
         };
+        let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(io_err("list", &self.dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+            out.push((
+                entry.file_name().to_string_lossy().into_owned(),
+                entry.path(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Every cache entry, including damaged ones (as errors), sorted by sha256.
+    pub fn list(&self) -> Result<Vec<CacheEntry>, ImageError> {
+        let mut out = Vec::new();
+        for (name, path) in self.dir_entries()? {
             if is_sha256(&name) {
                 let record = self.get(&name).and_then(|r| {
                     r.ok_or_else(|| {
                         ImageError::Store(StoreError::Corrupt {
-                            path: entry.path(),
+                            path,
                             detail: "cache entry without an image.json record".to_string(),
                         })
                     })
@@ -150,25 +161,12 @@ impl ImageCache {
     /// Leftover temp directories of fetches that died (for gc, which holds the store lock
     /// exclusively, so none of them can belong to a live fetch).
     pub fn temp_dirs(&self) -> Result<Vec<PathBuf>, ImageError> {
-        let mut out = Vec::new();
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(source) => {
-                return Err(ImageError::Io {
-                    op: "list",
-                    path: self.dir.clone(),
-                    source,
-                })
-            }
-        };
-        for entry in entries {
-            let entry = entry.map_err(io_err("list", &self.dir))?;
-            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
-                out.push(entry.path());
-            }
-        }
-        Ok(out)
+        Ok(self
+            .dir_entries()?
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(TMP_PREFIX))
+            .map(|(_, path)| path)
+            .collect())
     }
 
     /// The newest cached image fetched for `reference` (offline resolution of an alias).

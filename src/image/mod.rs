@@ -197,15 +197,7 @@ impl<'a> Images<'a> {
         offline: bool,
     ) -> Result<ImageRecord, ImageError> {
         if let Some(record) = self.cache.get(&locked.archive_sha256)? {
-            if record.tree_digest.as_str() != locked.tree_digest {
-                return Err(ImageError::Tampered {
-                    sha256: record.sha256,
-                    reference: record.reference,
-                    expected: locked.tree_digest.clone(),
-                    actual: record.tree_digest.to_string(),
-                });
-            }
-            return self.verified(record);
+            return self.verified(matches_lock(record, locked)?);
         }
         let source = match &base.image {
             ImageRef::Alias {
@@ -248,15 +240,7 @@ impl<'a> Images<'a> {
             build: locked.build.clone(),
             item_path: locked.item_path.clone(),
         })?;
-        if record.tree_digest.as_str() != locked.tree_digest {
-            return Err(ImageError::Tampered {
-                sha256: record.sha256,
-                reference: record.reference,
-                expected: locked.tree_digest.clone(),
-                actual: record.tree_digest.to_string(),
-            });
-        }
-        Ok(record)
+        matches_lock(record, locked)
     }
 
     /// A cached image about to be built on: its files are re-digested, so that an image
@@ -335,6 +319,19 @@ impl ImageRecord {
             item_path: self.item_path.clone(),
         }
     }
+}
+
+/// The image must be the one the lock was made from: same tree digest.
+fn matches_lock(record: ImageRecord, locked: &LockedBase) -> Result<ImageRecord, ImageError> {
+    if record.tree_digest.as_str() == locked.tree_digest {
+        return Ok(record);
+    }
+    Err(ImageError::Tampered {
+        sha256: record.sha256,
+        reference: record.reference,
+        expected: locked.tree_digest.clone(),
+        actual: record.tree_digest.to_string(),
+    })
 }
 
 fn custom_fetch(reference: String, source: Source, pin: Option<String>) -> Fetch {
