@@ -64,6 +64,21 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// For `map_err`: an I/O failure of `backend` at `step` on `path`.
+    pub fn io_at(
+        backend: BackendKind,
+        step: &'static str,
+        path: &std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> BackendError {
+        let path = path.to_path_buf();
+        move |source| BackendError::Io {
+            backend,
+            step,
+            path,
+            source,
+        }
+    }
+
     /// Whether the failure means "this host lacks something" (exit code 4) rather than "the
     /// operation failed" (exit code 1).
     pub fn is_missing_prerequisite(&self) -> bool {

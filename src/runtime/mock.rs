@@ -204,14 +204,8 @@ impl MockBackend {
     }
 }
 
-fn io_err(step: &'static str, path: &Path) -> impl FnOnce(io::Error) -> BackendError {
-    let path = path.to_path_buf();
-    move |source| BackendError::Io {
-        backend: KIND,
-        step,
-        path,
-        source,
-    }
+fn io_err(step: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackendError {
+    BackendError::io_at(KIND, step, path)
 }
 
 /// The files of the generated base image for an image reference.

@@ -33,13 +33,7 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 pub struct NamespaceBackend;
 
 fn io_err(step: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackendError {
-    let path = path.to_path_buf();
-    move |source| BackendError::Io {
-        backend: KIND,
-        step,
-        path,
-        source,
-    }
+    BackendError::io_at(KIND, step, path)
 }
 
 fn helper_exe() -> Result<PathBuf, BackendError> {
