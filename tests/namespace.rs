@@ -182,3 +182,28 @@ fn packages_are_refused_until_installation_lands() {
     assert!(out.stderr.contains("not implemented yet"), "{out:?}");
     assert!(fx.list().is_empty(), "a failed build left an environment");
 }
+
+#[test]
+fn what_is_not_enforced_yet_is_said_on_every_run() {
+    let Some((fx, tarball)) = setup("what_is_not_enforced_yet") else {
+        return;
+    };
+    let extra = "[runtime.resource_limits]\nmemory_limit_mb = 512\n";
+    write(
+        &fx,
+        "deb",
+        &manifest(&tarball, extra).replace("[runtime]", "[hardware]\ngpu = true\n[runtime]"),
+    );
+    fx.build("deb");
+    let out = fx.run(&["exec", "deb", "--", "true"]);
+    out.ok();
+    assert!(
+        out.stderr.contains("memory_limit_mb = 512 is NOT applied"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains("gpu/audio devices are NOT passed through"),
+        "{out:?}"
+    );
+}

@@ -332,7 +332,7 @@ impl RuntimeBackend for MockBackend {
         let rootfs = req.env_dir.join("rootfs");
         let (program, args) = program_and_args(req.argv);
         req.events.emit(Event::warn(format!(
-            "mock backend: `{}` runs on the host without isolation, in {}",
+            "mock backend: `{}` runs on the host without isolation or resource limits, in {}",
             program.to_string_lossy(),
             rootfs.display()
         )));

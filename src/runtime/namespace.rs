@@ -152,6 +152,9 @@ impl RuntimeBackend for NamespaceBackend {
                 ),
             });
         }
+        for warning in unenforced(req.lock) {
+            req.events.emit(Event::warn(warning));
+        }
         let spec = self.spec(req, &lower);
         let plan = spec.plan();
         let stdio = stdio(req.stdout_to_stderr)?;
@@ -240,6 +243,39 @@ impl NamespaceBackend {
             cwd: "/root".to_string(),
         }
     }
+}
+
+/// What the manifest asks for that this backend does not apply yet: said every time, never
+/// silently dropped.
+fn unenforced(lock: &crate::lock::LockFile) -> Vec<String> {
+    let mut out = Vec::new();
+    let limits = [
+        ("cpu_shares", lock.runtime.cpu_shares),
+        ("memory_limit_mb", lock.runtime.memory_limit_mb),
+    ];
+    for (name, value) in limits {
+        if let Some(value) = value {
+            out.push(format!(
+                "namespace backend: resource limit {name} = {value} is NOT applied yet \
+                 (cgroup limits are not implemented; see docs/roadmap.md)"
+            ));
+        }
+    }
+    if lock.gpu || lock.audio {
+        out.push(
+            "namespace backend: [hardware] gpu/audio devices are NOT passed through yet \
+             (see docs/roadmap.md)"
+                .to_string(),
+        );
+    }
+    if !lock.gui_apps.is_empty() {
+        out.push(
+            "namespace backend: [gui] apps are recorded in the lock but not installed or exported \
+             yet"
+            .to_string(),
+        );
+    }
+    out
 }
 
 /// bash as a login shell when the image has it, else sh.
