@@ -55,6 +55,9 @@ const RECIPE: &str = "karapace-bench-image v2: shared prefixes, tar --null -T | 
 
 type Res<T> = Result<T, String>;
 
+mod common;
+use common::binary;
+
 fn main() -> ExitCode {
     // `cargo bench` passes `--bench` (and any filter); this harness takes no arguments.
     match run() {
@@ -581,39 +584,6 @@ fn serve(stream: TcpStream, files: &HashMap<String, PathBuf>) -> io::Result<()> 
 
 // ---------------------------------------------------------------------------------------------
 // The two ways of importing, with their checks
-
-/// The binary under test: the one cargo built for this bench, unless `KARAPACE_BENCH_BIN`
-/// names another.
-fn binary() -> Res<PathBuf> {
-    if let Some(bin) = std::env::var_os("KARAPACE_BENCH_BIN") {
-        let bin = PathBuf::from(bin);
-        return if bin.is_file() {
-            Ok(bin)
-        } else {
-            Err(format!(
-                "KARAPACE_BENCH_BIN={} is not a file",
-                bin.display()
-            ))
-        };
-    }
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_karapace-tui"));
-    if bin.is_file() {
-        return Ok(bin);
-    }
-    eprintln!("{} is missing; building it", bin.display());
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--release", "--quiet", "--bin", "karapace-tui"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .map_err(|e| format!("cannot run cargo build: {e}"))?;
-    if !status.success() || !bin.is_file() {
-        return Err(format!(
-            "cargo build failed ({status}); {} missing",
-            bin.display()
-        ));
-    }
-    Ok(bin)
-}
 
 /// How one case imports a tarball into a fresh directory, and where the tree ends up.
 #[derive(Clone, Copy, PartialEq, Eq)]
