@@ -31,20 +31,11 @@ const GOAL: Duration = Duration::from_millis(10);
 /// "Flat" memory: the 1,000-environment peak RSS within this factor of the 1-environment one.
 const FLAT_FACTOR: f64 = 1.5;
 
-type Res<T> = Result<T, String>;
-
 mod common;
-use common::binary;
+use common::{binary, exit_code, median_u64, ratio, Res};
 
 fn main() -> ExitCode {
-    // `cargo bench` passes `--bench` (and any filter); this harness takes no arguments.
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(run())
 }
 
 /// One command line to time: a program, its arguments, and a label for the table.
@@ -147,10 +138,6 @@ fn stats(samples: &[Duration]) -> Stats {
 
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64()
 }
 
 /// A timed case and its references, measured interleaved in one run.
@@ -266,11 +253,6 @@ fn peak_rss_kib(gnu_time: &Path, cmd: &Cmd, out_file: &Path) -> Res<u64> {
         .last()
         .and_then(|l| l.trim().parse().ok())
         .ok_or_else(|| format!("GNU time wrote {text:?}, not a number of KiB"))
-}
-
-fn median_u64(mut v: Vec<u64>) -> u64 {
-    v.sort_unstable();
-    v[(v.len() - 1) / 2]
 }
 
 fn run() -> Res<()> {

@@ -32,7 +32,6 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use nix::sys::resource::{getrusage, UsageWho};
 use sha2::{Digest as _, Sha256};
 
 use karapace_tui::sandbox::{self, IdMapping, PlanFile, RootfsSpec, SandboxPlan};
@@ -52,20 +51,11 @@ const ROOTLESS_USER: &str = "karapace-test";
 /// The `PATH` the namespace backend gives programs (src/runtime/namespace.rs).
 const SANDBOX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-type Res<T> = Result<T, String>;
-
 mod common;
-use common::binary;
+use common::{binary, children_cpu, exit_code, percentile, ratio, target_dir, Res};
 
 fn main() -> ExitCode {
-    // `cargo bench` passes `--bench` (and any filter); this harness takes no arguments.
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(run())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -194,15 +184,6 @@ fn library_path() -> &'static LibraryPath {
     })
 }
 
-/// The target directory this bench executable was built into (`target/release/deps/exec-…`).
-fn target_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.ancestors().nth(3).map(Path::to_path_buf))
-        .filter(|p| p.is_dir())
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-}
-
 /// What a timed run starts.
 enum Way {
     /// A plain command line.
@@ -229,15 +210,6 @@ struct Case {
 struct Sample {
     wall: Duration,
     cpu: Duration,
-}
-
-/// User + system CPU time of all reaped children so far (descendants they reaped included).
-fn children_cpu() -> Res<Duration> {
-    let usage = getrusage(UsageWho::RUSAGE_CHILDREN).map_err(|e| format!("getrusage: {e}"))?;
-    let tv = |t: nix::sys::time::TimeVal| {
-        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
-    };
-    Ok(tv(usage.user_time()) + tv(usage.system_time()))
 }
 
 impl Case {
@@ -309,12 +281,6 @@ struct Stats {
     cpu: Duration,
 }
 
-/// Nearest-rank percentile: the smallest sample with at least `p` of the samples at or below.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[idx]
-}
-
 fn stats(samples: &[Sample]) -> Stats {
     let mut wall: Vec<Duration> = samples.iter().map(|s| s.wall).collect();
     let mut cpu: Vec<Duration> = samples.iter().map(|s| s.cpu).collect();
@@ -334,10 +300,6 @@ fn ms(d: Duration) -> String {
 /// A signed difference of two medians, in ms.
 fn diff_ms(a: Duration, b: Duration) -> String {
     format!("{:+.2} ms", (a.as_secs_f64() - b.as_secs_f64()) * 1e3)
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64()
 }
 
 /// Time the cases round by round (the order rotates every round, so none of them always goes

@@ -36,7 +36,6 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use nix::sys::resource::{getrusage, UsageWho};
 use sha2::{Digest as _, Sha256};
 
 /// Uncompressed file content of the two tarballs.
@@ -53,20 +52,11 @@ const FLAT_FACTOR: f64 = 1.5;
 /// Bump when the way the tarballs are made changes, so cached ones are rebuilt.
 const RECIPE: &str = "karapace-bench-image v2: shared prefixes, tar --null -T | xz -T0 -3";
 
-type Res<T> = Result<T, String>;
-
 mod common;
-use common::binary;
+use common::{binary, children_cpu, exit_code, median_u64, percentile, ratio, target_dir, Res};
 
 fn main() -> ExitCode {
-    // `cargo bench` passes `--bench` (and any filter); this harness takes no arguments.
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(run())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -149,26 +139,11 @@ impl Cmd {
     }
 }
 
-/// User + system CPU time of all reaped children so far (descendants they reaped included).
-fn children_cpu() -> Res<Duration> {
-    let usage = getrusage(UsageWho::RUSAGE_CHILDREN).map_err(|e| format!("getrusage: {e}"))?;
-    let tv = |t: nix::sys::time::TimeVal| {
-        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
-    };
-    Ok(tv(usage.user_time()) + tv(usage.system_time()))
-}
-
 #[derive(Clone, Copy)]
 struct Stats {
     median: Duration,
     p90: Duration,
     cpu: Duration,
-}
-
-/// Nearest-rank percentile: the smallest sample with at least `p` of the samples at or below.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[idx]
 }
 
 fn stats(samples: &[Sample]) -> Stats {
@@ -185,10 +160,6 @@ fn stats(samples: &[Sample]) -> Stats {
 
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64()
 }
 
 fn mib(bytes: u64) -> String {
@@ -480,15 +451,6 @@ fn create_probe(scratch: &Path) -> Res<Duration> {
     Ok(start.elapsed() / N)
 }
 
-/// `target/` of the build that made this bench (its executable is `target/<profile>/deps/…`).
-fn target_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.ancestors().nth(3).map(Path::to_path_buf))
-        .filter(|p| p.is_dir())
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-}
-
 // ---------------------------------------------------------------------------------------------
 // A static file server on loopback
 
@@ -740,11 +702,6 @@ fn peak_rss_kib(runner: &mut Runner, time: &Path, case: &Case) -> Res<u64> {
         .last()
         .and_then(|l| l.trim().parse().ok())
         .ok_or_else(|| format!("GNU time wrote {text:?}, not a number of KiB"))
-}
-
-fn median_u64(mut v: Vec<u64>) -> u64 {
-    v.sort_unstable();
-    v[(v.len() - 1) / 2]
 }
 
 // ---------------------------------------------------------------------------------------------

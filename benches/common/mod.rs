@@ -1,11 +1,14 @@
-//! Pieces every benchmark needs: finding the binary under test.
+//! Pieces the benchmarks share: the binary under test, the harness's exit, statistics.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use nix::sys::resource::{getrusage, UsageWho};
 
 /// The binary under test: the one cargo built for this bench (same profile), unless
 /// `KARAPACE_BENCH_BIN` names another.
-pub fn binary() -> Result<PathBuf, String> {
+pub fn binary() -> Res<PathBuf> {
     if let Some(bin) = std::env::var_os("KARAPACE_BENCH_BIN") {
         let bin = PathBuf::from(bin);
         return if bin.is_file() {
@@ -37,4 +40,57 @@ pub fn binary() -> Result<PathBuf, String> {
         ));
     }
     Ok(bin)
+}
+
+/// What every step of a benchmark returns: a message on failure.
+pub type Res<T> = Result<T, String>;
+
+/// The benchmark's `main`: `cargo bench` passes `--bench` (and any filter), which the harness
+/// ignores; a failing command is the only thing that makes the run fail (goals never do).
+pub fn exit_code(result: Res<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+/// The lower median of a non-empty list.
+#[allow(dead_code)] // not every benchmark measures memory
+pub fn median_u64(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[(v.len() - 1) / 2]
+}
+
+/// The `p`-th quantile (0..=1) of a sorted, non-empty list.
+#[allow(dead_code)] // each benchmark uses a subset of these helpers
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[idx]
+}
+
+/// User + system CPU time of every waited-for child so far.
+#[allow(dead_code)]
+pub fn children_cpu() -> Res<Duration> {
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN).map_err(|e| format!("getrusage: {e}"))?;
+    let tv = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    Ok(tv(usage.user_time()) + tv(usage.system_time()))
+}
+
+/// The cargo target directory this benchmark runs from.
+#[allow(dead_code)]
+pub fn target_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(Path::to_path_buf))
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
