@@ -198,18 +198,18 @@ pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(skipped)
 }
 
-/// Digest of a tree as the blake3 of its deterministic tar stream, computed without storing it.
-pub fn tree_digest(root: &Path) -> io::Result<crate::types::Digest> {
-    let mut hasher = blake3::Hasher::new();
-    pack_dir(root, &mut hasher, PackMode::Deterministic)?;
-    Ok(crate::types::Digest::from_hash(hasher.finalize()))
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::{symlink, PermissionsExt};
 
     use super::*;
+
+    /// blake3 of a tree's deterministic tar stream.
+    fn tree_digest(root: &Path) -> io::Result<blake3::Hash> {
+        let mut hasher = blake3::Hasher::new();
+        pack_dir(root, &mut hasher, PackMode::Deterministic)?;
+        Ok(hasher.finalize())
+    }
 
     fn sample(root: &Path) {
         fs::create_dir_all(root.join("etc/sub")).expect("mkdir");

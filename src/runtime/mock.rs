@@ -30,6 +30,7 @@ use super::backend::{
 };
 use super::session::SessionProcess;
 use crate::events::Event;
+use crate::image::tree;
 use crate::layer::{self, PackMode};
 use crate::lock::{LockedBase, LockedPackage, Resolution};
 use crate::manifest::ImageRef;
@@ -98,14 +99,16 @@ impl MockBackend {
             .tempdir()
             .map_err(io_err("create scratch directory", &std::env::temp_dir()))?;
         write_base(scratch.path(), &image)?;
-        let mut hashes = TwoHashes {
+        let mut archive = ArchiveHash {
             sha: Sha256::new(),
-            b3: blake3::Hasher::new(),
             len: 0,
         };
-        layer::pack_dir(scratch.path(), &mut hashes, PackMode::Deterministic)
+        layer::pack_dir(scratch.path(), &mut archive, PackMode::Deterministic)
             .map_err(io_err("pack base image", scratch.path()))?;
-        let archive_sha256 = hex(&hashes.sha.finalize());
+        let archive_sha256 = hex(&archive.sha.finalize());
+        // The same tree digest as real images get (`image::tree`), so a lock means one thing.
+        let tree_digest = tree::tree_digest(scratch.path())
+            .map_err(io_err("digest base image", scratch.path()))?;
         if let Some(pin) = &req.manifest.base.sha256 {
             if *pin != archive_sha256 {
                 return Err(BackendError::ImageHashMismatch {
@@ -120,8 +123,8 @@ impl MockBackend {
             source: GENERATED.to_string(),
             build: format!("mock-epoch-{}", self.epoch),
             archive_sha256,
-            archive_size: hashes.len,
-            tree_digest: Digest::from_hash(hashes.b3.finalize()).to_string(),
+            archive_size: archive.len,
+            tree_digest: tree_digest.to_string(),
             server: None,
             item_path: None,
         })
@@ -140,19 +143,19 @@ impl MockBackend {
         )));
         self.pause();
         write_base(rootfs, &base.image)?;
-        let base_layer = store_layer(req.store, rootfs, req.staging)?;
-        if base_layer.as_str() != base.tree_digest {
+        let digest = tree::tree_digest(rootfs).map_err(io_err("digest base image", rootfs))?;
+        if digest.as_str() != base.tree_digest {
             return Err(BackendError::Failed {
                 backend: KIND,
                 step: "verify base image",
                 detail: format!(
-                    "the generated tree has digest {base_layer}, the lock records {}; \
+                    "the generated tree has digest {digest}, the lock records {}; \
                      run `karapace-tui build --update` to re-resolve",
                     base.tree_digest
                 ),
             });
         }
-        Ok(base_layer)
+        store_layer(req.store, rootfs, req.staging)
     }
 
     /// Copy the verified, cached image tree (fetched again if it is not cached). The image
@@ -244,18 +247,15 @@ fn write_base(root: &Path, image: &str) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// A writer that feeds two hashers: the "archive" sha256 and the blake3 tree digest are both
-/// taken over the deterministic tar of the base tree, in one pass.
-struct TwoHashes {
+/// A writer that hashes and counts the generated image's deterministic tar: its "archive".
+struct ArchiveHash {
     sha: Sha256,
-    b3: blake3::Hasher,
     len: u64,
 }
 
-impl Write for TwoHashes {
+impl Write for ArchiveHash {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.sha.update(buf);
-        self.b3.update(buf);
         self.len += buf.len() as u64;
         Ok(buf.len())
     }
