@@ -28,6 +28,7 @@ pub mod image;
 pub mod layer;
 pub mod lock;
 pub mod manifest;
+pub mod packages;
 pub mod runtime;
 pub mod sandbox;
 pub mod store;

@@ -193,6 +193,7 @@ impl Engine {
             manifest,
             offline: opts.offline,
             images: &images,
+            store: &self.store,
             events: self.events.as_ref(),
         })?;
         let resolution = match (&existing, opts.update) {

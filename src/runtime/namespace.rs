@@ -6,31 +6,34 @@
 //! nothing is left mounted on the host whatever happens). The base image stays in the image
 //! cache and is the overlay's lower layer.
 //!
-//! Built today: base images and running programs (exec, enter, stop). Not yet: installing
-//! distribution packages (a manifest with packages is refused with a clear error, never
-//! silently built without them), several sessions joining one running environment, archive.
+//! Packages: `resolve` refreshes the image's package indexes in a scratch overlay and reads
+//! the candidate versions (`crate::packages`); `build` installs exactly the locked versions
+//! into the environment's upper layer (`super::install`), reusing the scratch overlay's fresh
+//! indexes when the same process just resolved, so a build installs every package once and
+//! refreshes the indexes once.
 
 use std::fs;
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::backend::{
     Availability, BackendError, BuildOutput, BuildRequest, ResolveRequest, RunRequest,
     RuntimeBackend,
 };
+use super::install::{BuildSandbox, Output};
 use super::session::{stop_sessions, SessionProcess};
 use crate::events::Event;
 use crate::image::ImageCache;
 use crate::lock::Resolution;
+use crate::packages::{self, Manager};
 use crate::sandbox::{self, Bind, IdMapping, RootfsSpec, SandboxStdio};
-use crate::store::Store;
+use crate::store::{ScratchDir, Store};
 use crate::types::{BackendKind, EnvId};
 
 const KIND: BackendKind = BackendKind::Namespace;
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-pub struct NamespaceBackend;
 
 fn io_err(step: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackendError {
     BackendError::io_at(KIND, step, path)
@@ -43,21 +46,60 @@ fn helper_exe() -> Result<PathBuf, BackendError> {
     ))
 }
 
-/// Packages need the package-manager integration that has not landed yet: say so instead of
-/// building an environment that silently lacks them.
-fn refuse_packages(count: usize) -> Result<(), BackendError> {
-    if count == 0 {
-        return Ok(());
+/// A scratch overlay whose package indexes `resolve` just refreshed, for `build` to continue
+/// from (keyed by the image it was made on).
+struct Prepared {
+    image_sha256: String,
+    scratch: ScratchDir,
+}
+
+pub struct NamespaceBackend {
+    prepared: Mutex<Option<Prepared>>,
+}
+
+impl NamespaceBackend {
+    pub fn new() -> NamespaceBackend {
+        NamespaceBackend {
+            prepared: Mutex::new(None),
+        }
     }
-    Err(BackendError::Failed {
+}
+
+impl Default for NamespaceBackend {
+    fn default() -> Self {
+        NamespaceBackend::new()
+    }
+}
+
+/// The package manager of the image at `lower`, or an error saying that there is none.
+fn manager_of(lower: &Path, reference: &str) -> Result<Manager, BackendError> {
+    packages::detect(&[lower]).ok_or_else(|| BackendError::Failed {
         backend: KIND,
-        step: "install packages",
+        step: "detect the package manager",
         detail: format!(
-            "the manifest lists {count} package(s), and installing distribution packages with \
-             the namespace backend is not implemented yet (see docs/roadmap.md); remove \
-             [system] packages, or use backend = \"mock\" to try the lifecycle"
+            "image {reference} has none of apt-get, dnf, zypper, pacman or apk, so it cannot \
+             install [system] packages; remove them or choose another base image"
         ),
     })
+}
+
+fn offline_packages(count: usize) -> BackendError {
+    BackendError::Offline {
+        backend: KIND,
+        action: "install packages",
+        detail: format!(
+            "the manifest lists {count} package(s), which come from the distribution's \
+             mirrors; build once without --offline"
+        ),
+    }
+}
+
+fn package_error(step: &'static str) -> impl FnOnce(packages::PackageError) -> BackendError {
+    move |e| BackendError::Failed {
+        backend: KIND,
+        step,
+        detail: e.to_string(),
+    }
 }
 
 impl RuntimeBackend for NamespaceBackend {
@@ -101,23 +143,90 @@ impl RuntimeBackend for NamespaceBackend {
     }
 
     fn resolve(&self, req: &ResolveRequest) -> Result<Resolution, BackendError> {
-        refuse_packages(req.manifest.packages.len())?;
         let record = req.images.ensure(&req.manifest.base, None, req.offline)?;
+        let specs = &req.manifest.packages;
+        if specs.is_empty() {
+            return Ok(Resolution {
+                base: record.locked(),
+                packages: Vec::new(),
+            });
+        }
+        if req.offline {
+            return Err(offline_packages(specs.len()));
+        }
+        let lower = ImageCache::new(req.store).rootfs(&record.sha256);
+        let manager = manager_of(&lower, &record.reference)?;
+        req.events.emit(Event::info(format!(
+            "namespace: resolving {} package(s) with {manager} on {}",
+            specs.len(),
+            record.reference
+        )));
+        let scratch = req.store.scratch_dir("resolve")?;
+        let sandbox = BuildSandbox {
+            store: req.store,
+            lower,
+            dir: scratch.path().to_path_buf(),
+            ids: build_ids(),
+            manager,
+            events: req.events,
+        };
+        sandbox.prepare_dirs()?;
+        sandbox.run(
+            "refresh the package indexes",
+            manager.refresh(sandbox.apt_sandbox_root()),
+            Output::Stream,
+        )?;
+        let names: Vec<&str> = specs.iter().map(|p| p.name.as_str()).collect();
+        let answer = sandbox.run(
+            "resolve package versions",
+            manager.resolve(&names),
+            Output::Capture,
+        )?;
+        let packages = manager
+            .parse_resolve(specs, &answer)
+            .map_err(package_error("resolve package versions"))?;
+        *self.prepared.lock().map_err(|_| poisoned())? = Some(Prepared {
+            image_sha256: record.sha256.clone(),
+            scratch,
+        });
         Ok(Resolution {
             base: record.locked(),
-            packages: Vec::new(),
+            packages,
         })
     }
 
     fn build(&self, req: &BuildRequest) -> Result<BuildOutput, BackendError> {
-        refuse_packages(req.lock.packages.len())?;
         // Verified again from the cache (or fetched exactly as locked).
         let record = req
             .images
             .ensure(&req.manifest.base, Some(&req.lock.base), req.offline)?;
-        for dir in ["upper", "work", "root"] {
-            let path = req.staging.join(dir);
-            fs::create_dir(&path).map_err(io_err("create", &path))?;
+        let lower = ImageCache::new(req.store).rootfs(&record.sha256);
+        let packages = &req.lock.packages;
+        if packages.is_empty() {
+            for dir in ["upper", "work", "root"] {
+                let path = req.staging.join(dir);
+                fs::create_dir(&path).map_err(io_err("create", &path))?;
+            }
+        } else {
+            if req.offline {
+                return Err(offline_packages(packages.len()));
+            }
+            let manager = manager_of(&lower, &record.reference)?;
+            let prepared = self
+                .prepared
+                .lock()
+                .map_err(|_| poisoned())?
+                .take()
+                .filter(|p| p.image_sha256 == record.sha256);
+            let sandbox = BuildSandbox {
+                store: req.store,
+                lower: lower.clone(),
+                dir: req.staging.to_path_buf(),
+                ids: build_ids(),
+                manager,
+                events: req.events,
+            };
+            install_packages(&sandbox, packages, prepared)?;
         }
         req.events.emit(Event::info(format!(
             "namespace: environment on image {} ({}), changes in upper/",
@@ -197,6 +306,85 @@ impl RuntimeBackend for NamespaceBackend {
     fn supports_read_only(&self) -> bool {
         false
     }
+}
+
+fn poisoned() -> BackendError {
+    BackendError::Failed {
+        backend: KIND,
+        step: "resolve package versions",
+        detail: "an earlier resolution panicked".to_string(),
+    }
+}
+
+/// The id mapping of build steps: the same as the environment's sessions get.
+fn build_ids() -> IdMapping {
+    IdMapping::for_current_user()
+}
+
+/// Installs exactly `packages` into the sandbox's upper layer and checks what was installed.
+/// With `prepared`, its refreshed indexes become the start of the layer (a rename, on the
+/// same file system); without, the indexes are refreshed first.
+fn install_packages(
+    sandbox: &BuildSandbox,
+    packages: &[crate::lock::LockedPackage],
+    prepared: Option<Prepared>,
+) -> Result<(), BackendError> {
+    let manager = sandbox.manager;
+    let reused = match &prepared {
+        Some(p) => {
+            let from = p.scratch.path().join("upper");
+            let to = sandbox.upper();
+            fs::rename(&from, &to).map_err(io_err("move the refreshed indexes to", &to))?;
+            true
+        }
+        None => false,
+    };
+    drop(prepared);
+    sandbox.prepare_dirs()?;
+    if !reused {
+        sandbox.run(
+            "refresh the package indexes",
+            manager.refresh(sandbox.apt_sandbox_root()),
+            Output::Stream,
+        )?;
+    }
+    if !manager.can_pin() {
+        sandbox.events.emit(Event::warn(format!(
+            "{manager} cannot install a specific version: installing the repository's \
+             current ones and checking them against the lock"
+        )));
+    }
+    if manager == Manager::Apt && sandbox.apt_sandbox_root() {
+        sandbox.events.emit(Event::warn(
+            "no subordinate id range for this user: apt downloads as root inside the \
+             sandbox, and packages whose files belong to other users cannot be installed \
+             (add a range to /etc/subuid and /etc/subgid and install newuidmap)",
+        ));
+    }
+    sandbox.run(
+        "install packages",
+        manager.install(packages, sandbox.apt_sandbox_root()),
+        Output::Stream,
+    )?;
+    let names: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
+    let installed = sandbox.run(
+        "query installed versions",
+        manager.query(&names),
+        Output::Capture,
+    )?;
+    manager
+        .check_installed(packages, &installed)
+        .map_err(package_error("check installed versions"))?;
+    sandbox.remove_caches()?;
+    sandbox.events.emit(Event::info(format!(
+        "{manager}: installed {}",
+        packages
+            .iter()
+            .map(|p| format!("{} {}", p.name, p.version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )));
+    Ok(())
 }
 
 impl NamespaceBackend {

@@ -66,6 +66,13 @@ struct BindOpts {
     devices: bool,
 }
 
+/// A read-only tree (every submount read-only too).
+const READ_ONLY_TREE: BindOpts = BindOpts {
+    read_only: true,
+    recursive: true,
+    devices: false,
+};
+
 /// A device node: writable, not recursive, `nodev` not added.
 const DEVICE: BindOpts = BindOpts {
     read_only: false,
@@ -213,7 +220,22 @@ impl Executor<'_> {
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         self.sys
             .mount(Some("proc"), target, Some("proc"), flags, None)
-            .map_err(fail(STEP, "mount(proc)", target))
+            .map_err(fail(STEP, "mount(proc)", target))?;
+        // The kernel-wide knobs under a fresh procfs are still the host's: as real root (no
+        // user namespace) /proc/sys/kernel/core_pattern or /proc/sysrq-trigger would reach
+        // the host. Bind them read-only onto themselves, as bubblewrap does (proc(5)).
+        for sub in ["sys", "sysrq-trigger", "irq", "bus"] {
+            let path = format!("{}/{sub}", target.trim_end_matches('/'));
+            let exists = self
+                .sys
+                .file_kind(&path, false)
+                .map_err(fail(STEP, "lstat", &path))?
+                .is_some();
+            if exists {
+                self.bind_at(STEP, &path, &path, READ_ONLY_TREE)?;
+            }
+        }
+        Ok(())
     }
 
     fn mount_tmpfs(&mut self, step: &'static str, target: &str, mode: u32) -> Result<()> {

@@ -31,10 +31,15 @@ fn typical_rootless_plan_makes_exactly_these_calls_in_order() {
         "unshare CloneFlags(CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)",
         "mount overlay /r nosuid,nodev lowerdir=/img,upperdir=/env/upper,workdir=/env/work,userxattr",
         "mount proc /r/proc nosuid,nodev,noexec",
-        "mount tmpfs /r/dev nosuid,nodev mode=0755",
     ]
     .map(String::from)
     .to_vec();
+    // The host-wide knobs of /proc, read-only.
+    for sub in ["sys", "sysrq-trigger", "irq", "bus"] {
+        expected.push(format!("bind /r/proc/{sub} /r/proc/{sub} rec"));
+        expected.push(format!("remount /r/proc/{sub} ro,nosuid,nodev"));
+    }
+    expected.push("mount tmpfs /r/dev nosuid,nodev mode=0755".to_string());
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
         expected.extend(dev_node(node));
     }
@@ -171,11 +176,11 @@ fn a_read_only_bind_that_stays_writable_is_an_error() {
         matches!(&err, SandboxError::NotReadOnly { step: "bind_mount", path } if path == "/r/data"),
         "{err}"
     );
-    // The typical plan stops at its first read-only mount, /sys.
+    // The typical plan stops at its first read-only mount, /proc/sys.
     let mut sys = typical_sys();
     sys.ignore_read_only = true;
     let err = apply_steps(&mut sys, &rootless_spec().plan().steps).unwrap_err();
-    assert_eq!(err.step(), Some("mount_sys_read_only"));
+    assert_eq!(err.step(), Some("mount_proc"));
     assert!(!sys
         .calls
         .iter()
