@@ -29,6 +29,7 @@ pub mod layer;
 pub mod lock;
 pub mod manifest;
 pub mod packages;
+pub mod policy;
 pub mod runtime;
 pub mod sandbox;
 pub mod store;

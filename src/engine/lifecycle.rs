@@ -41,7 +41,8 @@ impl Engine {
                 return Err(self.transition_error(&meta, "run a program in", hint_for(meta.state)))
             }
         }
-        let lock = self.lock_of(&meta)?;
+        // Mount sources are checked again and resolved now: a link may have changed.
+        let lock = self.mount_policy()?.resolve_lock(&self.lock_of(&meta)?)?;
         let env_dir = self.store.env_dir(&meta.id);
         // The session marker is taken under the environment lock, so that a concurrent
         // destroy either sees the session or finishes before it starts; the lock is released

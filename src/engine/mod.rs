@@ -63,6 +63,11 @@ impl Engine {
         self.events.as_ref()
     }
 
+    /// The user's mount allow list (`crate::policy`).
+    fn mount_policy(&self) -> Result<crate::policy::MountPolicy> {
+        Ok(crate::policy::MountPolicy::load(&self.parse_env.home)?)
+    }
+
     fn backend(&self, kind: BackendKind) -> Box<dyn RuntimeBackend> {
         backend_for(kind)
     }
