@@ -466,15 +466,74 @@ fn unenforced(lock: &crate::lock::LockFile) -> Vec<String> {
     out
 }
 
-/// bash as a login shell when the image has it, else sh.
+/// The interactive shell: the user's own (`$SHELL`) when the environment has it, else bash,
+/// else sh, as a login shell.
 fn login_shell(lower: &Path, upper: &Path) -> Vec<String> {
-    let has = |p: &str| lower.join(p).exists() || upper.join(p).exists();
-    let shell = if has("bin/bash") {
-        "/bin/bash"
-    } else {
-        "/bin/sh"
-    };
-    vec![shell.to_string(), "-l".to_string()]
+    let user_shell = std::env::var("SHELL").ok().filter(|s| s.starts_with('/'));
+    let shell = user_shell
+        .into_iter()
+        .chain(["/bin/bash".to_string(), "/bin/sh".to_string()])
+        .find(|s| exists_inside(&[upper, lower], s))
+        .unwrap_or_else(|| "/bin/sh".to_string());
+    vec![shell, "-l".to_string()]
+}
+
+/// Whether `path` names something in the root made of `layers` (top first), following
+/// symbolic links the way the sandbox will see them: an absolute link target starts again at
+/// the root of the environment, never the host's.
+fn exists_inside(layers: &[&Path], path: &str) -> bool {
+    let mut pending: Vec<String> = path
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .rev()
+        .map(str::to_string)
+        .collect();
+    let mut resolved: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(comp) = pending.pop() {
+        match comp.as_str() {
+            "." => continue,
+            ".." => {
+                resolved.pop();
+                continue;
+            }
+            _ => {}
+        }
+        resolved.push(comp);
+        let rel = resolved.join("/");
+        let Some(meta) = layers
+            .iter()
+            .find_map(|layer| fs::symlink_metadata(layer.join(&rel)).ok())
+        else {
+            return false;
+        };
+        if meta.file_type().is_symlink() {
+            hops += 1;
+            // Linux gives up after 40 links in one lookup (path_resolution(7)).
+            if hops > 40 {
+                return false;
+            }
+            let Some(target) = layers
+                .iter()
+                .find_map(|layer| fs::read_link(layer.join(&rel)).ok())
+            else {
+                return false;
+            };
+            resolved.pop();
+            let target = target.to_string_lossy().into_owned();
+            if target.starts_with('/') {
+                resolved.clear();
+            }
+            pending.extend(
+                target
+                    .split('/')
+                    .filter(|c| !c.is_empty())
+                    .rev()
+                    .map(str::to_string),
+            );
+        }
+    }
+    true
 }
 
 /// The program's whole environment: built here, never inherited (only the terminal and locale
@@ -512,4 +571,36 @@ fn stdio(stdout_to_stderr: bool) -> Result<SandboxStdio, BackendError> {
         stdio.stdout = std::process::Stdio::from(stderr);
     }
     Ok(stdio)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    use super::exists_inside;
+
+    #[test]
+    fn paths_are_looked_up_inside_the_environment_not_on_the_host() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let lower = tmp.path().join("lower");
+        let upper = tmp.path().join("upper");
+        fs::create_dir_all(lower.join("usr/bin")).expect("mkdir");
+        fs::create_dir_all(&upper).expect("mkdir");
+        fs::write(lower.join("usr/bin/bash"), "").expect("write");
+        symlink("usr/bin", lower.join("bin")).expect("symlink");
+        let layers = [upper.as_path(), lower.as_path()];
+        assert!(exists_inside(&layers, "/bin/bash"), "merged /usr link");
+        assert!(exists_inside(&layers, "/usr/bin/bash"));
+        assert!(!exists_inside(&layers, "/bin/zsh"));
+        // An absolute link resolves inside the environment: /usr/bin/sh -> /bin/dash is
+        // missing there even if the host has /bin/dash.
+        symlink("/bin/dash", lower.join("usr/bin/sh")).expect("symlink");
+        assert!(!exists_inside(&layers, "/bin/sh"));
+        fs::write(upper.join("dash-in-upper"), "").expect("write");
+        symlink("/dash-in-upper", upper.join("zsh")).expect("symlink");
+        assert!(exists_inside(&layers, "/zsh"), "the upper layer counts");
+        symlink("loop", lower.join("loop")).expect("symlink");
+        assert!(!exists_inside(&layers, "/loop"), "a link loop ends");
+    }
 }
