@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
-use karapace_tui::sandbox::{self, IdMapping, PlanFile, RootfsSpec, SandboxPlan};
+use karapace_tui::sandbox::{self, IdMapping, RootfsSpec, SandboxPlan, SandboxStdio};
 
 const WARMUPS: usize = 3;
 const DEFAULT_ROUNDS: usize = 200;
@@ -188,9 +188,10 @@ fn library_path() -> &'static LibraryPath {
 enum Way {
     /// A plain command line.
     Plain(Cmd),
-    /// `karapace-tui __sandbox-init --parent-pid OUR_PID PLAN_FILE`, exactly as the runtime
-    /// starts it (`sandbox::command`: empty environment). The helper reads and deletes the plan
-    /// file, so a fresh one is written before every run, outside the timing.
+    /// `karapace-tui __sandbox-init --parent-pid OUR_PID PLAN_FILE`, started exactly as the
+    /// runtime starts it (`sandbox::spawn`: empty environment; with a full subordinate id range
+    /// also newuidmap and newgidmap). The timing includes writing the plan file (the helper
+    /// reads and deletes it), which the runtime pays too.
     Helper {
         bin: PathBuf,
         plan: SandboxPlan,
@@ -226,40 +227,46 @@ impl Case {
     fn time_once(&self, stderr_file: &Path) -> Res<Sample> {
         let err = File::create(stderr_file)
             .map_err(|e| format!("create {}: {e}", stderr_file.display()))?;
-        let (mut cmd, plan_file, shown) = match &self.way {
-            Way::Plain(c) => (c.command(), None, c.describe()),
+        let cpu_before = children_cpu()?;
+        let start = Instant::now();
+        let (status, shown) = match &self.way {
+            Way::Plain(c) => {
+                let shown = c.describe();
+                let status = c
+                    .command()
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(err)
+                    .status()
+                    .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+                (status, shown)
+            }
             Way::Helper {
                 bin,
                 plan,
                 plan_dir,
             } => {
-                let file = PlanFile::write(plan, plan_dir)
-                    .map_err(|e| format!("write a plan into {}: {e}", plan_dir.display()))?;
-                let cmd = sandbox::command(bin, &file);
                 let shown = format!(
-                    "{} {} --parent-pid {} {}",
+                    "{} {} --parent-pid {} PLAN_FILE",
                     bin.display(),
                     sandbox::HELPER_VERB,
                     std::process::id(),
-                    file.path().display()
                 );
-                (cmd, Some(file), shown)
+                let stdio = SandboxStdio {
+                    stdin: Stdio::null(),
+                    stdout: Stdio::null(),
+                    stderr: err.into(),
+                };
+                let mut child = sandbox::spawn(plan, bin, plan_dir, stdio)
+                    .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+                let status = child
+                    .wait()
+                    .map_err(|e| format!("cannot wait for `{shown}`: {e}"))?;
+                (status, shown)
             }
         };
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
-        let cpu_before = children_cpu()?;
-        let start = Instant::now();
-        let status = cmd
-            .status()
-            .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
         let wall = start.elapsed();
         let cpu = children_cpu()?.saturating_sub(cpu_before);
-        // The helper has deleted the plan file (or it failed; then the drop removes it).
-        if status.success() {
-            if let Some(file) = plan_file {
-                file.hand_over();
-            }
-        }
         if !status.success() {
             let text = fs::read_to_string(stderr_file).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(20).collect();

@@ -78,7 +78,7 @@ fn lower() -> &'static str {
             Some(tarball) => cached(&cache, &tarball_key(Path::new(&tarball)), |dest| {
                 unpack_tarball(Path::new(&tarball), dest)
             }),
-            None => cached(&cache, "host-binaries", host_rootfs),
+            None => cached(&cache, "host-binaries-2", host_rootfs),
         };
         dir.display().to_string()
     })
@@ -119,12 +119,21 @@ fn unpack_tarball(tarball: &Path, dest: &Path) {
 
 /// A minimal root: a few host binaries and the libraries `ldd` names.
 fn host_rootfs(dest: &Path) {
+    let bins = [
+        "sh", "cat", "ls", "grep", "env", "true", "sleep", "chown", "stat", "setpriv", "id",
+        "touch", "mkdir", "chmod",
+    ];
+    copy_host_binaries(dest, &bins);
+}
+
+/// The usual top-level directories, `bins` from the host with their libraries, and
+/// /usr/bin -> ../bin.
+fn copy_host_binaries(dest: &Path, bins: &[&str]) {
     for dir in [
         "bin", "proc", "dev", "sys", "tmp", "etc", "mnt", "srv", "root",
     ] {
         fs::create_dir_all(dest.join(dir)).unwrap();
     }
-    let bins = ["sh", "cat", "ls", "grep", "env", "true", "sleep"];
     for bin in bins {
         let src = ["/usr/bin", "/bin"]
             .iter()
@@ -406,5 +415,7 @@ fn a_failed_step_names_itself_and_leaves_nothing_behind() {
 
 #[path = "sandbox/processes.rs"]
 mod processes;
+#[path = "sandbox/subordinate.rs"]
+mod subordinate;
 #[path = "sandbox/unprivileged.rs"]
 mod unprivileged;

@@ -196,7 +196,7 @@ impl Manager {
                 "--",
             ]),
             Manager::Pacman => argv(&["pacman", "-S", "--noconfirm", "--needed", "--"]),
-            Manager::Apk => argv(&["apk", "add", "--"]),
+            Manager::Apk => argv(&["apk", "add", "--no-cache", "--"]),
         };
         cmd.extend(packages.iter().map(|p| self.pinned(p)));
         cmd
@@ -229,16 +229,17 @@ impl Manager {
         cmd
     }
 
-    /// Files the install leaves that belong to no environment: downloaded package files and
-    /// caches (relative to the root). Index lists are kept, so the manager works inside the
-    /// environment without a refresh.
-    pub fn cache_dirs(self) -> &'static [&'static str] {
+    /// Deletes the downloaded package files (they belong to no environment), run inside the
+    /// sandbox because the cache may belong to the manager's own user (apt's `_apt`). Index
+    /// lists are kept, so the manager works inside the environment without a refresh. apk
+    /// needs nothing: it installs with `--no-cache`.
+    pub fn clean(self) -> Option<Vec<String>> {
         match self {
-            Manager::Apt => &["var/cache/apt"],
-            Manager::Dnf => &["var/cache/dnf", "var/cache/libdnf5"],
-            Manager::Zypper => &["var/cache/zypp/packages"],
-            Manager::Pacman => &["var/cache/pacman/pkg"],
-            Manager::Apk => &["var/cache/apk"],
+            Manager::Apt => Some(argv(&["apt-get", "clean"])),
+            Manager::Dnf => Some(argv(&["dnf", "clean", "packages"])),
+            Manager::Zypper => Some(argv(&["zypper", "--non-interactive", "clean"])),
+            Manager::Pacman => Some(argv(&["pacman", "-Scc", "--noconfirm"])),
+            Manager::Apk => None,
         }
     }
 

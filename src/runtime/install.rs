@@ -185,12 +185,14 @@ impl BuildSandbox<'_> {
         }
     }
 
-    /// Deletes downloaded package files from the new layer (they belong to no environment).
+    /// Deletes downloaded package files from the new layer (see `Manager::clean`).
     pub fn remove_caches(&self) -> Result<(), BackendError> {
-        for dir in self.manager.cache_dirs() {
-            remove_files_below(&self.upper().join(dir))?;
+        match self.manager.clean() {
+            Some(argv) => self
+                .run("clean the package cache", argv, Output::Stream)
+                .map(drop),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -236,35 +238,6 @@ fn pump(
         tail.push(line);
     }
     Ok((captured, tail))
-}
-
-/// Removes the regular files and links below `dir`, keeping the directories (a package
-/// manager expects its cache layout). A missing `dir` is fine.
-fn remove_files_below(dir: &Path) -> Result<(), BackendError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(BackendError::io_at(KIND, "clean the package cache", dir)(e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(BackendError::io_at(KIND, "clean the package cache", dir))?;
-        let path = entry.path();
-        let kind = entry.file_type().map_err(BackendError::io_at(
-            KIND,
-            "clean the package cache",
-            &path,
-        ))?;
-        if kind.is_dir() {
-            remove_files_below(&path)?;
-        } else if kind.is_file() || kind.is_symlink() {
-            fs::remove_file(&path).map_err(BackendError::io_at(
-                KIND,
-                "clean the package cache",
-                &path,
-            ))?;
-        }
-    }
-    Ok(())
 }
 
 /// The host's resolver configuration, bound read-only over the image's `/etc/resolv.conf` for

@@ -120,7 +120,10 @@ impl RuntimeBackend for NamespaceBackend {
             sandbox::check::unprivileged_userns(&helper)?;
             let scratch = tempfile::tempdir().map_err(|e| format!("temp directory: {e}"))?;
             sandbox::check::overlay_in_userns(&helper, scratch.path())?;
-            Ok("user namespaces and overlayfs (userxattr) work for this user".to_string())
+            let ids = sandbox::check::id_mapping(&helper)?;
+            Ok(format!(
+                "user namespaces and overlayfs (userxattr) work for this user; {ids}"
+            ))
         };
         match probe() {
             Ok(detail) => Availability {
@@ -414,7 +417,7 @@ impl NamespaceBackend {
                 .collect()
         };
         RootfsSpec {
-            ids: IdMapping::for_current_user(),
+            ids: IdMapping::for_session(|warning| req.events.emit(Event::warn(warning))),
             lower: vec![lower.display().to_string()],
             upper: req.env_dir.join("upper").display().to_string(),
             work: req.env_dir.join("work").display().to_string(),

@@ -10,10 +10,12 @@ use super::plan::{IdRange, SandboxPlan, SetupStep};
 pub enum IdMapping {
     /// Already real root: no user namespace (the CI case).
     HostRoot,
-    /// Rootless: the caller's uid and gid become 0 (bubblewrap's `--uid 0 --gid 0`).
+    /// Rootless: the caller's uid and gid become 0 (bubblewrap's `--uid 0 --gid 0`), written
+    /// by the helper itself.
     SingleId { uid: u32, gid: u32 },
-    /// Rootless with `/etc/subuid` and `/etc/subgid`: 0 is the caller, 1.. the subordinate
-    /// ranges. Needs newuidmap/newgidmap (modelled; the helper refuses it for now).
+    /// Rootless with `/etc/subuid` and `/etc/subgid`: 0 is the caller, `sub_uid`/`sub_gid`
+    /// (inside from 1) the granted ranges. Only newuidmap/newgidmap may write such maps, from
+    /// outside the namespace: the plan's `await_id_maps` step has the spawner do it.
     Subordinate {
         uid: u32,
         gid: u32,
@@ -23,39 +25,38 @@ pub enum IdMapping {
 }
 
 impl IdMapping {
-    /// `HostRoot` for effective uid 0, else `SingleId` with the real uid and gid.
+    /// `HostRoot` for effective uid 0; else `Subordinate` when this user has a subordinate
+    /// range and working newuidmap/newgidmap, `SingleId` otherwise (see [`super::idmap`],
+    /// whose [`detect`](super::idmap::detect) also says why a full range is not used).
     pub fn for_current_user() -> IdMapping {
-        if nix::unistd::geteuid().is_root() {
-            IdMapping::HostRoot
-        } else {
-            IdMapping::SingleId {
-                uid: nix::unistd::getuid().as_raw(),
-                gid: nix::unistd::getgid().as_raw(),
-            }
-        }
+        super::idmap::detect().mapping
     }
 
-    fn steps(&self) -> Vec<SetupStep> {
-        let (uid_map, gid_map) = match self {
+    /// [`IdMapping::for_current_user`] for a session: when only a single id can be mapped,
+    /// `warn` gets the one-line reason and fix (the runtime shows it on every run).
+    pub fn for_session(warn: impl FnOnce(String)) -> IdMapping {
+        super::idmap::detect().warn_with(warn)
+    }
+
+    /// The user-namespace steps: none as real root; unshare, then the maps.
+    pub(crate) fn steps(&self) -> Vec<SetupStep> {
+        let maps = match self {
             IdMapping::HostRoot => return Vec::new(),
-            IdMapping::SingleId { uid, gid } => (
-                vec![IdRange::single(0, *uid)],
-                vec![IdRange::single(0, *gid)],
-            ),
+            IdMapping::SingleId { uid, gid } => SetupStep::WriteIdMaps {
+                uid_map: vec![IdRange::single(0, *uid)],
+                gid_map: vec![IdRange::single(0, *gid)],
+            },
             IdMapping::Subordinate {
                 uid,
                 gid,
                 sub_uid,
                 sub_gid,
-            } => (
-                vec![IdRange::single(0, *uid), *sub_uid],
-                vec![IdRange::single(0, *gid), *sub_gid],
-            ),
+            } => SetupStep::AwaitIdMaps {
+                uid_map: vec![IdRange::single(0, *uid), *sub_uid],
+                gid_map: vec![IdRange::single(0, *gid), *sub_gid],
+            },
         };
-        vec![
-            SetupStep::UnshareUserNs,
-            SetupStep::WriteIdMaps { uid_map, gid_map },
-        ]
+        vec![SetupStep::UnshareUserNs, maps]
     }
 }
 

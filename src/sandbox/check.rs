@@ -6,10 +6,11 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
+use super::builder::IdMapping;
+use super::idmap;
 use super::plan::{IdRange, SandboxPlan, SetupStep};
-use super::spawn::PlanFile;
+use super::spawn::{self, PlanFile, SandboxStdio};
 use super::HELPER_VERB;
 
 /// Whether this user can create user, mount, PID, UTS, IPC and network namespaces with its own
@@ -77,6 +78,34 @@ pub fn overlay_in_userns(helper: &Path, scratch: &Path) -> Result<(), String> {
     result
 }
 
+/// Whether this user's sandboxes get a full subordinate id range: [`idmap::detect`] finds it
+/// configured, and a probe in which newuidmap/newgidmap really write it succeeds. `Ok`: the
+/// mapping; `Err`: why not, with the fix.
+pub fn subordinate_ids(helper: &Path) -> Result<IdMapping, String> {
+    let choice = idmap::detect();
+    if !matches!(choice.mapping, IdMapping::Subordinate { .. }) {
+        return Err(choice.describe());
+    }
+    run_probe(helper, choice.mapping.steps(), &std::env::temp_dir()).map_err(|e| {
+        format!(
+            "a full subordinate id range is configured ({}), but writing it failed, so rootless \
+             sandboxes cannot start: {e}",
+            choice.describe()
+        )
+    })?;
+    Ok(choice.mapping)
+}
+
+/// `doctor`'s line on ids: which mapping sandboxes get, and why not a full range. `Err` only
+/// when a configured full range does not work (sandboxes would fail to start).
+pub fn id_mapping(helper: &Path) -> Result<String, String> {
+    let choice = idmap::detect();
+    match choice.mapping {
+        IdMapping::Subordinate { .. } => subordinate_ids(helper).map(|_| choice.describe()),
+        _ => Ok(choice.describe()),
+    }
+}
+
 /// Overlayfs leaves `WORK/work` with mode 0; without read access a non-root owner cannot
 /// list it, so `remove_dir_all` of the scratch fails. Call before removing a work directory.
 pub fn open_overlay_work_dir(work: &Path) {
@@ -114,14 +143,18 @@ fn run_probe(helper: &Path, steps: Vec<SetupStep>, plan_dir: &Path) -> Result<()
         cwd: "/".into(),
     };
     let file = PlanFile::write_unchecked(&plan, plan_dir).map_err(|e| e.to_string())?;
-    let out = Command::new(helper)
-        .arg(HELPER_VERB)
-        .arg("--probe")
-        .arg(file.path())
-        .env_clear()
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", helper.display()))?;
+    let child = spawn::start(
+        helper,
+        &["--probe".into()],
+        &plan,
+        file,
+        &[],
+        SandboxStdio::captured(),
+    )
+    .map_err(|e| e.to_string())?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("cannot wait for {}: {e}", helper.display()))?;
     if out.status.success() {
         return Ok(());
     }

@@ -40,6 +40,24 @@ pub enum SandboxError {
     /// Modelled but not implemented yet.
     #[error("sandbox step `{step}`: {what}")]
     Unsupported { step: &'static str, what: String },
+    /// newuidmap or newgidmap, run by the spawner for a subordinate range, failed.
+    #[error("cannot write the sandbox's id maps: `{command}` failed ({status}): {stderr}. {fix}")]
+    IdMapTool {
+        command: String,
+        status: String,
+        stderr: String,
+        fix: String,
+    },
+    /// The spawner cannot write the maps a plan asks for (no usable newuidmap/newgidmap).
+    #[error("cannot write the sandbox's id maps: {why}. {fix}")]
+    IdMapUnavailable { why: String, fix: String },
+    /// A helper run for a side task (deleting a tree) failed.
+    #[error("the sandbox helper could not {what} ({status}): {stderr}")]
+    HelperFailed {
+        what: String,
+        status: String,
+        stderr: String,
+    },
     #[error("invalid sandbox plan: {0}")]
     InvalidPlan(String),
     #[error("cannot encode or decode the sandbox plan: {0}")]
@@ -92,6 +110,13 @@ pub(crate) fn hint(step: &str, errno: Errno) -> String {
                 .into()
         }
         ("unshare_user_ns", _) | ("unshare_other", Errno::EPERM | Errno::ENOSPC) => userns.into(),
+        ("await_id_maps", Errno::EPIPE) => "The process that started the sandbox closed the \
+             channel without writing the id maps: running newuidmap/newgidmap failed (its error \
+             says why) or it exited"
+            .into(),
+        ("await_id_maps", _) => "The channel to the process that writes the id maps failed; \
+             start the sandbox with `sandbox::spawn`"
+            .into(),
         ("write_id_maps", _) => "Each map may name only the caller's own id when written \
              without newuidmap/newgidmap; check /proc/sys/user/max_user_namespaces and that \
              the maps were not written already"

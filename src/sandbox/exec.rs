@@ -12,25 +12,44 @@ use nix::sched::CloneFlags;
 
 use super::error::{hint, Result, SandboxError};
 use super::plan::{IdRange, SetupStep};
-use super::sys::{FileKind, Sys};
+use super::sys::{FileKind, IdMapSync, Sys};
 
 /// The nodes bubblewrap's `--dev` binds from the host, in its order.
 pub const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 /// Applies `steps` in order. Mount points may be created below the plan's `pivot_root` target.
 pub fn apply_steps(sys: &mut dyn Sys, steps: &[SetupStep]) -> Result<()> {
+    apply_steps_with(sys, steps, None)
+}
+
+/// [`apply_steps`] with the channel to the spawner that writes the id maps of an
+/// `await_id_maps` step (`None` when the helper was started without one: the step fails).
+pub fn apply_steps_with(
+    sys: &mut dyn Sys,
+    steps: &[SetupStep],
+    id_maps: Option<IdMapSync>,
+) -> Result<()> {
     let root = steps.iter().find_map(|s| match s {
-        SetupStep::PivotRoot { new_root } => Some(new_root.as_str()),
+        SetupStep::PivotRoot { new_root } => Some(new_root.trim_end_matches('/').to_string()),
         _ => None,
     });
-    apply_steps_in(sys, steps, root)
+    run(Executor { sys, root, id_maps }, steps)
 }
 
 /// [`apply_steps`] with the future root given explicitly (for running a plan piecewise).
 pub fn apply_steps_in(sys: &mut dyn Sys, steps: &[SetupStep], root: Option<&str>) -> Result<()> {
-    let root = root.map(|r| r.trim_end_matches('/').to_string());
+    run(
+        Executor {
+            sys,
+            root: root.map(|r| r.trim_end_matches('/').to_string()),
+            id_maps: None,
+        },
+        steps,
+    )
+}
+
+fn run(mut ex: Executor, steps: &[SetupStep]) -> Result<()> {
     let trace = std::env::var_os(super::helper::TRACE_VAR).is_some_and(|v| v == "1");
-    let mut ex = Executor { sys, root };
     for (i, step) in steps.iter().enumerate() {
         if trace {
             eprintln!("karapace sandbox: step {i}: {step:?}");
@@ -44,6 +63,8 @@ struct Executor<'s> {
     sys: &'s mut dyn Sys,
     /// The future root (from the plan's `pivot_root`): mount points below it may be created.
     root: Option<String>,
+    /// The channel to the spawner, used (and closed) by `await_id_maps`.
+    id_maps: Option<IdMapSync>,
 }
 
 /// Maps an errno to the step error.
@@ -86,6 +107,7 @@ impl Executor<'_> {
         match step {
             SetupStep::UnshareUserNs => self.unshare(name, CloneFlags::CLONE_NEWUSER),
             SetupStep::WriteIdMaps { uid_map, gid_map } => self.write_id_maps(uid_map, gid_map),
+            SetupStep::AwaitIdMaps { .. } => self.await_id_maps(),
             SetupStep::UnshareMountNs => self.unshare(name, CloneFlags::CLONE_NEWNS),
             SetupStep::MakeRootPrivate => self.make_root_private(),
             SetupStep::UnshareOther { pid, uts, ipc, net } => {
@@ -156,9 +178,9 @@ impl Executor<'_> {
         if !single(uid_map) || !single(gid_map) {
             return Err(SandboxError::Unsupported {
                 step: STEP,
-                what: "a map of more than one id needs newuidmap/newgidmap run from outside the \
-                       namespace, which is not implemented yet; map only the caller's own uid \
-                       and gid"
+                what: "a map of more than one id can only be written from outside the namespace \
+                       by newuidmap/newgidmap: use an `await_id_maps` step \
+                       (IdMapping::Subordinate) instead"
                     .into(),
             });
         }
@@ -177,6 +199,26 @@ impl Executor<'_> {
         self.sys
             .write_file(gid_path, &gid_line)
             .map_err(fail(STEP, "write", gid_path))
+    }
+
+    /// The spawner writes the maps with newuidmap/newgidmap while we wait (see `IdMapSync`).
+    fn await_id_maps(&mut self) -> Result<()> {
+        const STEP: &str = "await_id_maps";
+        let Some(sync) = self.id_maps.take() else {
+            return Err(SandboxError::Unsupported {
+                step: STEP,
+                what: "this plan maps subordinate id ranges, which newuidmap/newgidmap must write \
+                       from outside the namespace, but the helper was started without the \
+                       channel to its spawner (`--id-maps`); start such plans with \
+                       `sandbox::spawn`, not with `helper_args`/`command`"
+                    .into(),
+            });
+        };
+        self.sys.await_id_maps(sync).map_err(fail(
+            STEP,
+            "wait for the spawner to write the id maps over",
+            &format!("fd {}", sync.fd),
+        ))
     }
 
     /// Nothing we mount may propagate back to the host (mount_namespaces(7)); host mounts still

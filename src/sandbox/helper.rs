@@ -2,9 +2,10 @@
 //! starts, because `unshare(CLONE_NEWUSER)` is refused to a threaded process (unshare(2)).
 //!
 //! Forms:
-//! - `__sandbox-init [--parent-pid PID] PLAN_FILE` — stage 1. Reads the JSON plan from the
-//!   file and deletes it (a file, not the environment: the program's environment must be
-//!   exactly the plan's; not stdin: the program owns stdin). Runs the namespace steps, then
+//! - `__sandbox-init [--parent-pid PID] [--id-maps FD] PLAN_FILE` — stage 1. Reads the JSON plan
+//!   from the file and deletes it (a file, not the environment: the program's environment must
+//!   be exactly the plan's; not stdin: the program owns stdin). Runs the namespace steps (with
+//!   `--id-maps`, the spawner writes a subordinate range's maps while we wait: `spawn.rs`), then
 //!   re-executes `/proc/self/exe __sandbox-init --stage2 FD`, which becomes PID 1 of the new
 //!   PID namespace, and waits for it, forwarding signals. `--parent-pid` closes the race in
 //!   which the spawner dies before `PR_SET_PDEATHSIG` is set.
@@ -18,8 +19,11 @@
 //!   the last process leaving the mount namespace takes every mount with it.
 //! - `--exec GO READY -- ARGV…` — the exec shim (internal, see `program.rs`): started by stage 2
 //!   before the root is built, released once it is; clears the signal mask and execs ARGV.
-//! - `--probe PLAN_FILE` — runs every step of the plan in this process and exits 0; used by
-//!   [`super::check`] to find out what the kernel allows.
+//! - `--probe [--id-maps FD] PLAN_FILE` — runs every step of the plan in this process and exits
+//!   0; used by [`super::check`] to find out what the kernel allows.
+//! - `--remove-tree [--id-maps FD] PLAN_FILE TREE` — runs the plan's user-namespace steps, then
+//!   deletes TREE as root of that namespace: files a sandbox gave to subordinate ids, which the
+//!   user cannot delete on the host ([`super::remove`]).
 //!
 //! Both stages set `PR_SET_PDEATHSIG` to SIGKILL, so the sandbox dies with whoever started
 //! it. Exit codes: the program's, or 125 (setup failed), 126 (cannot execute), 127 (not found).
@@ -36,11 +40,11 @@ use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::signal::Signal;
 
 use super::error::{Result, SandboxError, EXIT_SETUP_FAILED};
-use super::exec::apply_steps;
-use super::plan::{SandboxPlan, Stage};
+use super::exec::{apply_steps, apply_steps_with};
+use super::plan::{SandboxPlan, SetupStep, Stage};
 use super::program::{exec_shim, pipe_to_child, read_line, ChildEnd, ExecAttrs, PendingProgram};
 use super::supervise::{block_forwarded_signals, supervise};
-use super::sys::LinuxSys;
+use super::sys::{IdMapSync, LinuxSys};
 use super::HELPER_VERB;
 
 /// The environment variable that turns on a trace line per step (passed through to stage 2).
@@ -50,12 +54,19 @@ enum Mode {
     Run {
         plan_file: PathBuf,
         parent: Option<i32>,
+        id_maps: Option<IdMapSync>,
     },
     Stage2 {
         fd: RawFd,
     },
     Probe {
         plan_file: PathBuf,
+        id_maps: Option<IdMapSync>,
+    },
+    RemoveTree {
+        plan_file: PathBuf,
+        tree: PathBuf,
+        id_maps: Option<IdMapSync>,
     },
     Exec {
         go: RawFd,
@@ -68,9 +79,18 @@ enum Mode {
 pub fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(2).collect();
     let result = parse_args(&args).and_then(|mode| match mode {
-        Mode::Run { plan_file, parent } => stage1(&plan_file, parent),
+        Mode::Run {
+            plan_file,
+            parent,
+            id_maps,
+        } => stage1(&plan_file, parent, id_maps),
         Mode::Stage2 { fd } => stage2(fd),
-        Mode::Probe { plan_file } => probe(&plan_file),
+        Mode::Probe { plan_file, id_maps } => probe(&plan_file, id_maps),
+        Mode::RemoveTree {
+            plan_file,
+            tree,
+            id_maps,
+        } => remove_tree(&plan_file, &tree, id_maps),
         Mode::Exec { go, ready, argv } => Ok(exec_shim(go, ready, &argv)),
     });
     match result {
@@ -85,8 +105,9 @@ pub fn main() -> ExitCode {
 fn parse_args(args: &[OsString]) -> Result<Mode> {
     let usage = || {
         SandboxError::InvalidPlan(format!(
-            "usage: {HELPER_VERB} [--parent-pid PID] PLAN_FILE | {HELPER_VERB} --probe PLAN_FILE \
-             (internal: --stage2 FD)"
+            "usage: {HELPER_VERB} [--parent-pid PID] [--id-maps FD] PLAN_FILE | {HELPER_VERB} \
+             --probe [--id-maps FD] PLAN_FILE | {HELPER_VERB} --remove-tree [--id-maps FD] \
+             PLAN_FILE TREE (internal: --stage2 FD)"
         ))
     };
     if args.len() >= 4 && args[0] == "--exec" && args[3] == "--" {
@@ -97,23 +118,45 @@ fn parse_args(args: &[OsString]) -> Result<Mode> {
             argv: args[4..].to_vec(),
         });
     }
+    // `--id-maps FD` may stand before the plan file of every form but `--stage2`.
+    let mut args: Vec<&OsString> = args.iter().collect();
+    let id_maps = match args.iter().position(|a| *a == "--id-maps") {
+        Some(i) if i + 1 < args.len() => {
+            let fd = args[i + 1].to_str().and_then(|s| s.parse().ok());
+            args.drain(i..i + 2);
+            Some(IdMapSync {
+                fd: fd.ok_or_else(usage)?,
+            })
+        }
+        Some(_) => return Err(usage()),
+        None => None,
+    };
+    let path = |i: usize| PathBuf::from(args[i]);
     let text: Vec<&str> = args.iter().map(|a| a.to_str().unwrap_or("")).collect();
     match text.as_slice() {
-        ["--stage2", fd] => fd
+        ["--stage2", fd] if id_maps.is_none() => fd
             .parse()
             .map(|fd| Mode::Stage2 { fd })
             .map_err(|_| usage()),
         ["--probe", _] => Ok(Mode::Probe {
-            plan_file: PathBuf::from(&args[1]),
+            plan_file: path(1),
+            id_maps,
+        }),
+        ["--remove-tree", _, _] => Ok(Mode::RemoveTree {
+            plan_file: path(1),
+            tree: path(2),
+            id_maps,
         }),
         ["--parent-pid", pid, _] => Ok(Mode::Run {
-            plan_file: PathBuf::from(&args[2]),
+            plan_file: path(2),
             parent: Some(pid.parse().map_err(|_| usage())?),
+            id_maps,
         }),
         [first, ..] if first.starts_with("--") => Err(usage()),
         [_] => Ok(Mode::Run {
-            plan_file: PathBuf::from(&args[0]),
+            plan_file: path(0),
             parent: None,
+            id_maps,
         }),
         _ => Err(usage()),
     }
@@ -125,7 +168,7 @@ fn die_with_parent() -> Result<()> {
         .map_err(SandboxError::helper("prctl(PR_SET_PDEATHSIG)"))
 }
 
-fn stage1(plan_file: &Path, parent: Option<i32>) -> Result<u8> {
+fn stage1(plan_file: &Path, parent: Option<i32>, id_maps: Option<IdMapSync>) -> Result<u8> {
     die_with_parent()?;
     // Read (and so delete) the plan first, so no plan file outlives us on any path.
     let plan = read_plan_file(plan_file)?;
@@ -140,7 +183,8 @@ fn stage1(plan_file: &Path, parent: Option<i32>) -> Result<u8> {
     plan.validate()?;
     cloexec_inherited_fds()?;
     let signals = block_forwarded_signals()?;
-    apply_steps(&mut LinuxSys, &plan.stage_steps(Stage::Namespaces))?;
+    let namespace_steps = plan.stage_steps(Stage::Namespaces);
+    apply_steps_with(&mut LinuxSys, &namespace_steps, id_maps)?;
     let rest = SandboxPlan {
         steps: plan.stage_steps(Stage::Root),
         ..plan
@@ -161,12 +205,41 @@ fn stage2(fd: RawFd) -> Result<u8> {
     supervise(child, &signals, true)
 }
 
-fn probe(plan_file: &Path) -> Result<u8> {
+fn probe(plan_file: &Path, id_maps: Option<IdMapSync>) -> Result<u8> {
     die_with_parent()?;
     let plan = read_plan_file(plan_file)?;
     plan.validate_steps()?;
-    apply_steps(&mut LinuxSys, &plan.steps)?;
+    apply_steps_with(&mut LinuxSys, &plan.steps, id_maps)?;
     Ok(0)
+}
+
+/// Deletes `tree` as root of a user namespace built by the plan, which may hold only
+/// user-namespace steps (nothing is mounted, nothing else is unshared).
+fn remove_tree(plan_file: &Path, tree: &Path, id_maps: Option<IdMapSync>) -> Result<u8> {
+    die_with_parent()?;
+    let plan = read_plan_file(plan_file)?;
+    plan.validate_steps()?;
+    let user_ns_only = plan.steps.iter().all(|s| {
+        matches!(
+            s,
+            SetupStep::UnshareUserNs
+                | SetupStep::WriteIdMaps { .. }
+                | SetupStep::AwaitIdMaps { .. }
+        )
+    });
+    if !user_ns_only || !tree.is_absolute() {
+        return Err(SandboxError::InvalidPlan(format!(
+            "--remove-tree takes only user-namespace steps and an absolute path (got {})",
+            tree.display()
+        )));
+    }
+    apply_steps_with(&mut LinuxSys, &plan.steps, id_maps)?;
+    match fs::remove_dir_all(tree) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(SandboxError::io("remove", tree.display().to_string())(e))
+        }
+        _ => Ok(0),
+    }
 }
 
 /// Reads the plan and deletes the file, so nothing of it is left behind.
@@ -266,7 +339,26 @@ mod tests {
         ));
         assert!(matches!(
             parse(&["--probe", "/p.json"]),
-            Some(Mode::Probe { .. })
+            Some(Mode::Probe { id_maps: None, .. })
+        ));
+        let fd = |fd| Some(super::IdMapSync { fd });
+        assert!(matches!(
+            parse(&["--parent-pid", "42", "--id-maps", "7", "/p.json"]),
+            Some(Mode::Run { parent: Some(42), id_maps, plan_file }) if id_maps == fd(7)
+                && plan_file.as_os_str() == "/p.json"
+        ));
+        assert!(matches!(
+            parse(&["--id-maps", "7", "/p.json"]),
+            Some(Mode::Run { parent: None, id_maps, .. }) if id_maps == fd(7)
+        ));
+        assert!(matches!(
+            parse(&["--probe", "--id-maps", "8", "/p.json"]),
+            Some(Mode::Probe { id_maps, .. }) if id_maps == fd(8)
+        ));
+        assert!(matches!(
+            parse(&["--remove-tree", "--id-maps", "8", "/p.json", "/tree"]),
+            Some(Mode::RemoveTree { id_maps, tree, .. }) if id_maps == fd(8)
+                && tree.as_os_str() == "/tree"
         ));
         let exec = parse(&["--exec", "3", "4", "--", "sh", "-c", "--stage2"]);
         assert!(
@@ -280,6 +372,10 @@ mod tests {
             &["--bogus", "/p"],
             &["/a", "/b"],
             &["--exec", "3", "--"],
+            &["--id-maps", "x", "/p"],
+            &["/p", "--id-maps"],
+            &["--stage2", "--id-maps", "3", "5"],
+            &["--remove-tree", "/p"],
         ] {
             assert!(parse(bad).is_none(), "{bad:?}");
         }

@@ -2,7 +2,8 @@
 //! overlayfs root, set up by a small single-threaded helper process.
 //!
 //! - [`plan`]: [`SandboxPlan`], the ordered [`SetupStep`]s (data, serde/JSON), and its rules;
-//!   [`builder`]: the standard plan for an environment ([`RootfsSpec`]).
+//!   [`builder`]: the standard plan for an environment ([`RootfsSpec`]); [`idmap`]: which ids
+//!   a rootless sandbox maps (a full subordinate range, or only the caller's own ids, and why).
 //! - [`sys`]: the only place syscalls happen — the [`Sys`] trait, [`LinuxSys`] (nix) and
 //!   [`RecordingSys`] (records calls, fails on demand).
 //! - [`exec`]: runs steps with a `Sys`, in order, aborting at the first failure with an error
@@ -10,8 +11,10 @@
 //! - [`helper`]: `karapace-tui __sandbox-init`, dispatched by `main` before any thread starts
 //!   (stage 1 creates the namespaces, stage 2 is PID 1 and builds the root, then runs the
 //!   program and reaps); [`supervise`]: its signal forwarding and reaping.
-//! - [`spawn`]: how the runtime starts a plan ([`spawn()`], or [`PlanFile`] + [`command`]).
+//! - [`spawn`]: how the runtime starts a plan ([`spawn()`], or [`PlanFile`] + [`command`]), and
+//!   writes a subordinate range's id maps from outside with newuidmap/newgidmap.
 //! - [`check`]: run-time probes of what the kernel allows.
+//! - [`remove`]: deleting trees that hold files of subordinate ids.
 //!
 //! Invariants: no unsafe code; the process that unshares is always the fresh helper, never the
 //! (threaded) TUI; nothing propagates to the host's mounts (`/` is made a slave first); the
@@ -22,8 +25,10 @@ pub mod check;
 pub mod error;
 pub mod exec;
 pub mod helper;
+pub mod idmap;
 pub mod plan;
 pub mod program;
+pub mod remove;
 pub mod spawn;
 pub mod supervise;
 pub mod sys;
@@ -36,7 +41,7 @@ pub use error::{SandboxError, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_SETUP_FA
 pub use exec::apply_steps;
 pub use plan::{IdRange, SandboxPlan, SetupStep, Stage};
 pub use spawn::{command, helper_args, spawn, PlanFile, SandboxStdio};
-pub use sys::{Call, FileKind, LinuxSys, RecordingSys, Sys};
+pub use sys::{Call, FileKind, IdMapSync, LinuxSys, RecordingSys, Sys};
 
 /// The hidden first argument that makes `karapace-tui` run as the sandbox helper.
 pub const HELPER_VERB: &str = "__sandbox-init";

@@ -41,10 +41,17 @@ impl IdRange {
 pub enum SetupStep {
     /// `unshare(CLONE_NEWUSER)`.
     UnshareUserNs,
-    /// `uid_map`, `setgroups` = `deny`, `gid_map` (user_namespaces(7)). Only a single id per map
-    /// is written by the helper itself; a full subordinate range needs newuidmap/newgidmap run
-    /// from outside and is refused for now.
+    /// `uid_map`, `setgroups` = `deny`, `gid_map` (user_namespaces(7)), written by the helper
+    /// itself: each map is one line naming only the caller's own id.
     WriteIdMaps {
+        uid_map: Vec<IdRange>,
+        gid_map: Vec<IdRange>,
+    },
+    /// Maps with subordinate ranges, which only newuidmap(1)/newgidmap(1) may write, from
+    /// outside the namespace: the helper tells its spawner that the namespace exists and waits
+    /// until the spawner has run them for its pid (`spawn.rs`). `setgroups` is left to
+    /// newgidmap, which keeps it `allow` for such maps, so programs may drop groups.
+    AwaitIdMaps {
         uid_map: Vec<IdRange>,
         gid_map: Vec<IdRange>,
     },
@@ -124,6 +131,7 @@ impl SetupStep {
         match self {
             SetupStep::UnshareUserNs => "unshare_user_ns",
             SetupStep::WriteIdMaps { .. } => "write_id_maps",
+            SetupStep::AwaitIdMaps { .. } => "await_id_maps",
             SetupStep::UnshareMountNs => "unshare_mount_ns",
             SetupStep::MakeRootPrivate => "make_root_private",
             SetupStep::UnshareOther { .. } => "unshare_other",
@@ -145,6 +153,7 @@ impl SetupStep {
         match self {
             SetupStep::UnshareUserNs
             | SetupStep::WriteIdMaps { .. }
+            | SetupStep::AwaitIdMaps { .. }
             | SetupStep::UnshareMountNs
             | SetupStep::MakeRootPrivate
             | SetupStep::UnshareOther { .. } => Stage::Namespaces,
@@ -215,6 +224,14 @@ impl SandboxPlan {
         serde_json::from_str(text).map_err(SandboxError::PlanJson)
     }
 
+    /// The maps the spawner must write from outside (the `await_id_maps` step), if any.
+    pub fn outside_id_maps(&self) -> Option<(&[IdRange], &[IdRange])> {
+        self.steps.iter().find_map(|s| match s {
+            SetupStep::AwaitIdMaps { uid_map, gid_map } => Some((&uid_map[..], &gid_map[..])),
+            _ => None,
+        })
+    }
+
     /// The steps of one stage, in order.
     pub fn stage_steps(&self, stage: Stage) -> Vec<SetupStep> {
         self.steps
@@ -272,6 +289,7 @@ impl SandboxPlan {
 #[derive(Default)]
 struct Seen {
     user_ns: bool,
+    id_maps: bool,
     mount_ns: bool,
     uts_ns: bool,
     root_stage: bool,
@@ -299,8 +317,9 @@ impl Seen {
             SetupStep::UnshareUserNs => self.user_ns = true,
             SetupStep::UnshareMountNs => self.mount_ns = true,
             SetupStep::UnshareOther { uts, .. } => self.uts_ns |= uts,
-            SetupStep::WriteIdMaps { .. } if !self.user_ns => {
-                return invalid("`write_id_maps` needs an earlier `unshare_user_ns`");
+            SetupStep::WriteIdMaps { uid_map, gid_map }
+            | SetupStep::AwaitIdMaps { uid_map, gid_map } => {
+                self.check_id_maps(step, uid_map, gid_map)?;
             }
             SetupStep::SetHostname(name) if !self.uts_ns => {
                 return invalid(format!(
@@ -312,6 +331,36 @@ impl Seen {
             _ => {}
         }
         self.root_stage |= step.stage() == Stage::Root;
+        Ok(())
+    }
+}
+
+impl Seen {
+    fn check_id_maps(
+        &mut self,
+        step: &SetupStep,
+        uid_map: &[IdRange],
+        gid_map: &[IdRange],
+    ) -> Result<(), SandboxError> {
+        let name = step.name();
+        if !self.user_ns {
+            return invalid(format!("`{name}` needs an earlier `unshare_user_ns`"));
+        }
+        if self.id_maps {
+            return invalid(format!("`{name}`: the id maps are written only once"));
+        }
+        self.id_maps = true;
+        if uid_map.is_empty() || gid_map.is_empty() {
+            return invalid(format!("`{name}` has an empty map"));
+        }
+        let single = |map: &[IdRange]| map.len() == 1 && map[0].count == 1;
+        if matches!(step, SetupStep::WriteIdMaps { .. }) && !(single(uid_map) && single(gid_map)) {
+            return invalid(
+                "`write_id_maps` can only map the caller's own uid and gid (one id each): \
+                 ranges must be written from outside with newuidmap/newgidmap (`await_id_maps`, \
+                 IdMapping::Subordinate)",
+            );
+        }
         Ok(())
     }
 }

@@ -8,12 +8,28 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
+use std::os::fd::RawFd;
 use std::os::unix::fs::OpenOptionsExt;
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 use nix::sys::statvfs::FsFlags;
+
+/// The helper's end of the id-map channel with its spawner: one end of a `SOCK_STREAM`
+/// socketpair, inherited as `--id-maps FD`. The helper sends [`ID_MAPS_NS_READY`] once its user
+/// namespace exists; the spawner runs newuidmap/newgidmap for the helper's pid and answers
+/// [`ID_MAPS_WRITTEN`], or closes its end (EOF) if it failed. The spawner's end is
+/// close-on-exec, so EOF also means the spawner has died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMapSync {
+    pub fd: RawFd,
+}
+
+/// "The user namespace exists: write its maps."
+pub const ID_MAPS_NS_READY: u8 = b'n';
+/// "The maps are written."
+pub const ID_MAPS_WRITTEN: u8 = b'w';
 
 /// What is at a path, without following a final symlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +46,9 @@ pub trait Sys {
     fn unshare(&mut self, flags: CloneFlags) -> nix::Result<()>;
     /// One `write(2)` of `contents` to an existing file (id maps, setgroups).
     fn write_file(&mut self, path: &str, contents: &str) -> nix::Result<()>;
+    /// Has the spawner write the id maps from outside (see [`IdMapSync`]), then closes the
+    /// channel. `EPIPE`: the spawner closed it without writing them.
+    fn await_id_maps(&mut self, sync: IdMapSync) -> nix::Result<()>;
     fn mount(
         &mut self,
         source: Option<&str>,
@@ -100,6 +119,30 @@ impl Sys for LinuxSys {
             return Err(Errno::EIO);
         }
         Ok(())
+    }
+
+    fn await_id_maps(&mut self, sync: IdMapSync) -> nix::Result<()> {
+        use nix::sys::socket::{recv, send, MsgFlags};
+        let fd = sync.fd;
+        let sent = loop {
+            match send(fd, &[ID_MAPS_NS_READY], MsgFlags::MSG_NOSIGNAL) {
+                Err(Errno::EINTR) => {}
+                other => break other,
+            }
+        };
+        let mut answer = [0u8; 1];
+        let received = sent.and_then(|_| loop {
+            match recv(fd, &mut answer, MsgFlags::empty()) {
+                Err(Errno::EINTR) => {}
+                other => break other,
+            }
+        });
+        let closed = nix::unistd::close(fd);
+        match received? {
+            0 => Err(Errno::EPIPE),
+            _ if answer[0] != ID_MAPS_WRITTEN => Err(Errno::EPROTO),
+            _ => closed,
+        }
     }
 
     fn mount(
@@ -193,6 +236,7 @@ pub enum Call {
         path: String,
         contents: String,
     },
+    AwaitIdMaps(IdMapSync),
     Mount {
         source: Option<String>,
         target: String,
@@ -297,6 +341,10 @@ impl Sys for RecordingSys {
             path: path.into(),
             contents: contents.into(),
         })
+    }
+
+    fn await_id_maps(&mut self, sync: IdMapSync) -> nix::Result<()> {
+        self.record(Call::AwaitIdMaps(sync))
     }
 
     fn mount(

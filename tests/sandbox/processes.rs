@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use karapace_tui::sandbox;
+use karapace_tui::sandbox::{self, IdMapping};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -112,10 +112,13 @@ fn killing_the_parent_kills_the_helper_and_the_program() {
         return;
     }
     let scratch = Scratch::new();
-    let plan = scratch
-        .spec(&["sh", "-c", "echo ready; exec sleep 1000"])
-        .plan();
-    let plan_file = sandbox::PlanFile::write(&plan, scratch.dir.path()).unwrap();
+    let mut spec = scratch.spec(&["sh", "-c", "echo ready; exec sleep 1000"]);
+    // The shell cannot write a subordinate range's maps: map only our own ids
+    // (subordinate.rs covers a spawner that dies while the helper waits for its maps).
+    if let IdMapping::Subordinate { uid, gid, .. } = spec.ids {
+        spec.ids = IdMapping::SingleId { uid, gid };
+    }
+    let plan_file = sandbox::PlanFile::write(&spec.plan(), scratch.dir.path()).unwrap();
     let mut parent = Command::new("sh")
         .args(["-c", r#""$0" __sandbox-init "$1" & echo $!; wait"#])
         .arg(helper())

@@ -1,11 +1,11 @@
 use nix::errno::Errno;
 use nix::mount::MsFlags;
 
-use super::fixtures::{changes, rootless_spec, typical_sys};
-use crate::sandbox::builder::IdMapping;
-use crate::sandbox::exec::{apply_steps, apply_steps_in};
-use crate::sandbox::plan::{IdRange, SetupStep};
-use crate::sandbox::sys::{Call, FileKind, RecordingSys};
+use super::fixtures::{changes, rootless_spec, subordinate_spec, typical_sys};
+use crate::sandbox::builder::RootfsSpec;
+use crate::sandbox::exec::{apply_steps, apply_steps_in, apply_steps_with};
+use crate::sandbox::plan::{IdRange, SetupStep, Stage};
+use crate::sandbox::sys::{Call, FileKind, IdMapSync, RecordingSys};
 use crate::sandbox::SandboxError;
 
 /// Every device node: an empty file, the bind, and a remount that adds only `nosuid`.
@@ -188,32 +188,82 @@ fn a_read_only_bind_that_stays_writable_is_an_error() {
 }
 
 #[test]
-fn a_full_subordinate_range_is_refused_for_now() {
-    let mut spec = rootless_spec();
-    spec.ids = IdMapping::Subordinate {
-        uid: 1000,
-        gid: 1000,
-        sub_uid: IdRange {
-            inside: 1,
-            outside: 100_000,
-            count: 65536,
-        },
-        sub_gid: IdRange {
-            inside: 1,
-            outside: 100_000,
-            count: 65536,
-        },
-    };
+fn a_subordinate_range_is_left_to_the_spawner_and_setgroups_to_newgidmap() {
+    let plan = subordinate_spec().plan();
+    let stage1 = plan.stage_steps(Stage::Namespaces);
     let mut sys = typical_sys();
-    let err = apply_steps(&mut sys, &spec.plan().steps).unwrap_err();
-    assert!(matches!(
-        err,
-        SandboxError::Unsupported {
-            step: "write_id_maps",
-            ..
-        }
-    ));
-    assert!(err.to_string().contains("newuidmap"), "{err}");
+    apply_steps_with(&mut sys, &stage1, Some(IdMapSync { fd: 9 })).unwrap();
+    assert_eq!(
+        changes(&sys),
+        [
+            "unshare CloneFlags(CLONE_NEWUSER)",
+            "await_id_maps fd 9",
+            "unshare CloneFlags(CLONE_NEWNS)",
+            "propagation / rec,slave",
+            "unshare CloneFlags(CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)",
+        ]
+    );
+    // The rest of the plan is the single-id plan's, call for call.
+    let rest = |spec: RootfsSpec| {
+        let mut sys = typical_sys();
+        apply_steps(&mut sys, &spec.plan().stage_steps(Stage::Root)).unwrap();
+        changes(&sys)
+    };
+    assert_eq!(rest(subordinate_spec()), rest(rootless_spec()));
+}
+
+#[test]
+fn a_subordinate_range_without_the_spawner_channel_fails_instead_of_waiting() {
+    let mut sys = typical_sys();
+    let err = apply_steps(&mut sys, &subordinate_spec().plan().steps).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SandboxError::Unsupported {
+                step: "await_id_maps",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let text = err.to_string();
+    for part in ["newuidmap", "--id-maps", "sandbox::spawn", "helper_args"] {
+        assert!(text.contains(part), "`{part}` missing from: {text}");
+    }
+    assert_eq!(changes(&sys), ["unshare CloneFlags(CLONE_NEWUSER)"]);
+}
+
+#[test]
+fn a_spawner_that_gives_up_on_the_maps_stops_the_helper() {
+    let mut sys = typical_sys().fail_at(1, Errno::EPIPE);
+    let steps = subordinate_spec().plan().steps;
+    let err = apply_steps_with(&mut sys, &steps, Some(IdMapSync { fd: 9 })).unwrap_err();
+    assert_eq!(err.step(), Some("await_id_maps"));
+    let text = err.to_string();
+    assert!(
+        text.contains("EPIPE") && text.contains("fd 9") && text.contains("newuidmap/newgidmap"),
+        "{text}"
+    );
+    assert_eq!(sys.calls.len(), 2, "nothing runs after the failed step");
+}
+
+#[test]
+fn the_executor_refuses_to_write_a_range_itself() {
+    let range = IdRange {
+        inside: 0,
+        outside: 100_000,
+        count: 65536,
+    };
+    let steps = [
+        SetupStep::UnshareUserNs,
+        SetupStep::WriteIdMaps {
+            uid_map: vec![range],
+            gid_map: vec![range],
+        },
+    ];
+    let mut sys = RecordingSys::new();
+    let err = apply_steps(&mut sys, &steps).unwrap_err();
+    assert!(err.to_string().contains("await_id_maps"), "{err}");
     assert_eq!(changes(&sys), ["unshare CloneFlags(CLONE_NEWUSER)"]);
 }
 

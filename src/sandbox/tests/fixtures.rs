@@ -3,6 +3,7 @@
 use nix::mount::MsFlags;
 
 use crate::sandbox::builder::{Bind, IdMapping, RootfsSpec};
+use crate::sandbox::plan::IdRange;
 use crate::sandbox::sys::{Call, FileKind, RecordingSys};
 
 /// Rootless (uid/gid 1000), net shared, hostname, /sys, /tmp tmpfs, a rw directory bind and a
@@ -38,6 +39,24 @@ pub fn rootless_spec() -> RootfsSpec {
         argv: vec!["bash".into(), "-l".into()],
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
         cwd: "/src".into(),
+    }
+}
+
+/// The typical spec with a full subordinate range: uid/gid 1000 as 0, 100000.. as 1...
+pub fn subordinate_spec() -> RootfsSpec {
+    let range = IdRange {
+        inside: 1,
+        outside: 100_000,
+        count: 65536,
+    };
+    RootfsSpec {
+        ids: IdMapping::Subordinate {
+            uid: 1000,
+            gid: 1000,
+            sub_uid: range,
+            sub_gid: range,
+        },
+        ..rootless_spec()
     }
 }
 
@@ -77,6 +96,7 @@ pub fn render(call: &Call) -> String {
     match call {
         Call::Unshare(flags) => format!("unshare {flags:?}"),
         Call::WriteFile { path, contents } => format!("write {path} {}", contents.trim()),
+        Call::AwaitIdMaps(sync) => format!("await_id_maps fd {}", sync.fd),
         Call::Mount {
             source,
             target,

@@ -3,4 +3,5 @@
 
 mod exec_tests;
 mod fixtures;
+mod idmap_tests;
 mod plan_tests;
