@@ -11,7 +11,8 @@
 //!   (stage 1 creates the namespaces, stage 2 is PID 1 and builds the root, then runs the
 //!   program and reaps); [`supervise`]: its signal forwarding and reaping.
 //! - [`spawn`]: how the runtime starts a plan ([`spawn()`], or [`PlanFile`] + [`command`]).
-//! - [`check`]: run-time probes of what the kernel allows.
+//! - [`check`]: run-time probes of what the kernel allows (and whether fuse-overlayfs can be
+//!   used); [`netlink`]: the rtnetlink request that brings `lo` up.
 //!
 //! Invariants: no unsafe code; the process that unshares is always the fresh helper, never the
 //! (threaded) TUI; nothing propagates to the host's mounts (`/` is made a slave first); the
@@ -22,6 +23,7 @@ pub mod check;
 pub mod error;
 pub mod exec;
 pub mod helper;
+pub mod netlink;
 pub mod plan;
 pub mod program;
 pub mod spawn;
@@ -34,9 +36,9 @@ mod tests;
 pub use builder::{Bind, IdMapping, RootfsSpec};
 pub use error::{SandboxError, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
 pub use exec::apply_steps;
-pub use plan::{IdRange, SandboxPlan, SetupStep, Stage};
+pub use plan::{IdRange, OverlayDriver, SandboxPlan, SetupStep, Stage};
 pub use spawn::{command, helper_args, spawn, PlanFile, SandboxStdio};
-pub use sys::{Call, FileKind, LinuxSys, RecordingSys, Sys};
+pub use sys::{Call, FileKind, LinuxSys, ProgramExit, RecordingSys, Sys};
 
 /// The hidden first argument that makes `karapace-tui` run as the sandbox helper.
 pub const HELPER_VERB: &str = "__sandbox-init";
