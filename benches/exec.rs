@@ -34,7 +34,9 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
-use karapace_tui::sandbox::{self, IdMapping, RootfsSpec, SandboxPlan, SandboxStdio};
+use karapace_tui::sandbox::{
+    self, IdMapping, OverlayDriver, RootfsSpec, SandboxPlan, SandboxStdio,
+};
 
 const WARMUPS: usize = 3;
 const DEFAULT_ROUNDS: usize = 200;
@@ -479,11 +481,15 @@ fn helper_plan(lower: &Path, env_dir: &Path, id: &str, upper_parent: &Path) -> S
         work: upper_parent.join("work").display().to_string(),
         root: env_dir.join("root").display().to_string(),
         userxattr: !nix::unistd::geteuid().is_root(),
+        // The backend's `auto` adds fuse-overlayfs only as a fallback, never run here.
+        overlay: OverlayDriver::Kernel,
         isolate_net: false,
         hostname: Some(ENV_NAME.to_string()),
         sys: true,
         tmpfs: vec![("/tmp".to_string(), 0o1777)],
         devices: Vec::new(),
+        // stdin is /dev/null: no terminal to bind as /dev/console.
+        console: None,
         binds: Vec::new(),
         argv: vec!["true".to_string()],
         env,

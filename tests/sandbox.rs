@@ -19,7 +19,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
 
-use karapace_tui::sandbox::{self, check, Bind, IdMapping, RootfsSpec, SandboxStdio};
+use karapace_tui::sandbox::{
+    self, check, Bind, IdMapping, OverlayDriver, RootfsSpec, SandboxStdio,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
@@ -121,7 +123,7 @@ fn unpack_tarball(tarball: &Path, dest: &Path) {
 fn host_rootfs(dest: &Path) {
     let bins = [
         "sh", "cat", "ls", "grep", "env", "true", "sleep", "chown", "stat", "setpriv", "id",
-        "touch", "mkdir", "chmod",
+        "touch", "mkdir", "chmod", "tty", "stty",
     ];
     copy_host_binaries(dest, &bins);
 }
@@ -192,11 +194,13 @@ impl Scratch {
             work: p("work"),
             root: p("root"),
             userxattr: true,
+            overlay: OverlayDriver::Kernel,
             isolate_net: false,
             hostname: Some(HOSTNAME.into()),
             sys: true,
             tmpfs: vec![("/tmp".into(), 0o1777)],
             devices: Vec::new(),
+            console: None,
             binds: Vec::new(),
             argv: argv.iter().map(|s| s.to_string()).collect(),
             env: vec![
@@ -413,9 +417,15 @@ fn a_failed_step_names_itself_and_leaves_nothing_behind() {
     }
 }
 
+#[path = "sandbox/fuse.rs"]
+mod fuse;
+#[path = "sandbox/network.rs"]
+mod network;
 #[path = "sandbox/processes.rs"]
 mod processes;
 #[path = "sandbox/subordinate.rs"]
 mod subordinate;
+#[path = "sandbox/terminal.rs"]
+mod terminal;
 #[path = "sandbox/unprivileged.rs"]
 mod unprivileged;

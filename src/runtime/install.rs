@@ -94,7 +94,7 @@ impl BuildSandbox<'_> {
         self.events
             .emit(Event::info(format!("{}: {shown}", self.manager)));
         let resolv = ResolvConf::prepare(&self.lower, &self.upper(), self.events);
-        let spec = self.spec(argv, resolv.bind());
+        let spec = self.spec(argv, resolv.bind(), step)?;
         let stdio = SandboxStdio {
             stdin: Stdio::null(),
             stdout: Stdio::piped(),
@@ -154,7 +154,22 @@ impl BuildSandbox<'_> {
         Ok(captured)
     }
 
-    fn spec(&self, argv: Vec<String>, resolv: Option<sandbox::Bind>) -> RootfsSpec {
+    fn spec(
+        &self,
+        argv: Vec<String>,
+        resolv: Option<sandbox::Bind>,
+        step: &'static str,
+    ) -> Result<RootfsSpec, BackendError> {
+        // The same overlay driver as the environment's sessions get.
+        let overlay = sandbox::check::OverlaySetting::from_env()
+            .and_then(|setting| {
+                sandbox::check::overlay_driver(setting, sandbox::check::fuse_overlayfs())
+            })
+            .map_err(|detail| BackendError::Failed {
+                backend: KIND,
+                step,
+                detail,
+            })?;
         let mut env = vec![
             ("PATH".to_string(), PATH.to_string()),
             ("HOME".to_string(), "/root".to_string()),
@@ -166,23 +181,26 @@ impl BuildSandbox<'_> {
                 env.push((key.to_string(), value));
             }
         }
-        RootfsSpec {
+        Ok(RootfsSpec {
             ids: self.ids.clone(),
             lower: vec![self.lower.display().to_string()],
             upper: self.upper().display().to_string(),
             work: self.dir.join("work").display().to_string(),
             root: self.dir.join("root").display().to_string(),
             userxattr: !nix::unistd::geteuid().is_root(),
+            overlay,
             isolate_net: false,
             hostname: Some("karapace-build".to_string()),
             sys: true,
             tmpfs: vec![("/tmp".to_string(), 0o1777)],
             devices: Vec::new(),
+            // Build steps get no terminal.
+            console: None,
             binds: resolv.into_iter().collect(),
             argv,
             env,
             cwd: "/".to_string(),
-        }
+        })
     }
 
     /// Deletes downloaded package files from the new layer (see `Manager::clean`).

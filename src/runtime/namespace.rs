@@ -108,22 +108,29 @@ impl RuntimeBackend for NamespaceBackend {
     }
 
     fn availability(&self) -> Availability {
-        let probe = || -> Result<String, String> {
-            let helper = helper_exe().map_err(|e| e.to_string())?;
-            if nix::unistd::geteuid().is_root() {
-                return Ok(
-                    "running as root: mount, pid, uts and ipc namespaces without a user \
-                           namespace"
-                        .to_string(),
-                );
-            }
-            sandbox::check::unprivileged_userns(&helper)?;
-            let scratch = tempfile::tempdir().map_err(|e| format!("temp directory: {e}"))?;
-            sandbox::check::overlay_in_userns(&helper, scratch.path())?;
-            let ids = sandbox::check::id_mapping(&helper)?;
-            Ok(format!(
-                "user namespaces and overlayfs (userxattr) work for this user; {ids}"
-            ))
+        let userns_fix = "allow unprivileged user namespaces (sysctl \
+                          kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0), \
+                          or use backend = \"mock\"";
+        let probe = || -> Result<String, (String, String)> {
+            let helper = helper_exe().map_err(|e| (e.to_string(), userns_fix.to_string()))?;
+            let namespaces = if nix::unistd::geteuid().is_root() {
+                "running as root: mount, pid, uts and ipc namespaces without a user namespace"
+                    .to_string()
+            } else {
+                sandbox::check::unprivileged_userns(&helper)
+                    .map_err(|why| (why, userns_fix.to_string()))?;
+                let ids = sandbox::check::id_mapping(&helper).map_err(|why| {
+                    (
+                        why,
+                        "fix the subordinate id range named above, or remove it from \
+                         /etc/subuid and /etc/subgid"
+                            .to_string(),
+                    )
+                })?;
+                format!("user namespaces work for this user; {ids}")
+            };
+            let overlay = overlay_report(&helper)?;
+            Ok(format!("{namespaces}; {overlay}"))
         };
         match probe() {
             Ok(detail) => Availability {
@@ -132,15 +139,11 @@ impl RuntimeBackend for NamespaceBackend {
                 detail,
                 fix: None,
             },
-            Err(reason) => Availability {
+            Err((reason, fix)) => Availability {
                 backend: KIND,
                 available: false,
                 detail: reason,
-                fix: Some(
-                    "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 \
-                     and user.max_user_namespaces > 0), or use backend = \"mock\""
-                        .to_string(),
-                ),
+                fix: Some(fix),
             },
         }
     }
@@ -267,7 +270,7 @@ impl RuntimeBackend for NamespaceBackend {
         for warning in unenforced(req.lock) {
             req.events.emit(Event::warn(warning));
         }
-        let spec = self.spec(req, &lower);
+        let spec = self.spec(req, &lower)?;
         let plan = spec.plan();
         let stdio = stdio(req.stdout_to_stderr)?;
         let mut child = sandbox::spawn(&plan, &helper_exe()?, &req.store.root().join("tmp"), stdio)
@@ -391,8 +394,25 @@ fn install_packages(
 }
 
 impl NamespaceBackend {
-    fn spec(&self, req: &RunRequest, lower: &Path) -> RootfsSpec {
+    fn spec(&self, req: &RunRequest, lower: &Path) -> Result<RootfsSpec, BackendError> {
         let root = req.env_dir.join("root");
+        let refuse = |detail: String| BackendError::Failed {
+            backend: KIND,
+            step: "choose the overlay driver",
+            detail,
+        };
+        let setting = sandbox::check::OverlaySetting::from_env().map_err(refuse)?;
+        let overlay = sandbox::check::overlay_driver(setting, sandbox::check::fuse_overlayfs())
+            .map_err(refuse)?;
+        // An interactive terminal becomes the sandbox's /dev/console, so that `tty` and
+        // everything using ttyname(3) inside finds it.
+        let console = sandbox::builder::terminal_of_stdin().unwrap_or_else(|errno| {
+            req.events.emit(Event::warn(format!(
+                "namespace backend: stdin is a terminal, but its device cannot be found \
+                 ({errno}); inside, `tty` will say \"not a tty\""
+            )));
+            None
+        });
         let hostname = req
             .meta
             .name
@@ -416,23 +436,88 @@ impl NamespaceBackend {
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect()
         };
-        RootfsSpec {
+        Ok(RootfsSpec {
             ids: IdMapping::for_session(|warning| req.events.emit(Event::warn(warning))),
             lower: vec![lower.display().to_string()],
             upper: req.env_dir.join("upper").display().to_string(),
             work: req.env_dir.join("work").display().to_string(),
             root: root.display().to_string(),
             userxattr: !nix::unistd::geteuid().is_root(),
+            overlay,
             isolate_net: req.lock.runtime.network_isolation,
             hostname: Some(hostname),
             sys: true,
             tmpfs: vec![("/tmp".to_string(), 0o1777)],
             devices: Vec::new(),
+            console,
             binds,
             argv,
             env: environment(req),
             cwd: "/root".to_string(),
+        })
+    }
+}
+
+/// How the root overlay will be mounted here, for `doctor`: both drivers are probed and
+/// reported; `Err((why, fix))` when neither the chosen nor the fallback driver works.
+fn overlay_report(helper: &Path) -> Result<String, (String, String)> {
+    use sandbox::check::{self, OverlaySetting};
+    let setting = OverlaySetting::from_env().map_err(|why| {
+        (
+            why,
+            format!(
+                "unset {} or set it to auto, kernel or fuse",
+                check::OVERLAY_VAR
+            ),
+        )
+    })?;
+    let scratch = tempfile::tempdir()
+        .map_err(|e| (format!("temp directory: {e}"), "check TMPDIR".to_string()))?;
+    let kernel = check::kernel_overlay(helper, scratch.path());
+    let fuse = check::fuse_overlayfs();
+    let fuse_text = match &fuse {
+        Ok(program) => format!("fuse-overlayfs: usable ({program})"),
+        Err(why) => format!("fuse-overlayfs: unusable ({why})"),
+    };
+    let kernel_text = match &kernel {
+        Ok(()) => "kernel overlayfs: works".to_string(),
+        Err(why) => format!("kernel overlayfs: refused ({why})"),
+    };
+    let both = format!("{kernel_text}; {fuse_text}");
+    let fuse_fix = "install fuse-overlayfs and make /dev/fuse readable and writable by this user \
+                    (chmod 0666 /dev/fuse)";
+    match (setting, kernel.is_ok(), fuse.is_ok()) {
+        (OverlaySetting::Auto, true, _) => Ok(format!("root overlay by the kernel; {both}")),
+        (OverlaySetting::Auto, false, true) => {
+            Ok(format!("root overlay by fuse-overlayfs; {both}"))
         }
+        (OverlaySetting::Kernel, true, _) => Ok(format!(
+            "root overlay by the kernel ({}=kernel); {both}",
+            check::OVERLAY_VAR
+        )),
+        (OverlaySetting::Fuse, _, true) => Ok(format!(
+            "root overlay by fuse-overlayfs ({}=fuse); {both}",
+            check::OVERLAY_VAR
+        )),
+        (OverlaySetting::Auto, false, false) => Err((
+            format!("no way to mount the root overlay: {both}"),
+            format!("use Linux >= 5.11 (overlayfs in user namespaces), or {fuse_fix}"),
+        )),
+        (OverlaySetting::Kernel, false, fuse_ok) => Err((
+            format!("{}=kernel, but {both}", check::OVERLAY_VAR),
+            if fuse_ok {
+                format!(
+                    "unset {}: fuse-overlayfs can mount the root here",
+                    check::OVERLAY_VAR
+                )
+            } else {
+                format!("use Linux >= 5.11 (overlayfs in user namespaces), or {fuse_fix}")
+            },
+        )),
+        (OverlaySetting::Fuse, _, false) => Err((
+            format!("{}=fuse, but {both}", check::OVERLAY_VAR),
+            fuse_fix.to_string(),
+        )),
     }
 }
 

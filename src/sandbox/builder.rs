@@ -3,7 +3,9 @@
 //! directories and bind mounts, in bubblewrap's order. The runtime fills a [`RootfsSpec`] from
 //! the manifest and the security policy; tests fill it by hand.
 
-use super::plan::{IdRange, SandboxPlan, SetupStep};
+use std::io::IsTerminal;
+
+use super::plan::{IdRange, OverlayDriver, SandboxPlan, SetupStep};
 
 /// How the sandbox's ids relate to the host's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +83,9 @@ pub struct RootfsSpec {
     pub root: String,
     /// Required inside a user namespace; harmless as real root.
     pub userxattr: bool,
-    /// A network namespace with only `lo`.
+    /// Kernel overlayfs, fuse-overlayfs, or the kernel's with fuse-overlayfs as the fallback.
+    pub overlay: OverlayDriver,
+    /// A network namespace with only `lo` (brought up).
     pub isolate_net: bool,
     pub hostname: Option<String>,
     /// Bind the host's /sys read-only.
@@ -90,6 +94,8 @@ pub struct RootfsSpec {
     pub tmpfs: Vec<(String, u32)>,
     /// Host device nodes allowed by the policy, bound at the same path (e.g. `/dev/fuse`).
     pub devices: Vec<String>,
+    /// The caller's terminal, bound as /dev/console (see [`terminal_of_stdin`]).
+    pub console: Option<String>,
     pub binds: Vec<Bind>,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
@@ -111,18 +117,25 @@ impl RootfsSpec {
                 ipc: true,
                 net: self.isolate_net,
             },
+        ]);
+        if self.isolate_net {
+            steps.push(SetupStep::LoopbackUp);
+        }
+        steps.extend([
             SetupStep::MountOverlay {
                 lower: self.lower.clone(),
                 upper: self.upper.clone(),
                 work: self.work.clone(),
                 target: root.clone(),
                 userxattr: self.userxattr,
+                driver: self.overlay.clone(),
             },
             SetupStep::MountProc {
                 target: inside("/proc"),
             },
             SetupStep::MinimalDev {
                 target: inside("/dev"),
+                console: self.console.clone(),
             },
         ]);
         steps.extend(self.devices.iter().map(|dev| SetupStep::BindDevice {
@@ -159,4 +172,17 @@ impl RootfsSpec {
             cwd: self.cwd.clone(),
         }
     }
+}
+
+/// The terminal on our stdin as a host path (e.g. `/dev/pts/3`), for [`RootfsSpec::console`]:
+/// `Ok(None)` when stdin is not a terminal. ttyname(3) reads the `/proc/self/fd/0` link and
+/// checks that the path names the same device; it fails (e.g. `ENODEV`) when the terminal is
+/// not reachable by name here, such as a pty of another devpts instance.
+pub fn terminal_of_stdin() -> nix::Result<Option<String>> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Ok(None);
+    }
+    let path = nix::unistd::ttyname(&stdin)?;
+    Ok(Some(path.to_string_lossy().into_owned()))
 }

@@ -24,6 +24,16 @@ pub enum SandboxError {
         errno: Errno,
         hint: String,
     },
+    /// A program run by a setup step (fuse-overlayfs) failed.
+    #[error("sandbox step `{step}` failed: {program} {status}: {stderr}. {hint}")]
+    Program {
+        step: &'static str,
+        program: String,
+        /// "exited with code N" or "was killed by a signal".
+        status: String,
+        stderr: String,
+        hint: String,
+    },
     /// A read-only mount that the kernel still reports writable after the remount.
     #[error(
         "sandbox step `{step}` failed: {path} is still writable after the read-only remount; \
@@ -79,6 +89,7 @@ impl SandboxError {
     pub fn step(&self) -> Option<&'static str> {
         match self {
             SandboxError::Step { step, .. }
+            | SandboxError::Program { step, .. }
             | SandboxError::NotReadOnly { step, .. }
             | SandboxError::SymlinkMountPoint { step, .. }
             | SandboxError::Unsupported { step, .. } => Some(step),
@@ -130,6 +141,10 @@ pub(crate) fn hint(step: &str, errno: Errno) -> String {
             "Overlayfs is not mountable here (kernel too old or disabled in user namespaces); \
              fuse-overlayfs is the fallback. {userns}"
         ),
+        ("loopback_up", _) => "Bringing `lo` up needs CAP_NET_ADMIN in the user namespace \
+             that owns the new network namespace (the helper's stage 1 has it); a seccomp or LSM \
+             policy may refuse netlink sockets"
+            .into(),
         ("mount_proc", Errno::EPERM) => "A fresh /proc needs a PID namespace created inside \
              the user namespace, and a host /proc with no paths mounted over (as inside some \
              containers)"

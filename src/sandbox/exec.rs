@@ -11,11 +11,22 @@ use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 
 use super::error::{hint, Result, SandboxError};
-use super::plan::{IdRange, SetupStep};
+use super::netlink::LOOPBACK_IFINDEX;
+use super::plan::{IdRange, OverlayDriver, SetupStep};
 use super::sys::{FileKind, IdMapSync, Sys};
 
 /// The nodes bubblewrap's `--dev` binds from the host, in its order.
 pub const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// The kernel's answers to an overlay mount that mean "not supported here" (an old kernel in a
+/// user namespace, `userxattr` unknown, no overlay module), after which fuse-overlayfs is tried.
+const OVERLAY_UNSUPPORTED: [Errno; 3] = [Errno::EPERM, Errno::EINVAL, Errno::ENODEV];
+
+/// How to fix a fuse-overlayfs root that cannot open the FUSE device.
+const FUSE_DEVICE_HINT: &str = "fuse-overlayfs needs /dev/fuse, readable and writable by this \
+     user: load the module (`modprobe fuse`) and make the device usable by everyone (`chmod \
+     0666 /dev/fuse`, as the fuse packages' udev rule does), or let the kernel mount the \
+     overlay (KARAPACE_OVERLAY=kernel)";
 
 /// Applies `steps` in order. Mount points may be created below the plan's `pivot_root` target.
 pub fn apply_steps(sys: &mut dyn Sys, steps: &[SetupStep]) -> Result<()> {
@@ -79,6 +90,29 @@ fn fail(step: &'static str, op: &str, path: &str) -> impl FnOnce(Errno) -> Sandb
     }
 }
 
+const OVERLAY_STEP: &str = "mount_overlay";
+
+/// The directories of an overlay mount.
+struct Layers<'a> {
+    /// Top first.
+    lower: &'a [String],
+    upper: &'a str,
+    work: &'a str,
+    target: &'a str,
+}
+
+impl Layers<'_> {
+    /// The option string both overlayfs and fuse-overlayfs take.
+    fn options(&self) -> String {
+        format!(
+            "lowerdir={},upperdir={},workdir={}",
+            self.lower.join(":"),
+            self.upper,
+            self.work
+        )
+    }
+}
+
 /// What a bind should end up as.
 #[derive(Clone, Copy)]
 struct BindOpts {
@@ -122,13 +156,27 @@ impl Executor<'_> {
                 .fold(CloneFlags::empty(), |acc, (_, f)| acc | *f);
                 self.unshare(name, flags)
             }
+            SetupStep::LoopbackUp => self.sys.set_link_up(LOOPBACK_IFINDEX).map_err(fail(
+                name,
+                "rtnetlink RTM_NEWLINK(IFF_UP)",
+                "lo",
+            )),
             SetupStep::MountOverlay {
                 lower,
                 upper,
                 work,
                 target,
                 userxattr,
-            } => self.mount_overlay(lower, upper, work, target, *userxattr),
+                driver,
+            } => {
+                let layers = Layers {
+                    lower,
+                    upper,
+                    work,
+                    target,
+                };
+                self.mount_overlay(&layers, *userxattr, driver)
+            }
             SetupStep::BindMount {
                 source,
                 target,
@@ -145,7 +193,9 @@ impl Executor<'_> {
             SetupStep::BindDevice { source, target } => self.bind(name, source, target, DEVICE),
             SetupStep::MountProc { target } => self.mount_proc(target),
             SetupStep::MountTmpfs { target, mode } => self.mount_tmpfs(name, target, *mode),
-            SetupStep::MinimalDev { target } => self.minimal_dev(target),
+            SetupStep::MinimalDev { target, console } => {
+                self.minimal_dev(target, console.as_deref())
+            }
             SetupStep::MountSysReadOnly { target } => self.mount_sys(target),
             SetupStep::SetHostname(host) => {
                 self.sys
@@ -234,26 +284,95 @@ impl Executor<'_> {
 
     fn mount_overlay(
         &mut self,
-        lower: &[String],
-        upper: &str,
-        work: &str,
-        target: &str,
+        layers: &Layers,
         userxattr: bool,
+        driver: &OverlayDriver,
     ) -> Result<()> {
-        const STEP: &str = "mount_overlay";
-        self.ensure_mount_point(STEP, target, FileKind::Dir)?;
-        let mut data = format!(
-            "lowerdir={},upperdir={upper},workdir={work}",
-            lower.join(":")
-        );
+        self.ensure_mount_point(OVERLAY_STEP, layers.target, FileKind::Dir)?;
+        match driver {
+            OverlayDriver::Kernel => self.kernel_overlay(layers, userxattr),
+            OverlayDriver::Fuse { program } => self.fuse_overlay(program, layers, None),
+            OverlayDriver::KernelOrFuse { program } => {
+                match self.kernel_overlay(layers, userxattr) {
+                    Err(SandboxError::Step { errno, .. })
+                        if OVERLAY_UNSUPPORTED.contains(&errno) =>
+                    {
+                        self.fuse_overlay(program, layers, Some(errno))
+                    }
+                    other => other,
+                }
+            }
+        }
+    }
+
+    fn kernel_overlay(&mut self, layers: &Layers, userxattr: bool) -> Result<()> {
+        let mut data = layers.options();
         if userxattr {
             data.push_str(",userxattr");
         }
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
         let op = format!("mount(overlay, {data})");
+        let target = layers.target;
         self.sys
             .mount(Some("overlay"), target, Some("overlay"), flags, Some(&data))
-            .map_err(fail(STEP, &op, target))
+            .map_err(fail(OVERLAY_STEP, &op, target))
+    }
+
+    /// `fuse-overlayfs -o OPTIONS TARGET` mounts, daemonises and returns. The daemon lives in
+    /// the sandbox's PID namespace (stage 2 is its init and reaps it), so it is killed when
+    /// the sandbox ends, whatever the exit path; the mount exists only in the sandbox's mount
+    /// namespaces. `kernel_refused` is the kernel's answer when this is the fallback.
+    fn fuse_overlay(
+        &mut self,
+        program: &str,
+        layers: &Layers,
+        kernel_refused: Option<Errno>,
+    ) -> Result<()> {
+        let after = kernel_refused
+            .map(|errno| format!("Kernel overlayfs refused the mount first ({errno}). "))
+            .unwrap_or_default();
+        let device = "/dev/fuse";
+        if let Err(errno) = self.sys.open_read_write(device) {
+            return Err(SandboxError::Step {
+                step: OVERLAY_STEP,
+                op: "open (for fuse-overlayfs)".into(),
+                path: device.into(),
+                errno,
+                hint: format!("{after}{FUSE_DEVICE_HINT}"),
+            });
+        }
+        // As the kernel overlay: no set-user-id programs, no device nodes from the layers.
+        let data = format!("{},nosuid,nodev", layers.options());
+        let argv = [program, "-o", &data, layers.target].map(String::from);
+        let exit = self
+            .sys
+            .run_program(&argv)
+            .map_err(fail(OVERLAY_STEP, "run", program))?;
+        if exit.success() {
+            // pivot_root(2) re-roots every process of the mount namespace whose root is the old
+            // root: the daemon too, which would then look up its own paths (/proc/self/fd/N)
+            // through its own file system and wait for itself forever. So the sandbox goes on
+            // in a copy of the namespace (holding a copy of the mount), and the daemon stays
+            // behind in this one. Nothing in the copy propagates back: `/` is a slave already.
+            return self.sys.unshare(CloneFlags::CLONE_NEWNS).map_err(fail(
+                OVERLAY_STEP,
+                "unshare(CLONE_NEWNS) after fuse-overlayfs",
+                "",
+            ));
+        }
+        Err(SandboxError::Program {
+            step: OVERLAY_STEP,
+            program: argv.join(" "),
+            status: match exit.code {
+                Some(code) => format!("exited with code {code}"),
+                None => "was killed by a signal".into(),
+            },
+            stderr: exit.stderr,
+            hint: format!(
+                "{after}fuse-overlayfs needs Linux >= 4.18 inside a user namespace, /dev/fuse, \
+                 and upper and work directories on the same file system"
+            ),
+        })
     }
 
     fn mount_proc(&mut self, target: &str) -> Result<()> {
@@ -296,13 +415,15 @@ impl Executor<'_> {
     /// bubblewrap's `SETUP_MOUNT_DEV`: a tmpfs, the host's basic nodes bound onto empty files,
     /// the stdio and fd symlinks, a private devpts instance with `ptmx` pointing into it, and
     /// a tmpfs /dev/shm.
-    fn minimal_dev(&mut self, target: &str) -> Result<()> {
+    fn minimal_dev(&mut self, target: &str, console: Option<&str>) -> Result<()> {
         const STEP: &str = "minimal_dev";
         self.ensure_mount_point(STEP, target, FileKind::Dir)?;
         self.tmpfs(STEP, target, 0o755)?;
-        for node in DEV_NODES {
+        let nodes = DEV_NODES.iter().map(|node| (format!("/dev/{node}"), *node));
+        // The caller's terminal as /dev/console, as bubblewrap and container runtimes do.
+        let console = console.map(|tty| (tty.to_string(), "console"));
+        for (src, node) in nodes.chain(console) {
             let dest = format!("{target}/{node}");
-            let src = format!("/dev/{node}");
             self.sys
                 .create_file(&dest, 0o444)
                 .map_err(fail(STEP, "create", &dest))?;

@@ -11,9 +11,9 @@
 //!   which the spawner dies before `PR_SET_PDEATHSIG` is set.
 //! - `--stage2 FD` — stage 2 (internal). Reads the rest of the plan from an inherited pipe
 //!   (one JSON line; stage 1 keeps its end open for its whole life, so EOF after the line means
-//!   stage 1 is already gone), starts the exec shim, runs the file-system steps, `pivot_root`
-//!   and the process attributes, then releases the shim, which execs the program with exactly
-//!   the plan's environment. It forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2
+//!   stage 1 is already gone), mounts the root overlay, starts the exec shim, runs the other
+//!   file-system steps, `pivot_root` and the process attributes, then releases the shim,
+//!   which execs the program with exactly the plan's environment. It forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2
 //!   to the program, reaps every zombie (it is init) and exits with the program's code (128+N
 //!   for signal N). When PID 1 exits the kernel kills everything left in the namespace, and
 //!   the last process leaving the mount namespace takes every mount with it.
@@ -40,7 +40,7 @@ use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::signal::Signal;
 
 use super::error::{Result, SandboxError, EXIT_SETUP_FAILED};
-use super::exec::{apply_steps, apply_steps_with};
+use super::exec::{apply_steps_in, apply_steps_with};
 use super::plan::{SandboxPlan, SetupStep, Stage};
 use super::program::{exec_shim, pipe_to_child, read_line, ChildEnd, ExecAttrs, PendingProgram};
 use super::supervise::{block_forwarded_signals, supervise};
@@ -199,8 +199,20 @@ fn stage2(fd: RawFd) -> Result<u8> {
     // Stage 1 validated the whole plan; these are its file-system steps.
     let plan = read_plan_pipe(fd)?;
     let signals = block_forwarded_signals()?;
+    // The root overlay comes first: a fuse-overlayfs root moves us into a new mount namespace
+    // (see `exec.rs`), and the program must start in that one.
+    let root = plan.steps.iter().find_map(|s| match s {
+        SetupStep::PivotRoot { new_root } => Some(new_root.as_str()),
+        _ => None,
+    });
+    let split = plan
+        .steps
+        .iter()
+        .position(|s| matches!(s, SetupStep::MountOverlay { .. }))
+        .map_or(0, |i| i + 1);
+    apply_steps_in(&mut LinuxSys, &plan.steps[..split], root)?;
     let program = PendingProgram::start(&plan)?;
-    apply_steps(&mut LinuxSys, &plan.steps)?;
+    apply_steps_in(&mut LinuxSys, &plan.steps[split..], root)?;
     let child = program.release(&ExecAttrs::of(&plan))?;
     supervise(child, &signals, true)
 }

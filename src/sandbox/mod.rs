@@ -13,7 +13,8 @@
 //!   program and reaps); [`supervise`]: its signal forwarding and reaping.
 //! - [`spawn`]: how the runtime starts a plan ([`spawn()`], or [`PlanFile`] + [`command`]), and
 //!   writes a subordinate range's id maps from outside with newuidmap/newgidmap.
-//! - [`check`]: run-time probes of what the kernel allows.
+//! - [`check`]: run-time probes of what the kernel allows (and whether fuse-overlayfs can be
+//!   used); [`netlink`]: the rtnetlink request that brings `lo` up.
 //! - [`remove`]: deleting trees that hold files of subordinate ids.
 //!
 //! Invariants: no unsafe code; the process that unshares is always the fresh helper, never the
@@ -26,6 +27,7 @@ pub mod error;
 pub mod exec;
 pub mod helper;
 pub mod idmap;
+pub mod netlink;
 pub mod plan;
 pub mod program;
 pub mod remove;
@@ -39,9 +41,9 @@ mod tests;
 pub use builder::{Bind, IdMapping, RootfsSpec};
 pub use error::{SandboxError, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
 pub use exec::apply_steps;
-pub use plan::{IdRange, SandboxPlan, SetupStep, Stage};
+pub use plan::{IdRange, OverlayDriver, SandboxPlan, SetupStep, Stage};
 pub use spawn::{command, helper_args, spawn, PlanFile, SandboxStdio};
-pub use sys::{Call, FileKind, IdMapSync, LinuxSys, RecordingSys, Sys};
+pub use sys::{Call, FileKind, IdMapSync, LinuxSys, ProgramExit, RecordingSys, Sys};
 
 /// The hidden first argument that makes `karapace-tui` run as the sandbox helper.
 pub const HELPER_VERB: &str = "__sandbox-init";

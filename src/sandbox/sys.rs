@@ -2,14 +2,16 @@
 //! [`RecordingSys`] (a fake that records each call and can fail on demand).
 //!
 //! Every method returns `nix::Result`, so a failure always carries an errno; `std::io` errors
-//! are converted with their raw OS error. Queries (`file_kind`, `mount_flags`, `mountinfo`)
-//! go through the trait too, so the executor's decisions can be scripted in unit tests.
+//! are converted with their raw OS error. Queries (`file_kind`, `mount_flags`, `mountinfo`,
+//! `open_read_write`) go through the trait too, so the executor's decisions can be scripted in
+//! unit tests.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::os::fd::RawFd;
 use std::os::unix::fs::OpenOptionsExt;
+use std::process::{Command, Stdio};
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
@@ -39,6 +41,21 @@ pub enum FileKind {
     Symlink,
     /// Device, socket, fifo.
     Other,
+}
+
+/// How a program run during setup ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramExit {
+    /// The exit code; `None` when a signal killed it.
+    pub code: Option<i32>,
+    /// What it wrote to stderr (the reason when it failed).
+    pub stderr: String,
+}
+
+impl ProgramExit {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
 }
 
 /// One method per syscall the sandbox uses.
@@ -72,6 +89,13 @@ pub trait Sys {
     fn mount_flags(&mut self, path: &str) -> nix::Result<MsFlags>;
     /// `/proc/self/mountinfo`.
     fn mountinfo(&mut self) -> nix::Result<String>;
+    /// Sets `IFF_UP` on link `ifindex` of the current network namespace (rtnetlink).
+    fn set_link_up(&mut self, ifindex: i32) -> nix::Result<()>;
+    /// Opens `path` for reading and writing and closes it again: can we use this device?
+    fn open_read_write(&mut self, path: &str) -> nix::Result<()>;
+    /// Runs `argv` to completion with stdin and stdout on /dev/null, capturing stderr.
+    /// `Err` only when it could not be started.
+    fn run_program(&mut self, argv: &[String]) -> nix::Result<ProgramExit>;
 }
 
 fn errno_of(e: io::Error) -> Errno {
@@ -226,6 +250,38 @@ impl Sys for LinuxSys {
     fn mountinfo(&mut self) -> nix::Result<String> {
         fs::read_to_string("/proc/self/mountinfo").map_err(errno_of)
     }
+
+    fn set_link_up(&mut self, ifindex: i32) -> nix::Result<()> {
+        super::netlink::set_link_up(ifindex)
+    }
+
+    fn open_read_write(&mut self, path: &str) -> nix::Result<()> {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map(drop)
+            .map_err(errno_of)
+    }
+
+    fn run_program(&mut self, argv: &[String]) -> nix::Result<ProgramExit> {
+        let (program, args) = argv.split_first().ok_or(Errno::EINVAL)?;
+        // `output` waits for the end of stderr as well as for the exit: a program that
+        // daemonises must point its stderr elsewhere in the child (fuse-overlayfs does, to
+        // /dev/null, in fuse_daemonize).
+        let out = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(errno_of)?;
+        Ok(ProgramExit {
+            code: out.status.code(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
 }
 
 /// One recorded call, with its arguments.
@@ -273,6 +329,9 @@ pub enum Call {
     },
     MountFlags(String),
     Mountinfo,
+    SetLinkUp(i32),
+    OpenReadWrite(String),
+    RunProgram(Vec<String>),
 }
 
 impl Call {
@@ -280,7 +339,7 @@ impl Call {
     pub fn is_query(&self) -> bool {
         matches!(
             self,
-            Call::FileKind { .. } | Call::MountFlags(_) | Call::Mountinfo
+            Call::FileKind { .. } | Call::MountFlags(_) | Call::Mountinfo | Call::OpenReadWrite(_)
         )
     }
 }
@@ -297,6 +356,8 @@ pub struct RecordingSys {
     /// Simulates a kernel that ignores `MS_RDONLY` on remount (the read-only check must catch it).
     pub ignore_read_only: bool,
     pub mountinfo_text: String,
+    /// What `run_program` answers (default: exit code 0, nothing on stderr).
+    pub program_exit: Option<ProgramExit>,
 }
 
 impl RecordingSys {
@@ -441,5 +502,21 @@ impl Sys for RecordingSys {
     fn mountinfo(&mut self) -> nix::Result<String> {
         self.record(Call::Mountinfo)?;
         Ok(self.mountinfo_text.clone())
+    }
+
+    fn set_link_up(&mut self, ifindex: i32) -> nix::Result<()> {
+        self.record(Call::SetLinkUp(ifindex))
+    }
+
+    fn open_read_write(&mut self, path: &str) -> nix::Result<()> {
+        self.record(Call::OpenReadWrite(path.into()))
+    }
+
+    fn run_program(&mut self, argv: &[String]) -> nix::Result<ProgramExit> {
+        self.record(Call::RunProgram(argv.to_vec()))?;
+        Ok(self.program_exit.clone().unwrap_or(ProgramExit {
+            code: Some(0),
+            stderr: String::new(),
+        }))
     }
 }

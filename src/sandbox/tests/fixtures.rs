@@ -3,7 +3,7 @@
 use nix::mount::MsFlags;
 
 use crate::sandbox::builder::{Bind, IdMapping, RootfsSpec};
-use crate::sandbox::plan::IdRange;
+use crate::sandbox::plan::{IdRange, OverlayDriver};
 use crate::sandbox::sys::{Call, FileKind, RecordingSys};
 
 /// Rootless (uid/gid 1000), net shared, hostname, /sys, /tmp tmpfs, a rw directory bind and a
@@ -19,11 +19,13 @@ pub fn rootless_spec() -> RootfsSpec {
         work: "/env/work".into(),
         root: "/r".into(),
         userxattr: true,
+        overlay: OverlayDriver::Kernel,
         isolate_net: false,
         hostname: Some("box".into()),
         sys: true,
         tmpfs: vec![("/tmp".into(), 0o1777)],
         devices: Vec::new(),
+        console: None,
         binds: vec![
             Bind {
                 source: "/home/u/src".into(),
@@ -127,6 +129,9 @@ pub fn render(call: &Call) -> String {
         Call::FileKind { path, follow } => format!("kind {path} follow={follow}"),
         Call::MountFlags(path) => format!("statvfs {path}"),
         Call::Mountinfo => "mountinfo".into(),
+        Call::SetLinkUp(index) => format!("link_up {index}"),
+        Call::OpenReadWrite(path) => format!("open_rw {path}"),
+        Call::RunProgram(argv) => format!("run {}", argv.join(" ")),
     }
 }
 
