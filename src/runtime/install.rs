@@ -93,6 +93,7 @@ impl BuildSandbox<'_> {
         let shown = argv.join(" ");
         self.events
             .emit(Event::info(format!("{}: {shown}", self.manager)));
+        reuse_overlay_work(&self.dir.join("work"), self.events)?;
         let resolv = ResolvConf::prepare(&self.lower, &self.upper(), self.events);
         let spec = self.spec(argv, resolv.bind(), step)?;
         let stdio = SandboxStdio {
@@ -212,6 +213,68 @@ impl BuildSandbox<'_> {
             None => Ok(()),
         }
     }
+}
+
+/// Makes an overlay work directory that a `volatile` mount used before mountable again.
+///
+/// The sandbox mounts overlayfs with `volatile` (see `sandbox::exec`), after which the kernel
+/// leaves `work/work/incompat/volatile` behind and refuses the next mount until it is removed,
+/// because after a crash the upper layer may miss writes that were never synced
+/// (overlayfs.rst, "Volatile mount"). If the marker is older than this boot, the machine went
+/// down while the environment was in use: said as a warning, then removed all the same (the
+/// environment stays usable; `rebuild` gives a clean one).
+pub fn reuse_overlay_work(work: &Path, events: &dyn EventSink) -> Result<(), BackendError> {
+    let inner = work.join("work");
+    let marker = inner.join("incompat/volatile");
+    let Ok(meta) = fs::symlink_metadata(&marker) else {
+        return Ok(());
+    };
+    if let (Ok(modified), Some(boot)) = (meta.modified(), boot_time()) {
+        if modified < boot {
+            events.emit(Event::warn(format!(
+                "the machine went down while this environment was in use: files written \
+                 inside it (outside mounted host directories) in its last seconds may be lost; \
+                 `karapace-tui rebuild` gives a clean environment ({})",
+                work.display()
+            )));
+        }
+    }
+    // overlayfs leaves work/work with mode 000.
+    crate::sandbox::check::open_overlay_work_dir(work);
+    // The kernel keeps a `dirty` entry in it.
+    fs::remove_dir_all(&marker).map_err(BackendError::io_at(
+        KIND,
+        "remove the overlay's volatile marker",
+        &marker,
+    ))?;
+    let incompat = inner.join("incompat");
+    match fs::remove_dir(&incompat) {
+        Ok(()) => Ok(()),
+        // Something else the kernel keeps there: leave it.
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOTEMPTY) => Ok(()),
+        Err(e) => Err(BackendError::io_at(KIND, "remove", &incompat)(e)),
+    }
+}
+
+/// When this boot began (`btime` in /proc/stat, proc(5)).
+fn boot_time() -> Option<std::time::SystemTime> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let secs: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
+/// Writes the file system holding `dir` to disk: a build's files are written through a
+/// `volatile` overlay, so nothing else syncs them before the environment is recorded as built.
+pub fn sync_file_system(dir: &Path) -> Result<(), BackendError> {
+    use std::os::fd::AsRawFd;
+    let file = fs::File::open(dir).map_err(BackendError::io_at(KIND, "open", dir))?;
+    nix::unistd::syncfs(file.as_raw_fd())
+        .map_err(|errno| BackendError::io_at(KIND, "sync the file system of", dir)(errno.into()))
 }
 
 /// Reads `stream` line by line into events (or, with `Capture`, into the returned string);

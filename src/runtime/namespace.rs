@@ -270,6 +270,7 @@ impl RuntimeBackend for NamespaceBackend {
         for warning in unenforced(req.lock) {
             req.events.emit(Event::warn(warning));
         }
+        super::install::reuse_overlay_work(&req.env_dir.join("work"), req.events)?;
         let spec = self.spec(req, &lower)?;
         let plan = spec.plan();
         let stdio = stdio(req.stdout_to_stderr)?;
@@ -382,6 +383,7 @@ fn install_packages(
         .check_installed(packages, &installed)
         .map_err(package_error("check installed versions"))?;
     sandbox.remove_caches()?;
+    super::install::sync_file_system(&sandbox.upper())?;
     sandbox.events.emit(Event::info(format!(
         "{manager}: installed {}",
         packages

@@ -305,14 +305,38 @@ impl Executor<'_> {
         }
     }
 
+    /// Kernel overlayfs, `volatile` where the kernel has it (5.10+): without it, unmounting
+    /// the overlay syncs the whole file system under the upper directory (every dirty page of
+    /// the host's disk, not only the sandbox's), which made ending a session take as long as
+    /// the host's pending writeback. The runtime syncs a finished build itself and clears the
+    /// `work/incompat/volatile` marker before the next mount (overlayfs.rst, "Volatile mount").
     fn kernel_overlay(&mut self, layers: &Layers, userxattr: bool) -> Result<()> {
         let mut data = layers.options();
         if userxattr {
             data.push_str(",userxattr");
         }
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-        let op = format!("mount(overlay, {data})");
         let target = layers.target;
+        let volatile = format!("{data},volatile");
+        match self.sys.mount(
+            Some("overlay"),
+            target,
+            Some("overlay"),
+            flags,
+            Some(&volatile),
+        ) {
+            Ok(()) => return Ok(()),
+            // An older kernel does not know the option; try without it.
+            Err(Errno::EINVAL) => {}
+            Err(errno) => {
+                return Err(fail(
+                    OVERLAY_STEP,
+                    &format!("mount(overlay, {volatile})"),
+                    target,
+                )(errno))
+            }
+        }
+        let op = format!("mount(overlay, {data})");
         self.sys
             .mount(Some("overlay"), target, Some("overlay"), flags, Some(&data))
             .map_err(fail(OVERLAY_STEP, &op, target))

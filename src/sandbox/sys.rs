@@ -344,13 +344,13 @@ impl Call {
     }
 }
 
-/// A fake [`Sys`]: records every call; fails the `n`-th call (0-based, queries included) with a
+/// A fake [`Sys`]: records every call; fails chosen calls (0-based, queries included) with a
 /// chosen errno; answers `file_kind` from a small model of the file system (every path is a
 /// directory unless scripted or created) and `mount_flags` from the remounts it has seen.
 #[derive(Debug, Default)]
 pub struct RecordingSys {
     pub calls: Vec<Call>,
-    fail_at: Option<(usize, Errno)>,
+    fail_at: Vec<(usize, Errno)>,
     kinds: BTreeMap<String, Option<FileKind>>,
     flags: BTreeMap<String, MsFlags>,
     /// Simulates a kernel that ignores `MS_RDONLY` on remount (the read-only check must catch it).
@@ -365,9 +365,9 @@ impl RecordingSys {
         RecordingSys::default()
     }
 
-    /// Fails call number `n` (0-based) with `errno`.
+    /// Fails call number `n` (0-based) with `errno` (may be given for several calls).
     pub fn fail_at(mut self, n: usize, errno: Errno) -> RecordingSys {
-        self.fail_at = Some((n, errno));
+        self.fail_at.push((n, errno));
         self
     }
 
@@ -385,9 +385,9 @@ impl RecordingSys {
     fn record(&mut self, call: Call) -> nix::Result<()> {
         let index = self.calls.len();
         self.calls.push(call);
-        match self.fail_at {
-            Some((n, errno)) if n == index => Err(errno),
-            _ => Ok(()),
+        match self.fail_at.iter().find(|(n, _)| *n == index) {
+            Some((_, errno)) => Err(*errno),
+            None => Ok(()),
         }
     }
 }

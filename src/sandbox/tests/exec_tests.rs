@@ -29,7 +29,7 @@ fn typical_rootless_plan_makes_exactly_these_calls_in_order() {
         "unshare CloneFlags(CLONE_NEWNS)",
         "propagation / rec,slave",
         "unshare CloneFlags(CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)",
-        "mount overlay /r nosuid,nodev lowerdir=/img,upperdir=/env/upper,workdir=/env/work,userxattr",
+        "mount overlay /r nosuid,nodev lowerdir=/img,upperdir=/env/upper,workdir=/env/work,userxattr,volatile",
         "mount proc /r/proc nosuid,nodev,noexec",
     ]
     .map(String::from)
@@ -140,7 +140,10 @@ fn the_error_names_step_operation_path_errno_and_a_fix() {
         .iter()
         .position(|c| matches!(c, Call::Mount { fstype: Some(t), .. } if t == "overlay"))
         .unwrap();
-    let mut sys = typical_sys().fail_at(overlay, Errno::EINVAL);
+    // EINVAL is retried once without `volatile` (kernels before 5.10): fail both.
+    let mut sys = typical_sys()
+        .fail_at(overlay, Errno::EINVAL)
+        .fail_at(overlay + 1, Errno::EINVAL);
     let err = apply_steps(&mut sys, &steps).unwrap_err();
     let text = err.to_string();
     for part in [
@@ -364,4 +367,29 @@ fn mountinfo_escapes_are_decoded() {
     use crate::sandbox::exec::unescape_mountinfo;
     assert_eq!(unescape_mountinfo(r"/a\040b\134c"), r"/a b\c");
     assert_eq!(unescape_mountinfo(r"/plain\09"), r"/plain\09");
+}
+
+#[test]
+fn a_kernel_without_volatile_gets_the_plain_overlay() {
+    let steps = rootless_spec().plan().steps;
+    let mut probe = typical_sys();
+    apply_steps(&mut probe, &steps).unwrap();
+    let overlay = probe
+        .calls
+        .iter()
+        .position(|c| matches!(c, Call::Mount { fstype: Some(t), .. } if t == "overlay"))
+        .unwrap();
+    let mut sys = typical_sys().fail_at(overlay, Errno::EINVAL);
+    apply_steps(&mut sys, &steps).unwrap();
+    let mounts: Vec<String> = changes(&sys)
+        .into_iter()
+        .filter(|c| c.starts_with("mount overlay"))
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            "mount overlay /r nosuid,nodev lowerdir=/img,upperdir=/env/upper,workdir=/env/work,userxattr,volatile",
+            "mount overlay /r nosuid,nodev lowerdir=/img,upperdir=/env/upper,workdir=/env/work,userxattr",
+        ]
+    );
 }
