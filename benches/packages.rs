@@ -8,12 +8,13 @@
 //! Then, round by round, with the order rotating:
 //!
 //! - A: `karapace-tui --store S --json build DIR`, where `DIR/karapace.toml` is fresh every round
-//!   (no lock) and lists `packages = ["hello"]`: it resolves (`apt-get update` and
-//!   `apt-cache policy` in a scratch overlay), installs `hello=VERSION` into the environment's
-//!   upper layer, queries `dpkg-query` and cleans `var/cache/apt`. Untimed afterwards:
-//!   `exec NAME -- hello` must print `Hello, world!`, then `destroy NAME`.
-//! - B: a fresh kernel overlay over the same tree (with `/proc`, the host's `/dev` and its
-//!   `/etc/resolv.conf` mounted in), and `chroot MERGED sh -c 'apt-get update && apt-get
+//!   (no lock), pins the image's sha256 (else every resolve would import the tarball again)
+//!   and lists `packages = ["hello"]`: it resolves (`apt-get update` and `apt-cache policy` in
+//!   a scratch overlay), installs `hello=VERSION` into the environment's upper layer, queries
+//!   `dpkg-query` and cleans apt's cache. Untimed afterwards: `exec NAME -- hello` must print
+//!   `Hello, world!`, then `destroy NAME`.
+//! - B: a fresh kernel overlay over the same tree (with `/proc`, the host's `/dev`, `/dev/pts`
+//!   and `/etc/resolv.conf` mounted in), and `chroot MERGED sh -c 'apt-get update && apt-get
 //!   install -y --no-install-recommends hello'`. Untimed afterwards: `hello` must greet, and
 //!   `dpkg-query` must report the version A locked; then everything is unmounted and removed.
 //! - B′: B without `apt-get update` (install from the image's own indexes), for information.
@@ -437,7 +438,17 @@ impl Reference<'_> {
                 cmd.env(key, value);
             }
         }
-        (cmd, format!("chroot MERGED {}", argv.join(" ")))
+        let shown: Vec<String> = argv
+            .iter()
+            .map(|a| {
+                if a.contains(' ') {
+                    format!("'{a}'")
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect();
+        (cmd, format!("chroot MERGED {}", shown.join(" ")))
     }
 
     fn round(&self, n: usize, update: bool) -> Res<ReferenceRound> {
@@ -1063,9 +1074,21 @@ fn run() -> Res<()> {
         println!("{note}");
     }
     let r = ratio(sa.median, sb.median);
+    // The mirror's speed changes from minute to minute; A and B of one round ran within
+    // seconds of each other, so the ratio within each round is steadier than the medians.
+    let mut paired: Vec<f64> = samples[Case::Ours as usize]
+        .iter()
+        .zip(&samples[Case::Reference as usize])
+        .map(|(a, b)| ratio(a.wall, b.wall))
+        .collect();
+    paired.sort_by(f64::total_cmp);
     println!(
-        "ratio A/B: {r:.2} (median); A - B = {:+.2} s",
-        sa.median.as_secs_f64() - sb.median.as_secs_f64()
+        "ratio A/B: {r:.2} (of the medians; the goal figure); A - B = {:+.2} s; \
+         median of the per-round ratios {:.2} (min {:.2}, max {:.2})",
+        sa.median.as_secs_f64() - sb.median.as_secs_f64(),
+        paired[(paired.len() - 1) / 2],
+        paired[0],
+        paired[paired.len() - 1]
     );
     if !unmounts.is_empty() {
         println!(
