@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use super::{now, validate_name, Engine, EngineError, Result};
 use crate::events::Event;
+use crate::image::Images;
 use crate::lock::{lock_path_for, LockError, LockFile, Resolution};
 use crate::manifest::Manifest;
 use crate::runtime::backend::{BuildRequest, ResolveRequest, RuntimeBackend};
@@ -50,7 +51,8 @@ impl Engine {
         // Held from resolution on: resolving may fetch a base image into the store, which gc
         // (exclusive) must not collect half-way.
         let _store_lock = self.store.lock_store_shared()?;
-        let lock = self.lock_for(&manifest, backend.as_ref(), opts)?;
+        let images = self.images()?;
+        let lock = self.lock_for(&manifest, backend.as_ref(), &images, opts)?;
         self.recover()?;
         let built = {
             let _env_lock = self.store.lock_env(&lock.env_id)?;
@@ -63,7 +65,14 @@ impl Engine {
                     name,
                     ..Target::default()
                 };
-                self.build_new(&manifest, &lock, backend.as_ref(), opts.offline, target)?;
+                self.build_new(
+                    &manifest,
+                    &lock,
+                    backend.as_ref(),
+                    &images,
+                    opts.offline,
+                    target,
+                )?;
                 true
             }
         };
@@ -103,7 +112,8 @@ impl Engine {
         let backend = self.backend(manifest.runtime.backend);
         let lock_path = lock_path_for(&manifest.path);
         let _store_lock = self.store.lock_store_shared()?;
-        let lock = self.lock_for(&manifest, backend.as_ref(), opts)?;
+        let images = self.images()?;
+        let lock = self.lock_for(&manifest, backend.as_ref(), &images, opts)?;
         self.recover()?;
         let name = opts.name.clone().or_else(|| old.name.clone());
         {
@@ -119,7 +129,14 @@ impl Engine {
                     replacing: Some(&old),
                     supersedes: None,
                 };
-                self.build_new(&manifest, &lock, backend.as_ref(), opts.offline, target)?;
+                self.build_new(
+                    &manifest,
+                    &lock,
+                    backend.as_ref(),
+                    &images,
+                    opts.offline,
+                    target,
+                )?;
             } else {
                 let _new_lock = self.store.lock_env(&lock.env_id)?;
                 if self.store.env_dir(&lock.env_id).exists() {
@@ -144,7 +161,14 @@ impl Engine {
                         replacing: None,
                         supersedes: Some(&old.id),
                     };
-                    self.build_new(&manifest, &lock, backend.as_ref(), opts.offline, target)?;
+                    self.build_new(
+                        &manifest,
+                        &lock,
+                        backend.as_ref(),
+                        &images,
+                        opts.offline,
+                        target,
+                    )?;
                 }
             }
         }
@@ -163,6 +187,7 @@ impl Engine {
         &self,
         manifest: &Manifest,
         backend: &dyn RuntimeBackend,
+        images: &Images,
         opts: &BuildOptions,
     ) -> Result<LockFile> {
         let lock_path = lock_path_for(&manifest.path);
@@ -190,11 +215,10 @@ impl Engine {
             "resolving {}",
             manifest.path.display()
         )));
-        let images = self.images()?;
         let fresh = backend.resolve(&ResolveRequest {
             manifest,
             offline: opts.offline,
-            images: &images,
+            images,
             store: &self.store,
             events: self.events.as_ref(),
         })?;
@@ -211,6 +235,7 @@ impl Engine {
         manifest: &Manifest,
         lock: &LockFile,
         backend: &dyn RuntimeBackend,
+        images: &Images,
         offline: bool,
         target: Target,
     ) -> Result<()> {
@@ -233,12 +258,11 @@ impl Engine {
             lock.env_id.short(),
             backend.kind()
         )));
-        let images = self.images()?;
         let output = backend.build(&BuildRequest {
             manifest,
             lock,
             offline,
-            images: &images,
+            images,
             staging: &staging,
             store: &self.store,
             events: self.events.as_ref(),

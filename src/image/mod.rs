@@ -18,7 +18,9 @@ pub mod pipeline;
 pub mod tree;
 pub mod unpack;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 pub use cache::{ImageCache, ImageRecord};
 pub use config::{config_path, ImageConfig};
@@ -97,6 +99,9 @@ pub struct Images<'a> {
     config: ImageConfig,
     client: HttpClient,
     events: &'a dyn EventSink,
+    /// Images this instance has already checked (re-digested, or just unpacked and digested):
+    /// one command checks each image once, not once per step (resolve, then build).
+    checked: Mutex<HashSet<String>>,
 }
 
 impl<'a> Images<'a> {
@@ -107,6 +112,7 @@ impl<'a> Images<'a> {
             config,
             client: HttpClient::new(HttpConfig::default()),
             events,
+            checked: Mutex::new(HashSet::new()),
         }
     }
 
@@ -184,7 +190,19 @@ impl<'a> Images<'a> {
                 custom_fetch(reference, Source::Url(url.clone()), base.sha256.clone())
             }
             ImageRef::LocalPath(path) => {
-                custom_fetch(reference, Source::File(path.clone()), base.sha256.clone())
+                // Hashing the file is far cheaper than importing it again: without a pin,
+                // its sha256 finds an import already in the cache.
+                let sha256 = match &base.sha256 {
+                    Some(pin) => pin.clone(),
+                    None => sha256_of_file(path)?,
+                };
+                if let Some(record) = self.cache.get(&sha256)? {
+                    self.events.emit(Event::info(format!(
+                        "image {reference} (sha256 {sha256}) is cached"
+                    )));
+                    return self.verified(record);
+                }
+                custom_fetch(reference, Source::File(path.clone()), Some(sha256))
             }
         };
         self.fetch(&fetch)
@@ -246,6 +264,9 @@ impl<'a> Images<'a> {
     /// A cached image about to be built on: its files are re-digested, so that an image
     /// changed on disk since it was verified is refused rather than copied into a build.
     fn verified(&self, record: ImageRecord) -> Result<ImageRecord, ImageError> {
+        if self.was_checked(&record.sha256) {
+            return Ok(record);
+        }
         let rootfs = self.cache.rootfs(&record.sha256);
         let actual = tree::tree_digest(&rootfs).map_err(|source| ImageError::Io {
             op: "re-verify the cached image",
@@ -260,7 +281,21 @@ impl<'a> Images<'a> {
                 actual: actual.to_string(),
             });
         }
+        self.mark_checked(&record.sha256);
         Ok(record)
+    }
+
+    fn was_checked(&self, sha256: &str) -> bool {
+        self.checked
+            .lock()
+            .is_ok_and(|checked| checked.contains(sha256))
+    }
+
+    fn mark_checked(&self, sha256: &str) {
+        // A poisoned set only means the next use checks again.
+        if let Ok(mut checked) = self.checked.lock() {
+            checked.insert(sha256.to_string());
+        }
     }
 
     /// Fetch under the image's lock, so that concurrent builds download it once.
@@ -282,7 +317,10 @@ impl<'a> Images<'a> {
             // asked counts: it got the bytes we would have got.
             return Ok(record);
         }
-        pipeline::fetch_into(&self.cache, &self.client, fetch, self.events)
+        let record = pipeline::fetch_into(&self.cache, &self.client, fetch, self.events)?;
+        // Digested while it was unpacked, a moment ago.
+        self.mark_checked(&record.sha256);
+        Ok(record)
     }
 
     fn fetched_since(&self, source: &str, since: u64) -> Result<Option<ImageRecord>, ImageError> {
@@ -332,6 +370,24 @@ fn matches_lock(record: ImageRecord, locked: &LockedBase) -> Result<ImageRecord,
         expected: locked.tree_digest.clone(),
         actual: record.tree_digest.to_string(),
     })
+}
+
+/// The sha256 of a local file, in lower-case hex.
+fn sha256_of_file(path: &std::path::Path) -> Result<String, ImageError> {
+    use sha2::{Digest as _, Sha256};
+    let io_err = |source| ImageError::Io {
+        op: "read the image file",
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io_err)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(io_err)?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 fn custom_fetch(reference: String, source: Source, pin: Option<String>) -> Fetch {

@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -226,8 +227,25 @@ impl BuildSandbox<'_> {
 pub fn reuse_overlay_work(work: &Path, events: &dyn EventSink) -> Result<(), BackendError> {
     let inner = work.join("work");
     let marker = inner.join("incompat/volatile");
-    let Ok(meta) = fs::symlink_metadata(&marker) else {
-        return Ok(());
+    // overlayfs leaves these directories with mode 000: a rootless user (their owner) cannot
+    // even look inside until it gives itself access.
+    for dir in [inner.clone(), inner.join("incompat"), marker.clone()] {
+        match fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(BackendError::io_at(KIND, "open up", &dir)(e)),
+        }
+    }
+    let meta = match fs::symlink_metadata(&marker) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(BackendError::io_at(
+                KIND,
+                "look for the overlay's volatile marker",
+                &marker,
+            )(e))
+        }
     };
     if let (Ok(modified), Some(boot)) = (meta.modified(), boot_time()) {
         if modified < boot {
@@ -239,8 +257,6 @@ pub fn reuse_overlay_work(work: &Path, events: &dyn EventSink) -> Result<(), Bac
             )));
         }
     }
-    // overlayfs leaves work/work with mode 000.
-    crate::sandbox::check::open_overlay_work_dir(work);
     // The kernel keeps a `dirty` entry in it.
     fs::remove_dir_all(&marker).map_err(BackendError::io_at(
         KIND,
