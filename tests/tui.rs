@@ -1,0 +1,100 @@
+//! The terminal UI end to end: the real binary on a pseudo-terminal, driven by keys and read
+//! through a vt100 parser, as a person would see it.
+
+mod util;
+
+use std::path::Path;
+
+use util::pty::{Key, Pty, PtyCommand};
+use util::Fixture;
+
+/// The TUI on an 80×24 terminal, once its header is up.
+fn open(fx: &Fixture) -> Pty {
+    let mut tui = PtyCommand::new(&fx.store(), &fx.home(), fx.root()).spawn();
+    tui.wait_for("karapace-tui");
+    tui
+}
+
+/// The rows of the environment table: between its title line and the details pane.
+fn list_rows(screen: &str) -> Vec<String> {
+    screen
+        .lines()
+        .skip_while(|l| !l.contains("Environments ("))
+        .skip(2)
+        .take_while(|l| !l.contains("Details") && !l.contains(" Log "))
+        .map(str::to_string)
+        .collect()
+}
+
+fn row_of<'a>(rows: &'a [String], name: &str) -> Option<&'a String> {
+    rows.iter()
+        .find(|r| r.split_whitespace().next() == Some(name))
+}
+
+/// Build `dir` through the `b` prompt and wait for its row.
+fn build_with_prompt(tui: &mut Pty, dir: &Path, name: &str) {
+    tui.send("b");
+    tui.wait_for("Build an environment");
+    tui.key(Key::Ctrl('u'));
+    tui.send(&dir.display().to_string());
+    tui.key(Key::Enter);
+    tui.wait_until(&format!("a built row for {name}"), |s| {
+        let rows = list_rows(&s.contents());
+        row_of(&rows, name).is_some_and(|r| r.contains("built") && r.contains("mock"))
+    });
+}
+
+#[test]
+fn open_build_watch_filter_help_and_quit() {
+    let fx = Fixture::new();
+    let alpha = fx.write_manifest("alpha", "rolling", &["git"]);
+    let beta = fx.write_manifest("beta", "rolling", &["curl"]);
+    let mut tui = open(&fx);
+
+    // First run: what the tool does and the next step; the backends probed on a worker.
+    tui.wait_for("No environments yet");
+    tui.wait_for("mock ok");
+
+    // A build from a path prompt streams its log lines into the log pane.
+    build_with_prompt(&mut tui, &alpha, "alpha");
+    tui.wait_for("[build alpha] mock: installing git");
+    tui.wait_for("[build alpha] built: ");
+    tui.wait_for("Details: alpha");
+
+    // A second one from the command palette.
+    tui.send(":");
+    tui.wait_for("Command");
+    tui.send(&format!("build {}", beta.display()));
+    tui.key(Key::Enter);
+    tui.wait_for("[build beta] mock: installing curl");
+    tui.wait_for("Environments (2)");
+
+    // `/` filters as you type; Enter keeps the filter, Esc clears it.
+    tui.send("/bet");
+    tui.wait_for("Environments (1/2)");
+    let rows = list_rows(&tui.screen());
+    assert!(row_of(&rows, "beta").is_some(), "{}", tui.dump());
+    assert!(row_of(&rows, "alpha").is_none(), "{}", tui.dump());
+    tui.key(Key::Enter);
+    tui.wait_for("Details: beta");
+    tui.key(Key::Esc);
+    tui.wait_for("Environments (2)");
+
+    // `?` shows the keys, generated from the key map; Esc closes it.
+    tui.send("?");
+    tui.wait_for(" Keys ");
+    tui.wait_for("build a manifest (path prompt)");
+    tui.key(Key::Esc);
+    tui.wait_gone(" Keys ");
+
+    // `q` quits, the terminal restored: the last thing written leaves the alternate screen.
+    tui.send("q");
+    let status = tui.wait_exit();
+    assert!(status.success(), "exit status {status:?}\n{}", tui.dump());
+    let raw = tui.raw();
+    assert!(
+        raw.ends_with(b"\x1b[?1049l"),
+        "the output does not end by leaving the alternate screen\n{}",
+        tui.dump()
+    );
+}
