@@ -98,3 +98,87 @@ fn open_build_watch_filter_help_and_quit() {
         tui.dump()
     );
 }
+
+/// The last row of the screen (the status bar).
+fn last_row(screen: &vt100::Screen) -> String {
+    let (rows, cols) = screen.size();
+    screen.contents_between(rows - 1, 0, rows - 1, cols)
+}
+
+#[test]
+fn a_failed_build_shows_the_error_and_the_ui_carries_on() {
+    let fx = Fixture::new();
+    let bad = fx.path("bad");
+    std::fs::create_dir(&bad).expect("mkdir");
+    std::fs::write(bad.join("karapace.toml"), "manifest_version = 99\n").expect("write");
+    let mut tui = open(&fx);
+    tui.wait_for("No environments yet");
+    tui.send(":");
+    tui.wait_for("Command");
+    tui.send(&format!("build {}", bad.display()));
+    tui.key(Key::Enter);
+    tui.wait_for("build bad failed");
+    tui.wait_for("[build bad] error:");
+    tui.key(Key::Esc);
+    tui.wait_gone("build bad failed");
+    // Still responsive, and Ctrl-C quits cleanly too.
+    tui.send("?");
+    tui.wait_for(" Keys ");
+    tui.key(Key::Ctrl('c'));
+    let status = tui.wait_exit();
+    assert!(status.success(), "{status:?}\n{}", tui.dump());
+    assert!(tui.raw().ends_with(b"\x1b[?1049l"), "{}", tui.dump());
+}
+
+#[test]
+fn destroy_asks_first_and_the_screen_reflows_on_resize() {
+    let fx = Fixture::new();
+    fx.write_manifest("alpha", "rolling", &["git"]);
+    fx.build("alpha");
+    let mut tui = open(&fx);
+    tui.wait_for("Details: alpha");
+    tui.send("d");
+    tui.wait_for("Destroy alpha?");
+    tui.send("n");
+    tui.wait_gone("Destroy alpha?");
+    assert_eq!(fx.list().len(), 1, "cancelled: nothing destroyed");
+    tui.send("d");
+    tui.wait_for("Destroy alpha?");
+    tui.send("y");
+    tui.wait_for("[destroy alpha] destroyed:");
+    tui.wait_for("No environments yet");
+    assert!(fx.list().is_empty());
+
+    // A bigger terminal: the same screen, laid out again to the new size.
+    tui.resize(40, 120);
+    tui.wait_until("the status bar on the last row of 40", |s| {
+        last_row(s).contains("q quit") && s.size() == (40, 120)
+    });
+    tui.resize(24, 80);
+    tui.wait_until("the status bar on the last row of 24", |s| {
+        last_row(s).contains("q quit")
+    });
+    tui.send("q");
+    assert!(tui.wait_exit().success(), "{}", tui.dump());
+}
+
+#[test]
+fn no_color_writes_no_colour_codes() {
+    let fx = Fixture::new();
+    let mut tui = PtyCommand::new(&fx.store(), &fx.home(), fx.root())
+        .env("NO_COLOR", "1")
+        .spawn();
+    tui.wait_for("No environments yet");
+    tui.wait_for("mock ok");
+    tui.send("q");
+    assert!(tui.wait_exit().success(), "{}", tui.dump());
+    let raw = String::from_utf8_lossy(&tui.raw()).into_owned();
+    // Colours are SGR 30–37/90–97 or 38;… (and backgrounds 40–47/100–107 or 48;…).
+    for code in ["[38;", "[48;", ";38;", ";48;"] {
+        assert!(
+            !raw.contains(code),
+            "colour sequence {code:?} with NO_COLOR=1"
+        );
+    }
+    assert!(raw.contains("\x1b[1m"), "bold still marks headings");
+}
