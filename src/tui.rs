@@ -125,3 +125,16 @@ fn install_panic_hook(active: Arc<AtomicBool>) {
         previous(info);
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restoring_shows_the_cursor_then_leaves_the_alternate_screen_last() {
+        // Raw mode was never enabled in the test process, so only the escape codes are written.
+        let mut out = Vec::new();
+        restore(&mut out).expect("restore");
+        assert_eq!(out, b"\x1b[?25h\x1b[?1049l");
+    }
+}

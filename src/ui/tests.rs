@@ -358,3 +358,37 @@ fn text_of_row(buffer: &Buffer, y: u16) -> String {
         .map(|x| buffer[(x, y)].symbol())
         .collect()
 }
+
+/// Tiny and odd terminal sizes draw without a panic, whatever is open.
+#[test]
+fn any_size_draws_without_panicking() {
+    let setups: [&dyn Fn(&mut App); 7] = [
+        &|_| {},
+        &|app| key(app, KeyCode::Char('?')),
+        &|app| key(app, KeyCode::Char('d')),
+        &|app| key(app, KeyCode::Char('b')),
+        &|app| keys(app, ":re"),
+        &|app| keys(app, "/ap"),
+        &|app| {
+            key(app, KeyCode::Char('f'));
+            fail_last(app, &"a long error message ".repeat(20));
+        },
+    ];
+    for (w, h) in [
+        (1, 1),
+        (2, 3),
+        (10, 4),
+        (20, 6),
+        (33, 9),
+        (79, 23),
+        (250, 80),
+    ] {
+        for setup in &setups {
+            let mut app = with_log(w, h);
+            setup(&mut app);
+            draw(&app);
+            key(&mut app, KeyCode::Char('z'));
+            draw(&app);
+        }
+    }
+}
