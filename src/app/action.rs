@@ -1,5 +1,5 @@
 //! What a key asks for, separate from what happens: `keymap.rs` maps keys to an [`Action`]
-//! (pure), `update.rs` applies it to the state and returns the jobs to start.
+//! (pure), `update.rs` applies it to the state and queues the jobs to start.
 
 /// Everything a key can ask for. `Copy` and free of data except a typed character, so the key
 /// map can be a constant table (and the help overlay generated from it).

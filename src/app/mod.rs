@@ -3,7 +3,8 @@
 //! One loop, one channel (`event.rs`): the input thread and the workers (`jobs.rs`) only send
 //! [`AppEvent`]s; the loop (`run.rs`) blocks on the channel, applies every pending event to
 //! [`App`] — keys become [`Action`]s through the pure key map (`keymap.rs`), actions change
-//! state in `update.rs` and queue jobs — and then draws once (`crate::ui`, which reads `&App`).
+//! state in `update.rs` and `dialogs.rs` and queue jobs, job results land in `results.rs` —
+//! and then draws once (`crate::ui`, which reads `&App`).
 //! Nothing wakes the loop while idle; a tick arrives only while a spinner turns.
 //!
 //! State is grouped by what it belongs to: the environment list (`list.rs`), the log
@@ -13,6 +14,7 @@
 
 pub mod action;
 mod complete;
+mod dialogs;
 pub mod event;
 pub mod input;
 pub mod jobs;
@@ -21,6 +23,7 @@ pub mod list;
 pub mod log;
 pub mod palette;
 pub mod popup;
+mod results;
 mod run;
 mod update;
 

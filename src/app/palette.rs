@@ -1,7 +1,7 @@
 //! The `:` command palette: the CLI's verbs, typed as on the command line.
 //!
 //! Parsing is pure: a line becomes a [`Command`] or a usage message. An omitted ENV means the
-//! selected environment; `update.rs` fills it in and asks for confirmation where a key would.
+//! selected environment; `dialogs.rs` fills it in and asks for confirmation where a key would.
 
 /// A verb with its usage, for completion, errors and the help text.
 pub struct Verb {
