@@ -11,6 +11,7 @@ use super::theme::Theme;
 use crate::app::{App, Details};
 use crate::engine::EnvDetails;
 use crate::events::human_bytes;
+use crate::lock::LockFile;
 
 pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
     if area.height == 0 {
@@ -42,8 +43,18 @@ fn field<'a>(theme: &Theme, key: &'a str, value: impl Into<String>) -> Vec<Span<
 }
 
 fn lines<'a>(theme: &Theme, d: &'a EnvDetails) -> Vec<Line<'a>> {
+    let mut out = summary(theme, d);
+    out.extend(contents(theme, &d.lock));
+    if let Some(archive) = &d.archive {
+        out.push(Line::from(field(theme, "archive", archive.to_string())));
+    }
+    out
+}
+
+/// Identity, state, size, image and manifest.
+fn summary<'a>(theme: &Theme, d: &'a EnvDetails) -> Vec<Line<'a>> {
     let s = &d.summary;
-    let lock = &d.lock;
+    let base = &d.lock.base;
     let mut state = field(theme, "state", "");
     state.push(Span::styled(s.state.as_str(), theme.state(s.state)));
     if s.sessions > 0 {
@@ -51,14 +62,25 @@ fn lines<'a>(theme: &Theme, d: &'a EnvDetails) -> Vec<Line<'a>> {
     }
     state.push(Span::styled("   size ", theme.dim()));
     state.push(Span::raw(human_bytes(d.disk_usage_bytes as f64)));
-    let base = format!(
-        "{} (build {}, {})",
-        lock.base.image, lock.base.build, lock.base.source
-    );
     let manifest = s
         .manifest
         .as_ref()
         .map_or("-".to_string(), |p| p.display().to_string());
+    vec![
+        Line::from(field(theme, "id", s.id.to_string())),
+        Line::from(state),
+        Line::from(field(theme, "backend", s.backend.as_str())),
+        Line::from(field(
+            theme,
+            "image",
+            format!("{} (build {}, {})", base.image, base.build, base.source),
+        )),
+        Line::from(field(theme, "manifest", manifest)),
+    ]
+}
+
+/// What the lock pins besides the image: runtime policy, packages, mounts, GUI apps.
+fn contents<'a>(theme: &Theme, lock: &'a LockFile) -> Vec<Line<'a>> {
     let network = if lock.runtime.network_isolation {
         "isolated (lo only)"
     } else {
@@ -76,36 +98,29 @@ fn lines<'a>(theme: &Theme, d: &'a EnvDetails) -> Vec<Line<'a>> {
     } else {
         limits.join(" ")
     };
-    let mut out = vec![
-        Line::from(field(theme, "id", s.id.to_string())),
-        Line::from(state),
-        Line::from(field(theme, "backend", s.backend.as_str())),
-        Line::from(field(theme, "image", base)),
-        Line::from(field(theme, "manifest", manifest)),
-        Line::from(field(
-            theme,
-            "runtime",
-            format!(
-                "network {network}, limits {limits}, gpu {}, audio {}",
-                yes_no(lock.gpu),
-                yes_no(lock.audio)
-            ),
-        )),
-    ];
-    let packages = if lock.packages.is_empty() {
+    let runtime = format!(
+        "network {network}, limits {limits}, gpu {}, audio {}",
+        yes_no(lock.gpu),
+        yes_no(lock.audio)
+    );
+    let packages: Vec<String> = lock
+        .packages
+        .iter()
+        .map(|p| format!("{} {}", p.name, p.version))
+        .collect();
+    let packages = if packages.is_empty() {
         "(none)".to_string()
     } else {
-        lock.packages
-            .iter()
-            .map(|p| format!("{} {}", p.name, p.version))
-            .collect::<Vec<_>>()
-            .join(", ")
+        packages.join(", ")
     };
-    out.push(Line::from(field(
-        theme,
-        "packages",
-        format!("{} {packages}", lock.packages.len()),
-    )));
+    let mut out = vec![
+        Line::from(field(theme, "runtime", runtime)),
+        Line::from(field(
+            theme,
+            "packages",
+            format!("{} {packages}", lock.packages.len()),
+        )),
+    ];
     if lock.mounts.is_empty() {
         out.push(Line::from(field(theme, "mounts", "(none)")));
     }
@@ -129,9 +144,6 @@ fn lines<'a>(theme: &Theme, d: &'a EnvDetails) -> Vec<Line<'a>> {
             "gui apps",
             lock.gui_apps.join(", "),
         )));
-    }
-    if let Some(archive) = &d.archive {
-        out.push(Line::from(field(theme, "archive", archive.to_string())));
     }
     out
 }

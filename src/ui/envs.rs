@@ -1,12 +1,12 @@
 //! The environment list, or on an empty store the first-run text: what the tool does and the
 //! next step.
 
-use ratatui::layout::{Constraint, Position, Rect};
+use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Padding, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
-use super::{pane, spinner};
+use super::{pane, spinner, title_input};
 use crate::app::{App, Editing, Focus, Mode};
 use crate::types::BackendKind;
 
@@ -34,26 +34,15 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
         ),
         theme.dim(),
     )];
-    let editing = match &app.editing {
-        Some(Editing::Filter(input)) => Some(input),
-        _ => None,
+    let (filter, cursor) = match &app.editing {
+        Some(Editing::Filter(input)) => (
+            Some(input.text()),
+            (app.mode() == Mode::Filter).then(|| input.cursor()),
+        ),
+        _ => (Some(app.envs.filter()).filter(|f| !f.is_empty()), None),
     };
-    let filter = editing.map_or(app.envs.filter(), |i| i.text());
-    if editing.is_some() || !filter.is_empty() {
-        // The title is " {title} ", the spans so far, then " /" and the filter.
-        let before = Span::raw(format!(" {title} ")).width()
-            + extra.iter().map(Span::width).sum::<usize>()
-            + " /".len();
-        extra.push(Span::styled(" /", theme.key()));
-        extra.push(Span::raw(filter.to_string()));
-        extra.push(Span::raw(" "));
-        if let (Some(input), Mode::Filter) = (editing, app.mode()) {
-            let typed: String = input.text().chars().take(input.cursor()).collect();
-            let x = before + Span::raw(typed).width();
-            if let Some(x) = u16::try_from(x).ok().filter(|x| area.x + x < area.right()) {
-                frame.set_cursor_position(Position::new(area.x + x, area.y));
-            }
-        }
+    if let Some(filter) = filter {
+        title_input(frame, area, (theme, &title), &mut extra, filter, cursor);
     }
     if !app.envs.broken().is_empty() {
         extra.push(Span::styled(

@@ -1,11 +1,11 @@
 //! The log pane: job output as it arrives, tagged with the job; follow, scroll and search.
 
-use ratatui::layout::{Position, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use super::pane;
+use super::{pane, title_input};
 use crate::app::{App, Editing, Focus, Mode, Screen};
 use crate::events::Level;
 
@@ -26,41 +26,33 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
             theme.dim(),
         ));
     }
-    let editing = match &app.editing {
-        Some(Editing::Search(input)) => Some(input),
-        _ => None,
+    let (query, cursor) = match &app.editing {
+        Some(Editing::Search(input)) => (
+            Some(input.text()),
+            (app.mode() == Mode::Search).then(|| input.cursor()),
+        ),
+        _ => (log.search(), None),
     };
-    let query = editing
-        .map(|i| i.text().to_string())
-        .or_else(|| log.search().map(str::to_string));
-    let mut cursor_x = None;
-    if let Some(q) = &query {
-        // The title is " Log ", the spans so far, then " /" and the query.
-        let before = " Log ".len() + extra.iter().map(Span::width).sum::<usize>() + " /".len();
-        extra.push(Span::styled(" /", theme.key()));
-        extra.push(Span::raw(q.clone()));
-        extra.push(Span::styled(" (n/N) ", theme.dim()));
-        if let (Some(input), Mode::Search) = (editing, app.mode()) {
-            let typed: String = input.text().chars().take(input.cursor()).collect();
-            cursor_x = Some(before + Span::raw(typed).width());
-        }
+    if let Some(query) = query {
+        title_input(frame, area, (theme, "Log"), &mut extra, query, cursor);
+        extra.push(Span::styled("(n/N) ", theme.dim()));
     }
     let block = pane(theme, "Log", extra, focused);
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    if let Some(x) = cursor_x.and_then(|x| u16::try_from(x).ok()) {
-        if area.x + x < area.right() {
-            frame.set_cursor_position(Position::new(area.x + x, area.y));
-        }
-    }
     if log.is_empty() {
         let hint = " Job output appears here: builds stream their log lines as they run.";
         frame.render_widget(Paragraph::new(Line::styled(hint, theme.dim())), inner);
         return;
     }
+    frame.render_widget(Paragraph::new(lines(app)), inner);
+}
+
+/// The visible lines, tagged with their job; matches of the search marked.
+fn lines(app: &App) -> Vec<Line<'_>> {
+    let (theme, log) = (&app.theme, &app.log);
     let current = log.current_match();
-    let lines: Vec<Line> = log
-        .visible()
+    log.visible()
         .map(|(n, line)| {
             let style = match line.level {
                 Level::Warn => theme.warn(),
@@ -81,6 +73,5 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
                 l
             }
         })
-        .collect();
-    frame.render_widget(Paragraph::new(lines), inner);
+        .collect()
 }

@@ -126,6 +126,32 @@ fn pane<'a>(theme: &Theme, title: &str, extra: Vec<Span<'a>>, focused: bool) -> 
         .title(Line::from(spans))
 }
 
+/// Append an inline input (` /text `) to a pane title's `extra` spans. While it is being typed
+/// (`cursor` is its position in characters), the terminal cursor goes after the typed part.
+fn title_input<'a>(
+    frame: &mut Frame,
+    area: Rect,
+    (theme, title): (&Theme, &str),
+    extra: &mut Vec<Span<'a>>,
+    text: &str,
+    cursor: Option<usize>,
+) {
+    // The title line is " {title} ", the spans so far, then " /" and the text.
+    let before = Span::raw(format!(" {title} ")).width()
+        + extra.iter().map(Span::width).sum::<usize>()
+        + " /".len();
+    extra.push(Span::styled(" /", theme.key()));
+    extra.push(Span::raw(text.to_string()));
+    extra.push(Span::raw(" "));
+    if let Some(cursor) = cursor {
+        let typed: String = text.chars().take(cursor).collect();
+        let x = before + typed.width();
+        if let Some(x) = u16::try_from(x).ok().filter(|x| area.x + x < area.right()) {
+            frame.set_cursor_position(ratatui::layout::Position::new(area.x + x, area.y));
+        }
+    }
+}
+
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
 fn spinner(app: &App) -> &'static str {
