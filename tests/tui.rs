@@ -182,3 +182,44 @@ fn no_color_writes_no_colour_codes() {
     }
     assert!(raw.contains("\x1b[1m"), "bold still marks headings");
 }
+
+#[test]
+fn the_ui_stays_responsive_while_a_slow_build_runs() {
+    let fx = Fixture::new();
+    let packages = ["git", "curl", "vim", "make", "tmux"];
+    let slow = fx.write_manifest("slow", "rolling", &packages);
+    // Each mock build step sleeps this long: after the first package, seconds remain for the
+    // keys below.
+    let mut tui = PtyCommand::new(&fx.store(), &fx.home(), fx.root())
+        .env("KARAPACE_MOCK_DELAY_MS", "600")
+        .spawn();
+    tui.wait_for("No environments yet");
+    tui.send(":");
+    tui.wait_for("Command");
+    tui.send(&format!("build {}", slow.display()));
+    tui.key(Key::Enter);
+    // The job line with its spinner, then the install gauge from the engine's progress events.
+    tui.wait_until("the running build's job line", |s| {
+        last_rows(s, 2).contains("build slow")
+    });
+    tui.wait_for("installing packages [");
+    // Keys work meanwhile: help opens and closes, and quitting asks first.
+    tui.send("?");
+    tui.wait_for(" Keys ");
+    tui.key(Key::Esc);
+    tui.wait_gone(" Keys ");
+    tui.send("q");
+    tui.wait_for("Quit?");
+    tui.wait_for("Still running: build slow");
+    tui.send("n");
+    tui.wait_gone("Quit?");
+    tui.wait_for("[build slow] built: ");
+    tui.send("q");
+    assert!(tui.wait_exit().success(), "{}", tui.dump());
+}
+
+/// The last `n` rows of the screen, joined.
+fn last_rows(screen: &vt100::Screen, n: u16) -> String {
+    let (rows, cols) = screen.size();
+    screen.contents_between(rows - n, 0, rows - 1, cols)
+}

@@ -85,26 +85,26 @@ fn event_loop(
             .map_err(io_at("draw on the terminal", "/dev/tty"))?;
 
         let first = if app.animating() {
-            let now = Instant::now();
-            if now >= next_tick {
-                app.tick();
-                next_tick = now + TICK;
-                continue;
-            }
-            match rx.recv_timeout(next_tick - now) {
+            match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
                 Ok(event) => Some(event),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return Err(channel_closed()),
             }
         } else {
+            let event = rx.recv().map_err(|_| channel_closed())?;
             next_tick = Instant::now() + TICK;
-            Some(rx.recv().map_err(|_| channel_closed())?)
+            Some(event)
         };
         if let Some(event) = first {
             app.handle(event);
         }
         for event in rx.try_iter().take(MAX_BATCH) {
             app.handle(event);
+        }
+        // The spinner advances on time, also while events keep arriving.
+        if app.animating() && Instant::now() >= next_tick {
+            app.tick();
+            next_tick = Instant::now() + TICK;
         }
     }
 }
