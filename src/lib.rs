@@ -1,7 +1,11 @@
 //! karapace-tui: deterministic, rootless Linux development environments.
 //!
 //! Module map, from the outside in:
-//! - [`cli`]: the command-line face (clap), printing text or one JSON document.
+//! - [`cli`]: the command-line face (clap), printing text or one JSON document; without a
+//!   command on a terminal it opens the terminal UI.
+//! - [`app`]: the terminal UI's state machine and event loop (keys → actions → state, engine
+//!   calls on worker threads); [`ui`]: drawing it with ratatui; [`tui`]: the host terminal
+//!   (raw mode, alternate screen, restore on exit and on panic).
 //! - [`engine`]: the lifecycle (build, run, stop, freeze, archive, destroy, gc, verify) that
 //!   the CLI and the TUI share.
 //! - [`manifest`]: `karapace.toml`, parsed into raw serde structs, then validated into typed
@@ -21,6 +25,7 @@
 #![deny(unsafe_code)]
 #![deny(clippy::unwrap_used)]
 
+pub mod app;
 pub mod cli;
 pub mod crashpoint;
 pub mod engine;
@@ -35,4 +40,6 @@ pub mod policy;
 pub mod runtime;
 pub mod sandbox;
 pub mod store;
+pub mod tui;
 pub mod types;
+pub mod ui;

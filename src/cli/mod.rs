@@ -6,7 +6,7 @@
 //! 4 missing prerequisites; `exec`/`enter` return the program's own code (128+N for signal N).
 
 mod output;
-mod output_text;
+pub(crate) mod output_text;
 
 use std::ffi::OsString;
 use std::io::{self, IsTerminal, Write};
@@ -178,7 +178,16 @@ pub fn run(cli: Cli) -> u8 {
 
 fn dispatch(cli: &Cli, out: &Printer) -> Result<u8, EngineError> {
     let Some(command) = &cli.command else {
-        // The terminal UI is not built yet: show what the CLI can do.
+        // The terminal UI needs a terminal on both ends; piped or redirected (or asked for
+        // JSON), show what the CLI can do instead.
+        if io::stdin().is_terminal() && io::stdout().is_terminal() && !cli.json {
+            let parse_env = ParseEnv::from_process()?;
+            let store = cli
+                .store
+                .clone()
+                .unwrap_or_else(|| default_store(&parse_env));
+            return crate::app::run(store, parse_env);
+        }
         let mut cmd = Cli::command();
         out.text(&cmd.render_help().to_string())?;
         return Ok(0);

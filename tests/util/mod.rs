@@ -1,9 +1,12 @@
 //! Shared fixture for the integration tests: a temp directory with its own store and home,
 //! and [`TestCommand`], which runs the real `karapace-tui` binary with a controlled
-//! environment, a timeout, and captured stdout, stderr and exit status.
+//! environment, a timeout, and captured stdout, stderr and exit status; [`pty::Pty`] runs it
+//! on a pseudo-terminal for the terminal UI's tests.
 //!
 //! Every test file uses a different subset of these helpers.
 #![allow(dead_code)]
+
+pub mod pty;
 
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};

@@ -1,0 +1,71 @@
+//! What a key asks for, separate from what happens: `keymap.rs` maps keys to an [`Action`]
+//! (pure), `update.rs` applies it to the state and queues the jobs to start.
+
+/// Everything a key can ask for. `Copy` and free of data except a typed character, so the key
+/// map can be a constant table (and the help overlay generated from it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    // Anywhere.
+    /// Leave the program (asks first while a job changes the store).
+    Quit,
+    /// Close the top popup, leave an input, clear the filter, or leave the full-screen log.
+    Back,
+    Help,
+    Palette,
+    Refresh,
+    /// Move the focus between the environment list and the log pane.
+    FocusNext,
+
+    // Moving in lists, logs and long popups.
+    Up,
+    Down,
+    Top,
+    Bottom,
+    HalfPageDown,
+    HalfPageUp,
+    PageDown,
+    PageUp,
+
+    // The environment list.
+    Filter,
+    SortNext,
+    SortReverse,
+    Build,
+    New,
+    Rebuild,
+    Stop,
+    Destroy,
+    ToggleFreeze,
+    ToggleArchive,
+    Rename,
+    Gc,
+    Verify,
+
+    // The log pane.
+    ToggleFollow,
+    Search,
+    SearchNext,
+    SearchPrev,
+    ToggleLogScreen,
+
+    // Text inputs (filter, search, prompts, the palette).
+    Insert(char),
+    Backspace,
+    Delete,
+    Left,
+    Right,
+    Home,
+    End,
+    ClearLine,
+    DeleteWord,
+    Complete,
+    Submit,
+    /// Next / previous value of a prompt's choice (the template of `new`).
+    ChoiceNext,
+    ChoicePrev,
+
+    // Confirmation dialogs.
+    Yes,
+    No,
+    SwitchButton,
+}

@@ -1,0 +1,326 @@
+//! The terminal UI's state machine and its event loop.
+//!
+//! One loop, one channel (`event.rs`): the input thread and the workers (`jobs.rs`) only send
+//! [`AppEvent`]s; the loop (`run.rs`) blocks on the channel, applies every pending event to
+//! [`App`] — keys become [`Action`]s through the pure key map (`keymap.rs`), actions change
+//! state in `update.rs` and `dialogs.rs` and queue jobs, job results land in `results.rs` —
+//! and then draws once (`crate::ui`, which reads `&App`).
+//! Nothing wakes the loop while idle; a tick arrives only while a spinner turns.
+//!
+//! State is grouped by what it belongs to: the environment list (`list.rs`), the log
+//! (`log.rs`), the popup stack (`popup.rs`), running jobs. [`Screen`] says what fills the
+//! terminal; later screens (a shell, the manifest editor, the prerequisite screen) are new
+//! variants with their own key [`Mode`]s.
+
+pub mod action;
+mod complete;
+mod dialogs;
+pub mod event;
+pub mod input;
+pub mod jobs;
+pub mod keymap;
+pub mod list;
+pub mod log;
+pub mod palette;
+pub mod popup;
+mod results;
+mod run;
+mod update;
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crossterm::event::{Event as TermEvent, KeyEventKind};
+use ratatui::layout::Rect;
+
+pub use action::Action;
+pub use event::AppEvent;
+pub use jobs::{Job, JobId, JobOutput};
+pub use keymap::Mode;
+pub use run::run;
+
+use self::input::LineInput;
+use self::list::EnvList;
+use self::log::LogBuffer;
+use self::popup::Popup;
+use crate::engine::EnvDetails;
+use crate::events::{Event, Level};
+use crate::runtime::backend::Availability;
+use crate::types::EnvId;
+use crate::ui::theme::Theme;
+
+/// What fills the terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    /// Header, environment list, details, log and status bar.
+    Dashboard,
+    /// The log pane over the whole height (`z`).
+    Log,
+}
+
+/// Which dashboard pane gets the movement keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    List,
+    Log,
+}
+
+/// A text input that edits in place rather than in a popup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Editing {
+    Filter(LineInput),
+    Search(LineInput),
+}
+
+/// The details pane's data for one environment (from `inspect`, on a worker).
+#[derive(Debug)]
+pub enum Details {
+    Loading,
+    Ready(Box<EnvDetails>),
+    Failed(String),
+}
+
+/// The last progress report of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub task: String,
+    pub done: u64,
+    pub total: Option<u64>,
+}
+
+#[derive(Debug)]
+pub struct RunningJob {
+    pub job: Job,
+    /// How its log lines are tagged.
+    pub label: Arc<str>,
+    pub progress: Option<Progress>,
+}
+
+/// Where the UI runs: paths that prompts complete against and show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    pub store: PathBuf,
+    /// `~` in prompts expands to this.
+    pub home: PathBuf,
+    /// Relative paths in prompts start here.
+    pub cwd: PathBuf,
+}
+
+/// The whole UI state. Only the event loop changes it; drawing reads it.
+#[derive(Debug)]
+pub struct App {
+    pub(crate) context: Context,
+    pub(crate) theme: Theme,
+    pub(crate) screen: Screen,
+    pub(crate) focus: Focus,
+    pub(crate) popups: Vec<Popup>,
+    pub(crate) editing: Option<Editing>,
+    pub(crate) envs: EnvList,
+    pub(crate) details: HashMap<EnvId, Details>,
+    pub(crate) log: LogBuffer,
+    pub(crate) jobs: BTreeMap<JobId, RunningJob>,
+    pub(crate) backends: Option<Vec<Availability>>,
+    /// The terminal's size.
+    pub(crate) area: Rect,
+    /// Frame of the spinner.
+    pub(crate) spinner: usize,
+    /// A one-line remark in the status bar until the next key ("no match").
+    pub(crate) notice: Option<String>,
+    next_job: JobId,
+    queued: Vec<(JobId, Job)>,
+    /// A `list` is running; another is due after it (something changed meanwhile).
+    list_running: bool,
+    list_again: bool,
+    /// The environment an `inspect` is running for.
+    inspecting: Option<EnvId>,
+    /// Show the backends as a report when they arrive (`:doctor`).
+    doctor_wanted: bool,
+    quit: bool,
+    fatal: Option<String>,
+}
+
+impl App {
+    /// A new UI state; the first `list` and the backend probes are queued right away, so the
+    /// first frame never waits for them.
+    pub fn new(context: Context, theme: Theme) -> App {
+        let mut app = App {
+            context,
+            theme,
+            screen: Screen::Dashboard,
+            focus: Focus::List,
+            popups: Vec::new(),
+            editing: None,
+            envs: EnvList::default(),
+            details: HashMap::new(),
+            log: LogBuffer::default(),
+            jobs: BTreeMap::new(),
+            backends: None,
+            area: Rect::new(0, 0, 80, 24),
+            spinner: 0,
+            notice: None,
+            next_job: 1,
+            queued: Vec::new(),
+            list_running: false,
+            list_again: false,
+            inspecting: None,
+            doctor_wanted: false,
+            quit: false,
+            fatal: None,
+        };
+        app.request_list();
+        app.start(Job::Backends);
+        app.relayout();
+        app
+    }
+
+    /// The key table in force: the top popup's, else the active input's, else the pane's.
+    pub fn mode(&self) -> Mode {
+        if let Some(popup) = self.popups.last() {
+            return popup.mode();
+        }
+        match (&self.editing, self.screen, self.focus) {
+            (Some(Editing::Filter(_)), _, _) => Mode::Filter,
+            (Some(Editing::Search(_)), _, _) => Mode::Search,
+            (None, Screen::Log, _) | (None, _, Focus::Log) => Mode::Log,
+            (None, Screen::Dashboard, Focus::List) => Mode::List,
+        }
+    }
+
+    pub fn should_quit(&self) -> bool {
+        self.quit
+    }
+
+    /// Why the loop must end (the terminal could not be read).
+    pub fn fatal(&self) -> Option<&str> {
+        self.fatal.as_deref()
+    }
+
+    /// Jobs to start, in order; the loop hands them to workers.
+    pub fn take_jobs(&mut self) -> Vec<(JobId, Job)> {
+        std::mem::take(&mut self.queued)
+    }
+
+    /// Whether something turns (a spinner), so the loop should tick.
+    pub fn animating(&self) -> bool {
+        !self.envs.loaded() || self.jobs.values().any(|j| !j.job.is_query())
+    }
+
+    /// Advance the spinner.
+    pub fn tick(&mut self) {
+        self.spinner = self.spinner.wrapping_add(1);
+    }
+
+    /// Jobs that change the store (those a quit would interrupt).
+    pub fn busy_jobs(&self) -> impl Iterator<Item = &RunningJob> {
+        self.jobs.values().filter(|j| !j.job.is_query())
+    }
+
+    pub fn handle(&mut self, event: AppEvent) {
+        match event {
+            AppEvent::Input(TermEvent::Key(key)) if key.kind != KeyEventKind::Release => {
+                self.notice = None;
+                if let Some(action) = keymap::action_for(self.mode(), key) {
+                    self.apply(action);
+                }
+            }
+            AppEvent::Input(TermEvent::Resize(w, h)) => self.area = Rect::new(0, 0, w, h),
+            AppEvent::Input(_) => {}
+            AppEvent::InputFailed(e) => {
+                self.fatal = Some(format!("reading the terminal failed: {e}"));
+                self.quit = true;
+            }
+            AppEvent::Engine { job, event } => self.engine_event(job, event),
+            AppEvent::JobDone { job, result } => self.job_done(job, result),
+        }
+        self.relayout();
+    }
+
+    /// Set the terminal size (at start; resizes arrive as events).
+    pub fn resize(&mut self, area: Rect) {
+        self.area = area;
+        self.relayout();
+    }
+
+    /// Give the list and the log the heights the layout gives them now, so scrolling math in
+    /// `update` matches what is drawn.
+    fn relayout(&mut self) {
+        let areas = crate::ui::layout(self);
+        self.envs.set_height(areas.list_rows());
+        self.log.set_height(areas.log_rows());
+    }
+
+    /// Queue a job and record it as running.
+    pub(crate) fn start(&mut self, job: Job) -> JobId {
+        let id = self.next_job;
+        self.next_job += 1;
+        let label: Arc<str> = Arc::from(job.label());
+        if !job.is_query() {
+            self.log.push(
+                Level::Info,
+                Some(Arc::clone(&label)),
+                format!("started: {job}"),
+            );
+        }
+        self.jobs.insert(
+            id,
+            RunningJob {
+                job: job.clone(),
+                label,
+                progress: None,
+            },
+        );
+        self.queued.push((id, job));
+        id
+    }
+
+    pub(crate) fn request_list(&mut self) {
+        if self.list_running {
+            self.list_again = true;
+        } else {
+            self.list_running = true;
+            self.start(Job::List);
+        }
+    }
+
+    /// Load the selected environment's details unless they are known or loading. One
+    /// `inspect` at a time: moving fast through the list does not start a thread per row.
+    pub(crate) fn request_details(&mut self) {
+        let Some(id) = self.envs.selected_id().cloned() else {
+            return;
+        };
+        if self.inspecting.is_some() || self.details.contains_key(&id) {
+            return;
+        }
+        self.details.insert(id.clone(), Details::Loading);
+        self.inspecting = Some(id.clone());
+        self.start(Job::Inspect(id));
+    }
+
+    fn engine_event(&mut self, job: JobId, event: Event) {
+        let source = self.jobs.get(&job).map(|j| Arc::clone(&j.label));
+        match event {
+            Event::Log { level, message } => {
+                // Multi-line messages (package-manager output) keep one line per row.
+                for line in message.lines() {
+                    self.log.push(level, source.clone(), line);
+                }
+            }
+            Event::Progress { task, done, total } => {
+                if let Some(running) = self.jobs.get_mut(&job) {
+                    running.progress = Some(Progress { task, done, total });
+                }
+            }
+        }
+    }
+
+    /// A job could not even start (no thread): reported like a failure of the job.
+    pub fn job_not_started(&mut self, job: JobId, error: &std::io::Error) {
+        self.job_done(job, Err(format!("cannot start a worker thread: {error}")));
+    }
+}

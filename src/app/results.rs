@@ -1,0 +1,135 @@
+//! What a finished job does to the state: new rows, details, log lines, reports, errors.
+
+use std::sync::Arc;
+
+use super::jobs::{Job, JobId, JobOutput};
+use super::popup::{Message, Popup};
+use super::{App, Details};
+use crate::events::Level;
+
+impl App {
+    pub(crate) fn job_done(&mut self, id: JobId, result: Result<JobOutput, String>) {
+        let Some(running) = self.jobs.remove(&id) else {
+            return;
+        };
+        let label = running.label;
+        match (&running.job, result) {
+            (Job::List, result) => {
+                self.list_running = false;
+                match result {
+                    Ok(JobOutput::List { envs, broken }) => {
+                        for b in &broken {
+                            self.log.push(
+                                Level::Warn,
+                                Some(Arc::clone(&label)),
+                                format!("environment {} is unreadable: {}", b.id.short(), b.error),
+                            );
+                        }
+                        self.envs.set_rows(envs, broken);
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.report_error(&label, e),
+                }
+                if std::mem::take(&mut self.list_again) {
+                    self.request_list();
+                }
+            }
+            (Job::Inspect(env), result) => {
+                self.inspecting = None;
+                let details = match result {
+                    Ok(JobOutput::Details(d)) => Details::Ready(d),
+                    Ok(_) => Details::Failed("unexpected answer".into()),
+                    Err(e) => Details::Failed(e),
+                };
+                self.details.insert(env.clone(), details);
+            }
+            (job, Err(e)) => {
+                let changes = job.changes_envs();
+                self.report_error(&label, e);
+                if changes {
+                    self.details.clear();
+                    self.request_list();
+                }
+            }
+            (job, Ok(output)) => {
+                let changes = job.changes_envs();
+                self.job_output(&label, output);
+                if changes {
+                    self.details.clear();
+                    self.request_list();
+                }
+            }
+        }
+        self.request_details();
+    }
+
+    fn job_output(&mut self, label: &Arc<str>, output: JobOutput) {
+        let source = Some(Arc::clone(label));
+        match output {
+            JobOutput::Backends(backends) => {
+                if std::mem::take(&mut self.doctor_wanted) {
+                    let text = crate::cli::output_text::doctor(&backends);
+                    self.popups
+                        .push(Popup::Message(Message::info("Backends", text)));
+                }
+                self.backends = Some(backends);
+            }
+            JobOutput::Built { outcome, .. } => {
+                let env = &outcome.env;
+                let verb = if outcome.built { "built" } else { "up to date" };
+                let name = env.name.as_deref().unwrap_or("-");
+                self.log.push(
+                    Level::Info,
+                    source,
+                    format!(
+                        "{verb}: {} {name} (lock {})",
+                        env.short_id,
+                        outcome.lock_path.display()
+                    ),
+                );
+                self.envs.want(env.id.clone());
+            }
+            JobOutput::Changed(text) => self.log.push(Level::Info, source, text),
+            JobOutput::Gc(report) => {
+                let text = crate::cli::output_text::gc(&report, report.dry_run);
+                let last = text.lines().last().unwrap_or("").to_string();
+                self.log.push(Level::Info, source, last);
+                let title = if report.dry_run {
+                    "gc --dry-run"
+                } else {
+                    "Garbage collected"
+                };
+                self.popups.push(Popup::Message(Message::info(title, text)));
+            }
+            JobOutput::Verify(report) => {
+                let text = crate::cli::output_text::verify(&report);
+                let last = text.lines().last().unwrap_or("").to_string();
+                let ok = report.problems.is_empty();
+                self.log
+                    .push(if ok { Level::Info } else { Level::Warn }, source, last);
+                let message = if ok {
+                    Message::info("Store verified", text)
+                } else {
+                    Message::error("Store problems", text)
+                };
+                self.popups.push(Popup::Message(message));
+            }
+            JobOutput::List { .. } | JobOutput::Details(_) => {}
+        }
+    }
+
+    /// A failed job: a line in the log and a popup, never a crash.
+    fn report_error(&mut self, label: &Arc<str>, error: String) {
+        for line in error.lines() {
+            self.log.push(
+                Level::Warn,
+                Some(Arc::clone(label)),
+                format!("error: {line}"),
+            );
+        }
+        self.popups.push(Popup::Message(Message::error(
+            format!("{label} failed"),
+            error,
+        )));
+    }
+}

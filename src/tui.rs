@@ -1,0 +1,140 @@
+//! The host terminal, owned in one place: raw mode, the alternate screen, the cursor.
+//!
+//! Invariants:
+//! - Nothing else in the crate switches raw mode or the alternate screen.
+//! - The terminal is restored on every way out: [`Tui::exit`] on the normal path (errors
+//!   reported), `Drop` when an error unwinds past it, and the panic hook installed by
+//!   [`Tui::enter`] before the panic message is printed (so the message lands on a cooked
+//!   screen and stays readable). Ctrl-C in raw mode is a key, not SIGINT (termios(3): `ISIG`
+//!   is cleared), so the event loop handles it as a quit key and the same path restores.
+//! - Mouse capture stays off: it breaks selecting and copying text over SSH, and every action
+//!   has a key.
+//! - Restoring writes `LeaveAlternateScreen` last, so the last bytes a session writes are
+//!   `ESC [ ? 1049 l` (tests check this).
+
+use std::io::{self, Stdout, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crossterm::cursor::{Hide, Show};
+use crossterm::execute;
+use crossterm::terminal::{
+    disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
+};
+use ratatui::backend::CrosstermBackend;
+use ratatui::Terminal;
+
+pub type Backend = CrosstermBackend<Stdout>;
+
+/// The terminal while the UI owns it.
+pub struct Tui {
+    terminal: Terminal<Backend>,
+    /// True while raw mode and the alternate screen are on; shared with the panic hook so a
+    /// panic after a normal exit (or while suspended) does not write escape codes again.
+    active: Arc<AtomicBool>,
+}
+
+impl Tui {
+    /// Switch the terminal to raw mode and the alternate screen, and install the panic hook.
+    pub fn enter() -> io::Result<Tui> {
+        let active = Arc::new(AtomicBool::new(false));
+        install_panic_hook(Arc::clone(&active));
+        let terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+        let mut tui = Tui { terminal, active };
+        tui.resume()?;
+        Ok(tui)
+    }
+
+    pub fn terminal(&mut self) -> &mut Terminal<Backend> {
+        &mut self.terminal
+    }
+
+    /// Give the terminal back to the shell (cooked mode, main screen, cursor shown), for a
+    /// program that needs the real tty (a full-screen shell, `$EDITOR`). The caller must have
+    /// paused the input thread first, or it would steal the program's keystrokes.
+    pub fn suspend(&mut self) -> io::Result<()> {
+        if self.active.swap(false, Ordering::SeqCst) {
+            restore_terminal(&mut self.terminal)?;
+        }
+        Ok(())
+    }
+
+    /// Take the terminal again after [`Tui::suspend`] (or for the first time) and clear it, so
+    /// the next draw repaints every cell instead of diffing against a screen that is gone.
+    pub fn resume(&mut self) -> io::Result<()> {
+        if !self.active.load(Ordering::SeqCst) {
+            enable_raw_mode()?;
+            self.active.store(true, Ordering::SeqCst);
+            execute!(self.terminal.backend_mut(), EnterAlternateScreen, Hide)?;
+        }
+        self.terminal.clear()
+    }
+
+    /// Restore the terminal, reporting failure (the normal way out; `Drop` is the fallback).
+    pub fn exit(mut self) -> io::Result<()> {
+        self.suspend()
+    }
+}
+
+impl Drop for Tui {
+    fn drop(&mut self) {
+        if self.active.swap(false, Ordering::SeqCst) {
+            if let Err(e) = restore_terminal(&mut self.terminal) {
+                // Drop cannot return the error; stderr is the only place left to say it.
+                eprintln!("karapace-tui: could not restore the terminal: {e}; run `reset`");
+            }
+        }
+    }
+}
+
+/// As [`restore`], showing the cursor through ratatui so that it does not show it again (after
+/// the alternate screen is left) when the `Terminal` is dropped.
+fn restore_terminal(terminal: &mut Terminal<Backend>) -> io::Result<()> {
+    let raw = disable_raw_mode();
+    let cursor = terminal.show_cursor();
+    let screen = execute!(terminal.backend_mut(), LeaveAlternateScreen);
+    raw.and(cursor).and(screen)
+}
+
+/// Cooked mode, cursor shown, main screen — in that order, so leaving the alternate screen is
+/// the last thing written. Every step is attempted even if an earlier one fails.
+fn restore(out: &mut impl Write) -> io::Result<()> {
+    let raw = disable_raw_mode();
+    let screen = execute!(out, Show, LeaveAlternateScreen);
+    raw.and(screen)
+}
+
+/// Chain a hook in front of the current one that restores the terminal first. Installed once
+/// per `Tui`; a later `Tui` chains another (cheap: the `active` flag makes stale ones no-ops).
+///
+/// Only a panic of the thread that owns the terminal ends the UI. Worker threads run their job
+/// under `catch_unwind` and report a panic as the job's error, so while the UI is up their
+/// panic message is not printed over the screen (the job's error popup carries it instead).
+fn install_panic_hook(active: Arc<AtomicBool>) {
+    let ui_thread = std::thread::current().id();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() != ui_thread && active.load(Ordering::SeqCst) {
+            return;
+        }
+        if active.swap(false, Ordering::SeqCst) {
+            if let Err(e) = restore(&mut io::stdout()) {
+                eprintln!("karapace-tui: could not restore the terminal: {e}; run `reset`");
+            }
+        }
+        previous(info);
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restoring_shows_the_cursor_then_leaves_the_alternate_screen_last() {
+        // Raw mode was never enabled in the test process, so only the escape codes are written.
+        let mut out = Vec::new();
+        restore(&mut out).expect("restore");
+        assert_eq!(out, b"\x1b[?25h\x1b[?1049l");
+    }
+}
