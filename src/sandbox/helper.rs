@@ -2,27 +2,38 @@
 //! starts, because `unshare(CLONE_NEWUSER)` is refused to a threaded process (unshare(2)).
 //!
 //! Forms:
-//! - `__sandbox-init [--parent-pid PID] PLAN_FILE` — stage 1. Reads the JSON plan from the
-//!   file and deletes it (a file, not the environment: the program's environment must be
-//!   exactly the plan's; not stdin: the program owns stdin). Runs the namespace steps, then
-//!   re-executes `/proc/self/exe __sandbox-init --stage2 FD`, which becomes PID 1 of the new
-//!   PID namespace, and waits for it, forwarding signals. `--parent-pid` closes the race in
-//!   which the spawner dies before `PR_SET_PDEATHSIG` is set.
-//! - `--stage2 FD` — stage 2 (internal). Reads the rest of the plan from an inherited pipe
-//!   (one JSON line; stage 1 keeps its end open for its whole life, so EOF after the line means
-//!   stage 1 is already gone), starts the exec shim, runs the file-system steps, `pivot_root`
-//!   and the process attributes, then releases the shim, which execs the program with exactly
-//!   the plan's environment. It forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2
-//!   to the program, reaps every zombie (it is init) and exits with the program's code (128+N
-//!   for signal N). When PID 1 exits the kernel kills everything left in the namespace, and
-//!   the last process leaving the mount namespace takes every mount with it.
+//! - `__sandbox-init [--parent-pid PID] [--session RECORD] PLAN_FILE` — stage 1. Reads the JSON
+//!   plan from the file and deletes it (a file, not the environment: the program's environment
+//!   must be exactly the plan's; not stdin: the program owns stdin). Runs the namespace steps,
+//!   then re-executes `/proc/self/exe __sandbox-init --stage2 FD REPORT_FD [RECORD]`, which
+//!   becomes PID 1 of the new PID namespace, and waits for it, forwarding signals.
+//!   `--parent-pid` closes the race in which the spawner dies before `PR_SET_PDEATHSIG` is set.
+//!   `--session RECORD` makes the run a session of an environment that other sessions may
+//!   join (see `join.rs`): under the init record's lock, stage 1 joins the running init if the
+//!   record names one, instead of building a second root; otherwise it starts cold and records
+//!   its stage 2 once stage 2 reports the root ready. A join that finds the init gone after it
+//!   entered the namespaces exits 125 and leaves the plan file in place: nothing ran, and the
+//!   runtime starts the session again.
+//! - `--stage2 FD REPORT_FD [RECORD]` — stage 2 (internal). Reads the rest of the plan from an
+//!   inherited pipe (one JSON line; stage 1 keeps its end open for its whole life, so EOF after
+//!   the line means stage 1 is already gone), starts the exec shim, runs the file-system steps,
+//!   `pivot_root` and the process attributes, then releases the shim, which execs the program
+//!   with exactly the plan's environment, and reports `ready` on REPORT_FD. It forwards
+//!   SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the program, reaps every zombie
+//!   (it is init) and exits with the program's code (128+N for signal N). When PID 1 exits the
+//!   kernel kills everything left in the namespace, and the last process leaving the mount
+//!   namespace takes every mount with it. With RECORD, if joined sessions still run when the
+//!   program ends, it reports `exit CODE` instead (stage 1 exits with it) and stays as their
+//!   init until none is left (`supervise::after_program`).
 //! - `--exec GO READY -- ARGV…` — the exec shim (internal, see `program.rs`): started by stage 2
-//!   before the root is built, released once it is; clears the signal mask and execs ARGV.
+//!   before the root is built (or by a joining stage 1), released once it is; clears the signal
+//!   mask and execs ARGV.
 //! - `--probe PLAN_FILE` — runs every step of the plan in this process and exits 0; used by
 //!   [`super::check`] to find out what the kernel allows.
 //!
-//! Both stages set `PR_SET_PDEATHSIG` to SIGKILL, so the sandbox dies with whoever started
-//! it. Exit codes: the program's, or 125 (setup failed), 126 (cannot execute), 127 (not found).
+//! Every stage sets `PR_SET_PDEATHSIG` to SIGKILL, so the sandbox dies with whoever started
+//! it; only an init that stays for joined sessions clears it (after its own session ended).
+//! Exit codes: the program's, or 125 (setup failed), 126 (cannot execute), 127 (not found).
 
 use std::ffi::OsString;
 use std::fs;
@@ -33,13 +44,16 @@ use std::process::{Child, Command, ExitCode};
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, Signal};
 
 use super::error::{Result, SandboxError, EXIT_SETUP_FAILED};
 use super::exec::apply_steps;
+use super::join::{try_join, InitRecord, Join, RecordFile, RecordLock};
 use super::plan::{SandboxPlan, Stage};
 use super::program::{exec_shim, pipe_to_child, read_line, ChildEnd, ExecAttrs, PendingProgram};
-use super::supervise::{block_forwarded_signals, supervise};
+use super::supervise::{
+    after_program, block_forwarded_signals, supervise, supervise_stage2, Report,
+};
 use super::sys::LinuxSys;
 use super::HELPER_VERB;
 
@@ -50,9 +64,12 @@ enum Mode {
     Run {
         plan_file: PathBuf,
         parent: Option<i32>,
+        session: Option<PathBuf>,
     },
     Stage2 {
         fd: RawFd,
+        report: RawFd,
+        session: Option<PathBuf>,
     },
     Probe {
         plan_file: PathBuf,
@@ -68,8 +85,16 @@ enum Mode {
 pub fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(2).collect();
     let result = parse_args(&args).and_then(|mode| match mode {
-        Mode::Run { plan_file, parent } => stage1(&plan_file, parent),
-        Mode::Stage2 { fd } => stage2(fd),
+        Mode::Run {
+            plan_file,
+            parent,
+            session,
+        } => stage1(&plan_file, parent, session.as_deref()),
+        Mode::Stage2 {
+            fd,
+            report,
+            session,
+        } => stage2(fd, report, session.as_deref()),
         Mode::Probe { plan_file } => probe(&plan_file),
         Mode::Exec { go, ready, argv } => Ok(exec_shim(go, ready, &argv)),
     });
@@ -85,8 +110,8 @@ pub fn main() -> ExitCode {
 fn parse_args(args: &[OsString]) -> Result<Mode> {
     let usage = || {
         SandboxError::InvalidPlan(format!(
-            "usage: {HELPER_VERB} [--parent-pid PID] PLAN_FILE | {HELPER_VERB} --probe PLAN_FILE \
-             (internal: --stage2 FD)"
+            "usage: {HELPER_VERB} [--parent-pid PID] [--session RECORD] PLAN_FILE | \
+             {HELPER_VERB} --probe PLAN_FILE (internal: --stage2 FD REPORT_FD [RECORD])"
         ))
     };
     if args.len() >= 4 && args[0] == "--exec" && args[3] == "--" {
@@ -98,25 +123,38 @@ fn parse_args(args: &[OsString]) -> Result<Mode> {
         });
     }
     let text: Vec<&str> = args.iter().map(|a| a.to_str().unwrap_or("")).collect();
+    let fd = |s: &str| s.parse::<RawFd>().map_err(|_| usage());
     match text.as_slice() {
-        ["--stage2", fd] => fd
-            .parse()
-            .map(|fd| Mode::Stage2 { fd })
-            .map_err(|_| usage()),
+        ["--stage2", plan, report, rest @ ..] if rest.len() <= 1 => Ok(Mode::Stage2 {
+            fd: fd(plan)?,
+            report: fd(report)?,
+            session: args.get(3).map(PathBuf::from),
+        }),
         ["--probe", _] => Ok(Mode::Probe {
             plan_file: PathBuf::from(&args[1]),
         }),
-        ["--parent-pid", pid, _] => Ok(Mode::Run {
-            plan_file: PathBuf::from(&args[2]),
-            parent: Some(pid.parse().map_err(|_| usage())?),
-        }),
-        [first, ..] if first.starts_with("--") => Err(usage()),
-        [_] => Ok(Mode::Run {
-            plan_file: PathBuf::from(&args[0]),
-            parent: None,
-        }),
-        _ => Err(usage()),
+        _ => parse_run(args, &text).ok_or_else(usage),
     }
+}
+
+/// `[--parent-pid PID] [--session RECORD] PLAN_FILE`, each option at most once.
+fn parse_run(args: &[OsString], text: &[&str]) -> Option<Mode> {
+    let (mut parent, mut session) = (None, None);
+    let mut i = 0;
+    while i + 1 < args.len() {
+        match text[i] {
+            "--parent-pid" if parent.is_none() => parent = Some(text[i + 1].parse().ok()?),
+            "--session" if session.is_none() => session = Some(PathBuf::from(&args[i + 1])),
+            _ => return None,
+        }
+        i += 2;
+    }
+    let plan_file = args.get(i).filter(|_| !text[i].starts_with("--"))?;
+    Some(Mode::Run {
+        plan_file: PathBuf::from(plan_file),
+        parent,
+        session,
+    })
 }
 
 /// PR_SET_PDEATHSIG: SIGKILL when the parent dies (prctl(2)).
@@ -125,10 +163,17 @@ fn die_with_parent() -> Result<()> {
         .map_err(SandboxError::helper("prctl(PR_SET_PDEATHSIG)"))
 }
 
-fn stage1(plan_file: &Path, parent: Option<i32>) -> Result<u8> {
+fn stage1(plan_file: &Path, parent: Option<i32>, session: Option<&Path>) -> Result<u8> {
     die_with_parent()?;
-    // Read (and so delete) the plan first, so no plan file outlives us on any path.
-    let plan = read_plan_file(plan_file)?;
+    let mut file = PlanFileGuard {
+        path: plan_file,
+        keep: false,
+    };
+    let plan = file.read()?;
+    if session.is_none() {
+        // Read and delete the plan first, so no plan file outlives us on any path.
+        file.consume()?;
+    }
     if let Some(expected) = parent {
         if nix::unistd::getppid().as_raw() != expected {
             // The spawner died before PR_SET_PDEATHSIG took effect.
@@ -140,25 +185,67 @@ fn stage1(plan_file: &Path, parent: Option<i32>) -> Result<u8> {
     plan.validate()?;
     cloexec_inherited_fds()?;
     let signals = block_forwarded_signals()?;
+    let record = match session {
+        None => None,
+        Some(path) => {
+            let lock = RecordLock::acquire(path)?;
+            match try_join(&lock, &plan)? {
+                Join::Started(program, attrs) => {
+                    file.consume()?;
+                    // The shim is inside the PID namespace now: the init will count it.
+                    drop(lock);
+                    let child = program.release(&attrs)?;
+                    return supervise(child, &signals, false);
+                }
+                Join::Vanished => {
+                    // Silent: the runtime says that it starts the session again.
+                    file.keep = true;
+                    return Ok(EXIT_SETUP_FAILED);
+                }
+                Join::NotRunning => Some(lock),
+            }
+        }
+    };
+    file.consume()?;
+    cold_start(plan, &signals, record)
+}
+
+/// Creates the namespaces and starts stage 2 in them; with a session, `record` is locked and
+/// stays locked until stage 2 is ready and recorded as the environment's init.
+fn cold_start(plan: SandboxPlan, signals: &SigSet, record: Option<RecordLock>) -> Result<u8> {
     apply_steps(&mut LinuxSys, &plan.stage_steps(Stage::Namespaces))?;
     let rest = SandboxPlan {
         steps: plan.stage_steps(Stage::Root),
         ..plan
     };
-    let (child, _plan_pipe) = spawn_stage2(&rest)?;
+    let session = record.as_ref().map(|r| PathBuf::from(r.path()));
+    let Stage2 {
+        child,
+        plan_pipe: _plan_pipe,
+        report,
+        init,
+    } = spawn_stage2(&rest, session.as_deref())?;
     // `_plan_pipe` stays open until we exit: stage 2 uses it to see that we are alive.
-    supervise(child, &signals, false)
+    supervise_stage2(child, signals, report, record.zip(init))
 }
 
-fn stage2(fd: RawFd) -> Result<u8> {
+fn stage2(fd: RawFd, report: RawFd, session: Option<&Path>) -> Result<u8> {
     die_with_parent()?;
     // Stage 1 validated the whole plan; these are its file-system steps.
     let plan = read_plan_pipe(fd)?;
+    let mut report = reopen_fd(report, "the report pipe")?;
     let signals = block_forwarded_signals()?;
+    // Opened before pivot_root hides the host's file system.
+    let record = session.map(RecordFile::open).transpose()?;
     let program = PendingProgram::start(&plan)?;
     apply_steps(&mut LinuxSys, &plan.steps)?;
     let child = program.release(&ExecAttrs::of(&plan))?;
-    supervise(child, &signals, true)
+    Report::Ready.send(&mut report)?;
+    let code = supervise(child, &signals, true)?;
+    match record {
+        Some(record) => after_program(code, record, report, &signals),
+        None => Ok(code),
+    }
 }
 
 fn probe(plan_file: &Path) -> Result<u8> {
@@ -171,10 +258,68 @@ fn probe(plan_file: &Path) -> Result<u8> {
 
 /// Reads the plan and deletes the file, so nothing of it is left behind.
 fn read_plan_file(path: &Path) -> Result<SandboxPlan> {
-    let shown = path.display().to_string();
-    let text = fs::read_to_string(path).map_err(SandboxError::io("read plan file", &shown))?;
-    fs::remove_file(path).map_err(SandboxError::io("remove plan file", &shown))?;
-    SandboxPlan::from_json(&text)
+    let mut file = PlanFileGuard { path, keep: false };
+    let plan = file.read()?;
+    file.consume()?;
+    Ok(plan)
+}
+
+/// The plan file until the helper commits to its plan: [`PlanFileGuard::consume`] deletes it
+/// (once), and so does the drop on an error path, unless `keep` is set (a join that ran
+/// nothing).
+struct PlanFileGuard<'a> {
+    path: &'a Path,
+    /// Deleted already, or to be left in place.
+    keep: bool,
+}
+
+impl PlanFileGuard<'_> {
+    fn read(&self) -> Result<SandboxPlan> {
+        let text = fs::read_to_string(self.path).map_err(SandboxError::io(
+            "read plan file",
+            self.path.display().to_string(),
+        ))?;
+        SandboxPlan::from_json(&text)
+    }
+
+    fn consume(&mut self) -> Result<()> {
+        if self.keep {
+            return Ok(());
+        }
+        self.keep = true;
+        fs::remove_file(self.path).map_err(SandboxError::io(
+            "remove plan file",
+            self.path.display().to_string(),
+        ))
+    }
+}
+
+impl Drop for PlanFileGuard<'_> {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        match fs::remove_file(self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => eprintln!(
+                "karapace-tui: warning: cannot remove the plan file {}: {e}",
+                self.path.display()
+            ),
+        }
+    }
+}
+
+/// An inherited descriptor as an owned, close-on-exec file: reopened through `/proc/self/fd`
+/// (no unsafe code), then the inherited one is closed.
+fn reopen_fd(fd: RawFd, what: &'static str) -> Result<fs::File> {
+    let path = format!("/proc/self/fd/{fd}");
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(SandboxError::io("reopen", format!("{what} ({path})")))?;
+    nix::unistd::close(fd).map_err(SandboxError::helper("close an inherited pipe"))?;
+    Ok(file)
 }
 
 /// Descriptors the spawner leaked to us must not reach the program: mark them close-on-exec.
@@ -194,13 +339,29 @@ fn cloexec_inherited_fds() -> Result<()> {
     Ok(())
 }
 
-/// Starts stage 2 with the plan on an inherited pipe; returns the child and our end of it.
-fn spawn_stage2(rest: &SandboxPlan) -> Result<(Child, fs::File)> {
+/// Stage 2 and stage 1's ends of its pipes.
+struct Stage2 {
+    child: Child,
+    /// Open until stage 1 exits (stage 2 checks that stage 1 lives through it).
+    plan_pipe: fs::File,
+    /// What stage 2 reports (see [`Report`]).
+    report: fs::File,
+    /// With a session, stage 2 as the environment's init. Read before stage 2 gets its plan:
+    /// its `pivot_root` moves us too (pivot_root(2): every process of the mount namespace whose
+    /// root is the old root), and our `/proc` then is the new PID namespace's.
+    init: Option<InitRecord>,
+}
+
+/// Starts stage 2 with the plan on an inherited pipe and a second pipe for its reports.
+fn spawn_stage2(rest: &SandboxPlan, session: Option<&Path>) -> Result<Stage2> {
     let (read_end, write_end) = pipe_to_child(ChildEnd::Read)?;
+    let (report_read, report_write) = pipe_to_child(ChildEnd::Write)?;
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg(HELPER_VERB)
         .arg("--stage2")
         .arg(read_end.as_raw_fd().to_string())
+        .arg(report_write.as_raw_fd().to_string())
+        .args(session)
         .env_clear();
     if let Some(trace) = std::env::var_os(TRACE_VAR) {
         cmd.env(TRACE_VAR, trace);
@@ -209,6 +370,11 @@ fn spawn_stage2(rest: &SandboxPlan) -> Result<(Child, fs::File)> {
         .spawn()
         .map_err(SandboxError::io("start stage 2 of", "/proc/self/exe"))?;
     drop(read_end);
+    drop(report_write);
+    let init = match session {
+        Some(_) => Some(InitRecord::running_init(child.id() as i32)?),
+        None => None,
+    };
     let mut pipe = fs::File::from(write_end);
     let mut line = rest.to_json()?;
     line.push('\n');
@@ -217,7 +383,12 @@ fn spawn_stage2(rest: &SandboxPlan) -> Result<(Child, fs::File)> {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
         other => other.map_err(SandboxError::io("send the plan to stage 2 over", "a pipe"))?,
     }
-    Ok((child, pipe))
+    Ok(Stage2 {
+        child,
+        plan_pipe: pipe,
+        report: fs::File::from(report_read),
+        init,
+    })
 }
 
 /// Reads one JSON line from `fd`, checks that stage 1 still holds the other end, closes `fd`.
@@ -251,18 +422,39 @@ mod tests {
     fn helper_arguments_are_parsed_strictly() {
         assert!(matches!(
             parse(&["/p.json"]),
-            Some(Mode::Run { parent: None, .. })
+            Some(Mode::Run {
+                parent: None,
+                session: None,
+                ..
+            })
         ));
         assert!(matches!(
             parse(&["--parent-pid", "42", "/p.json"]),
             Some(Mode::Run {
                 parent: Some(42),
+                session: None,
                 ..
             })
         ));
+        let session = parse(&["--parent-pid", "42", "--session", "/env/init", "/p.json"]);
+        assert!(
+            matches!(&session, Some(Mode::Run { parent: Some(42), session: Some(s), plan_file })
+                if s.to_str() == Some("/env/init") && plan_file.to_str() == Some("/p.json")),
+        );
         assert!(matches!(
-            parse(&["--stage2", "5"]),
-            Some(Mode::Stage2 { fd: 5 })
+            parse(&["--stage2", "5", "6"]),
+            Some(Mode::Stage2 {
+                fd: 5,
+                report: 6,
+                session: None
+            })
+        ));
+        assert!(matches!(
+            parse(&["--stage2", "5", "6", "/env/init"]),
+            Some(Mode::Stage2 {
+                session: Some(_),
+                ..
+            })
         ));
         assert!(matches!(
             parse(&["--probe", "/p.json"]),
@@ -275,8 +467,13 @@ mod tests {
         );
         for bad in [
             &[][..],
-            &["--stage2", "x"],
+            &["--stage2", "5"],
+            &["--stage2", "x", "6"],
+            &["--stage2", "5", "6", "/a", "/b"],
             &["--parent-pid", "x", "/p"],
+            &["--parent-pid", "1", "--parent-pid", "2", "/p"],
+            &["--session", "/a", "--session", "/b", "/p"],
+            &["--session", "/a"],
             &["--bogus", "/p"],
             &["/a", "/b"],
             &["--exec", "3", "--"],

@@ -10,18 +10,24 @@
 //! - [`helper`]: `karapace-tui __sandbox-init`, dispatched by `main` before any thread starts
 //!   (stage 1 creates the namespaces, stage 2 is PID 1 and builds the root, then runs the
 //!   program and reaps); [`supervise`]: its signal forwarding and reaping.
-//! - [`spawn`]: how the runtime starts a plan ([`spawn()`], or [`PlanFile`] + [`command`]).
+//! - [`join`]: several sessions in one running environment — the init record and its lock,
+//!   and joining the running init's namespaces with `setns`.
+//! - [`spawn`]: how the runtime starts a plan ([`spawn()`], or [`PlanFile`] + [`command`]), or
+//!   a session of an environment ([`spawn_session`]).
 //! - [`check`]: run-time probes of what the kernel allows.
 //!
 //! Invariants: no unsafe code; the process that unshares is always the fresh helper, never the
 //! (threaded) TUI; nothing propagates to the host's mounts (`/` is made a slave first); the
-//! helper dies with its parent (`PR_SET_PDEATHSIG`), and the sandbox with the helper (its PID 1).
+//! helper dies with its parent (`PR_SET_PDEATHSIG`), and the sandbox with the helper (its PID 1)
+//! — except an init that outlives its own session for joined ones, which ends when the last
+//! of them does (or when `stop` kills it).
 
 pub mod builder;
 pub mod check;
 pub mod error;
 pub mod exec;
 pub mod helper;
+pub mod join;
 pub mod plan;
 pub mod program;
 pub mod spawn;
@@ -35,7 +41,7 @@ pub use builder::{Bind, IdMapping, RootfsSpec};
 pub use error::{SandboxError, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
 pub use exec::apply_steps;
 pub use plan::{IdRange, SandboxPlan, SetupStep, Stage};
-pub use spawn::{command, helper_args, spawn, PlanFile, SandboxStdio};
+pub use spawn::{command, helper_args, spawn, spawn_session, PlanFile, SandboxStdio, Session};
 pub use sys::{Call, FileKind, LinuxSys, RecordingSys, Sys};
 
 /// The hidden first argument that makes `karapace-tui` run as the sandbox helper.
