@@ -27,6 +27,8 @@ use crate::types::BackendKind;
 
 /// How long `stop` gives sessions to end after SIGTERM before it sends SIGKILL.
 const GRACE: Duration = Duration::from_secs(3);
+/// How long `stop` waits for the commands of stopped sessions to release their run markers.
+const MARKERS_RELEASED: Duration = Duration::from_secs(2);
 /// How long `stop` waits for a killed init (and so the whole environment) to be gone.
 const INIT_GONE: Duration = Duration::from_secs(10);
 
@@ -115,6 +117,8 @@ pub fn start_time(pid: i32) -> io::Result<u64> {
 }
 
 /// Terminate every live session recorded for an environment; returns how many were signalled.
+/// Then waits (briefly) until their commands have let go of their run markers, so that the
+/// status is accurate once this returns; a session started meanwhile only shortens the wait.
 pub fn stop_sessions(
     store: &crate::store::Store,
     id: &crate::types::EnvId,
@@ -125,14 +129,19 @@ pub fn stop_sessions(
         .iter()
         .filter_map(|record| SessionProcess::decode(record))
         .collect();
-    terminate_all(&processes, GRACE).map_err(|e| BackendError::Failed {
+    let stopped = terminate_all(&processes, GRACE).map_err(|e| BackendError::Failed {
         backend,
         step: "signal sessions",
         detail: format!(
             "pids {:?}: {e}",
             processes.iter().map(|p| p.pid).collect::<Vec<_>>()
         ),
-    })
+    })?;
+    let deadline = Instant::now() + MARKERS_RELEASED;
+    while stopped > 0 && store.running_sessions(id)? > 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    Ok(stopped)
 }
 
 /// Where the namespace backend keeps an environment's init record.
