@@ -42,7 +42,9 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
-use karapace_tui::sandbox::{self, IdMapping, PlanFile, RootfsSpec, SandboxPlan};
+use karapace_tui::sandbox::{
+    self, IdMapping, OverlayDriver, RootfsSpec, SandboxPlan, SandboxStdio,
+};
 
 const WARMUPS: usize = 3;
 const DEFAULT_ROUNDS: usize = 200;
@@ -198,16 +200,17 @@ fn library_path() -> &'static LibraryPath {
 enum Way {
     /// A plain command line.
     Plain(Cmd),
-    /// `karapace-tui __sandbox-init --parent-pid OUR_PID [--session RECORD] PLAN_FILE`,
-    /// exactly as the runtime starts it (`sandbox::command`: empty environment). The helper
-    /// reads and deletes the plan file, so a fresh one is written before every run, outside the
-    /// timing.
+    /// `karapace-tui __sandbox-init --parent-pid OUR_PID --session RECORD PLAN_FILE`, started
+    /// exactly as the runtime starts a session (`sandbox::spawn_session`: empty environment;
+    /// on a cold start, the overlay's volatile marker cleared and, with a full subordinate id
+    /// range, newuidmap and newgidmap). The timing includes writing the plan file (the helper
+    /// reads and deletes it), which the runtime pays too.
     Helper {
         bin: PathBuf,
         plan: SandboxPlan,
         plan_dir: PathBuf,
-        /// The environment's init record: the helper joins the running environment.
-        session: Option<PathBuf>,
+        /// The environment's init record: the helper joins the environment if it runs.
+        session: PathBuf,
     },
 }
 
@@ -239,47 +242,49 @@ impl Case {
     fn time_once(&self, stderr_file: &Path) -> Res<Sample> {
         let err = File::create(stderr_file)
             .map_err(|e| format!("create {}: {e}", stderr_file.display()))?;
-        let (mut cmd, plan_file, shown) = match &self.way {
-            Way::Plain(c) => (c.command(), None, c.describe()),
+        let cpu_before = children_cpu()?;
+        let start = Instant::now();
+        let (status, shown) = match &self.way {
+            Way::Plain(c) => {
+                let shown = c.describe();
+                let status = c
+                    .command()
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(err)
+                    .status()
+                    .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+                (status, shown)
+            }
             Way::Helper {
                 bin,
                 plan,
                 plan_dir,
                 session,
             } => {
-                let file = PlanFile::write(plan, plan_dir)
-                    .map_err(|e| format!("write a plan into {}: {e}", plan_dir.display()))?;
-                let cmd = match session {
-                    None => sandbox::command(bin, &file),
-                    Some(record) => {
-                        let mut cmd = Command::new(bin);
-                        cmd.args(sandbox::spawn::session_args(&file, record))
-                            .env_clear();
-                        cmd
-                    }
+                let shown = format!(
+                    "{} {} --parent-pid {} --session {} PLAN_FILE",
+                    bin.display(),
+                    sandbox::HELPER_VERB,
+                    std::process::id(),
+                    session.display(),
+                );
+                let stdio = SandboxStdio {
+                    stdin: Stdio::null(),
+                    stdout: Stdio::null(),
+                    stderr: err.into(),
                 };
-                let args: Vec<String> = cmd
-                    .get_args()
-                    .map(|a| a.to_string_lossy().into_owned())
-                    .collect();
-                let shown = format!("{} {}", bin.display(), args.join(" "));
-                (cmd, Some(file), shown)
+                let mut child = sandbox::spawn_session(plan, session, bin, plan_dir, stdio)
+                    .map(|session| session.child)
+                    .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+                let status = child
+                    .wait()
+                    .map_err(|e| format!("cannot wait for `{shown}`: {e}"))?;
+                (status, shown)
             }
         };
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
-        let cpu_before = children_cpu()?;
-        let start = Instant::now();
-        let status = cmd
-            .status()
-            .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
         let wall = start.elapsed();
         let cpu = children_cpu()?.saturating_sub(cpu_before);
-        // The helper has deleted the plan file (or it failed; then the drop removes it).
-        if status.success() {
-            if let Some(file) = plan_file {
-                file.hand_over();
-            }
-        }
         if !status.success() {
             let text = fs::read_to_string(stderr_file).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(20).collect();
@@ -492,11 +497,15 @@ fn helper_plan(lower: &Path, env_dir: &Path, id: &str, upper_parent: &Path) -> S
         work: upper_parent.join("work").display().to_string(),
         root: env_dir.join("root").display().to_string(),
         userxattr: !nix::unistd::geteuid().is_root(),
+        // The backend's `auto` adds fuse-overlayfs only as a fallback, never run here.
+        overlay: OverlayDriver::Kernel,
         isolate_net: false,
         hostname: Some(ENV_NAME.to_string()),
         sys: true,
         tmpfs: vec![("/tmp".to_string(), 0o1777)],
         devices: Vec::new(),
+        // stdin is /dev/null: no terminal to bind as /dev/console.
+        console: None,
         binds: Vec::new(),
         argv: vec!["true".to_string()],
         env,
@@ -897,7 +906,7 @@ fn run() -> Res<()> {
                 bin: bin.clone(),
                 plan: helper_plan(&rootfs, &env_dir, &id, &env_dir),
                 plan_dir,
-                session: Some(env_dir.join("init")),
+                session: env_dir.join("init"),
             },
         },
         case_b(),
@@ -1032,13 +1041,14 @@ fn stages(input: StageInput) -> Res<()> {
             bin: bin.to_path_buf(),
             plan: helper_plan(rootfs, env_dir, id, upper_parent),
             plan_dir: plan_dir.clone(),
-            session: None,
+            // The environment's own record for E (as the CLI), the tmpfs's for F.
+            session: upper_parent.join("init"),
         },
     };
     let [a, b, c] = base;
     let e = helper(
         "E",
-        "karapace-tui __sandbox-init PLAN  (helper alone)",
+        "karapace-tui __sandbox-init --session RECORD PLAN  (helper alone)",
         env_dir,
     );
     // One untimed run: a failure here is a bench problem, reported as such.
@@ -1059,7 +1069,7 @@ fn stages(input: StageInput) -> Res<()> {
             }
             let case = helper(
                 "F",
-                "karapace-tui __sandbox-init PLAN  (upper on tmpfs)",
+                "karapace-tui __sandbox-init --session RECORD PLAN  (upper on tmpfs)",
                 dir.path(),
             );
             let probe = case.time_once(stderr_file);
@@ -1083,7 +1093,7 @@ fn stages(input: StageInput) -> Res<()> {
 
     println!(
         "stages, for information ({rounds} rounds, interleaved; E and F get the plan the CLI \
-         would make, written before each run outside the timing):"
+         would make, and write its file in the timing, as the CLI does):"
     );
     let started = Instant::now();
     let st = interleave(&cases, rounds, stderr_file)?;
@@ -1103,7 +1113,7 @@ fn stages(input: StageInput) -> Res<()> {
     println!("  ({secs:.1} s) differences of medians:");
     println!(
         "  A - E = {:>9}  the CLI around the sandbox: its own start-up and exit, finding the \
-         environment, reading the lock, the session marker, the plan file",
+         environment, reading the lock, the session marker",
         diff_ms(sa.median, se.median)
     );
     println!(

@@ -9,8 +9,10 @@
 //! - [`lock`]: `karapace.lock` and the environment identity (docs/identity.md).
 //! - [`store`]: the content-addressed store: objects, checksummed metadata, the journal,
 //!   locks, gc and verify (docs/storage.md).
-//! - [`runtime`]: the backends (`mock` today; `namespace` and `oci` report themselves
-//!   unavailable until they land) and session records.
+//! - [`runtime`]: the backends (`mock`, `namespace`; `oci` reports itself unavailable until it
+//!   lands) and session records.
+//! - [`packages`]: distribution package managers as data (detection, argv, output parsing);
+//!   [`policy`]: the mount allow list; [`sandbox`]: the native namespace sandbox.
 //! - [`layer`]: directory trees to deterministic tar streams and back.
 //! - [`events`]: progress and log events that long operations emit.
 //! - [`types`], [`fsutil`], [`crashpoint`]: shared value types, crash-safe writes, and the
@@ -28,6 +30,8 @@ pub mod image;
 pub mod layer;
 pub mod lock;
 pub mod manifest;
+pub mod packages;
+pub mod policy;
 pub mod runtime;
 pub mod sandbox;
 pub mod store;

@@ -167,22 +167,6 @@ fn stop_ends_a_running_session() {
 }
 
 #[test]
-fn packages_are_refused_until_installation_lands() {
-    let Some((fx, tarball)) = setup("packages_are_refused") else {
-        return;
-    };
-    write(
-        &fx,
-        "deb",
-        &manifest(&tarball, "").replace("[runtime]", "[system]\npackages = [\"hello\"]\n[runtime]"),
-    );
-    let out = fx.cmd(["build", "deb"]).cwd(fx.root()).run();
-    assert_eq!(out.code(), Some(1), "{out:?}");
-    assert!(out.stderr.contains("not implemented yet"), "{out:?}");
-    assert!(fx.list().is_empty(), "a failed build left an environment");
-}
-
-#[test]
 fn what_is_not_enforced_yet_is_said_on_every_run() {
     let Some((fx, tarball)) = setup("what_is_not_enforced_yet") else {
         return;

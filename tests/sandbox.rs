@@ -19,7 +19,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
 
-use karapace_tui::sandbox::{self, check, Bind, IdMapping, RootfsSpec, SandboxStdio};
+use karapace_tui::sandbox::{
+    self, check, Bind, IdMapping, OverlayDriver, RootfsSpec, SandboxStdio,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
@@ -78,7 +80,7 @@ fn lower() -> &'static str {
             Some(tarball) => cached(&cache, &tarball_key(Path::new(&tarball)), |dest| {
                 unpack_tarball(Path::new(&tarball), dest)
             }),
-            None => cached(&cache, "host-binaries", host_rootfs),
+            None => cached(&cache, "host-binaries-2", host_rootfs),
         };
         dir.display().to_string()
     })
@@ -119,12 +121,21 @@ fn unpack_tarball(tarball: &Path, dest: &Path) {
 
 /// A minimal root: a few host binaries and the libraries `ldd` names.
 fn host_rootfs(dest: &Path) {
+    let bins = [
+        "sh", "cat", "ls", "grep", "env", "true", "sleep", "chown", "stat", "setpriv", "id",
+        "touch", "mkdir", "chmod", "tty", "stty",
+    ];
+    copy_host_binaries(dest, &bins);
+}
+
+/// The usual top-level directories, `bins` from the host with their libraries, and
+/// /usr/bin -> ../bin.
+fn copy_host_binaries(dest: &Path, bins: &[&str]) {
     for dir in [
         "bin", "proc", "dev", "sys", "tmp", "etc", "mnt", "srv", "root",
     ] {
         fs::create_dir_all(dest.join(dir)).unwrap();
     }
-    let bins = ["sh", "cat", "ls", "grep", "env", "true", "sleep"];
     for bin in bins {
         let src = ["/usr/bin", "/bin"]
             .iter()
@@ -183,11 +194,13 @@ impl Scratch {
             work: p("work"),
             root: p("root"),
             userxattr: true,
+            overlay: OverlayDriver::Kernel,
             isolate_net: false,
             hostname: Some(HOSTNAME.into()),
             sys: true,
             tmpfs: vec![("/tmp".into(), 0o1777)],
             devices: Vec::new(),
+            console: None,
             binds: Vec::new(),
             argv: argv.iter().map(|s| s.to_string()).collect(),
             env: vec![
@@ -404,7 +417,15 @@ fn a_failed_step_names_itself_and_leaves_nothing_behind() {
     }
 }
 
+#[path = "sandbox/fuse.rs"]
+mod fuse;
+#[path = "sandbox/network.rs"]
+mod network;
 #[path = "sandbox/processes.rs"]
 mod processes;
+#[path = "sandbox/subordinate.rs"]
+mod subordinate;
+#[path = "sandbox/terminal.rs"]
+mod terminal;
 #[path = "sandbox/unprivileged.rs"]
 mod unprivileged;

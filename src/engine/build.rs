@@ -44,6 +44,7 @@ impl Engine {
             validate_name(name)?;
         }
         let manifest = Manifest::load(&opts.manifest, &self.parse_env)?;
+        self.mount_policy()?.check_manifest(&manifest.mounts)?;
         let backend = self.backend(manifest.runtime.backend);
         let lock_path = lock_path_for(&manifest.path);
         // Held from resolution on: resolving may fetch a base image into the store, which gc
@@ -90,6 +91,7 @@ impl Engine {
             validate_name(name)?;
         }
         let manifest = Manifest::load(&opts.manifest, &self.parse_env)?;
+        self.mount_policy()?.check_manifest(&manifest.mounts)?;
         let Some(old) = self.latest_from_manifest(&manifest.path)? else {
             self.events.emit(Event::info(
                 "no environment was built from this manifest yet; building a new one",
@@ -193,6 +195,7 @@ impl Engine {
             manifest,
             offline: opts.offline,
             images: &images,
+            store: &self.store,
             events: self.events.as_ref(),
         })?;
         let resolution = match (&existing, opts.update) {

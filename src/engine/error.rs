@@ -22,6 +22,8 @@ pub enum EngineError {
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -93,7 +95,8 @@ impl EngineError {
             | EngineError::PrefixTooShort { .. }
             | EngineError::InvalidName { .. }
             | EngineError::UnknownTemplate { .. }
-            | EngineError::InvalidImage { .. } => exit::USAGE,
+            | EngineError::InvalidImage { .. }
+            | EngineError::Policy(_) => exit::USAGE,
             EngineError::Image(e) | EngineError::Backend(BackendError::Image(e))
                 if image_integrity(e) =>
             {

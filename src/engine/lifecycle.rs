@@ -41,7 +41,8 @@ impl Engine {
                 return Err(self.transition_error(&meta, "run a program in", hint_for(meta.state)))
             }
         }
-        let lock = self.lock_of(&meta)?;
+        // Mount sources are checked again and resolved now: a link may have changed.
+        let lock = self.mount_policy()?.resolve_lock(&self.lock_of(&meta)?)?;
         let env_dir = self.store.env_dir(&meta.id);
         // The session marker is taken under the environment lock, so that a concurrent
         // destroy either sees the session or finishes before it starts; the lock is released
@@ -230,8 +231,17 @@ impl Engine {
     pub fn destroy(&self, query: &str, force: bool) -> Result<EnvMeta> {
         let found = self.find(query)?;
         let backend = self.backend(found.backend);
-        if force && self.store.running_sessions(&found.id)? > 0 {
-            backend.stop(&self.store, &found.id)?;
+        if force {
+            // Stopped programs' commands release their session markers as they exit, a moment
+            // later; a session that was just starting records its process only after its
+            // marker exists, so it is stopped on a later pass.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while self.store.running_sessions(&found.id)? > 0
+                && std::time::Instant::now() < deadline
+            {
+                backend.stop(&self.store, &found.id)?;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
         }
         let _store_lock = self.store.lock_store_shared()?;
         self.recover()?;

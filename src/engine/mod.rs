@@ -48,8 +48,10 @@ impl Engine {
         parse_env: ParseEnv,
         events: Arc<dyn EventSink>,
     ) -> Result<Engine> {
+        let store = Store::open(store_root)?;
+        let plan_dir = store.root().join("tmp");
         Ok(Engine {
-            store: Store::open(store_root)?,
+            store: store.with_tree_remover(Arc::new(move |tree| remove_tree(tree, &plan_dir))),
             parse_env,
             events,
         })
@@ -61,6 +63,11 @@ impl Engine {
 
     pub fn events(&self) -> &dyn EventSink {
         self.events.as_ref()
+    }
+
+    /// The user's mount allow list (`crate::policy`).
+    fn mount_policy(&self) -> Result<crate::policy::MountPolicy> {
+        Ok(crate::policy::MountPolicy::load(&self.parse_env.home)?)
     }
 
     fn backend(&self, kind: BackendKind) -> Box<dyn RuntimeBackend> {
@@ -87,6 +94,18 @@ impl Engine {
 }
 
 use crate::store::now_secs as now;
+
+/// How the engine deletes environment trees (staging, replaced, destroyed): plainly, and when
+/// that is refused, from inside a user namespace with the user's subordinate ids, which a
+/// rootless sandbox may have given files to (`sandbox::remove`).
+fn remove_tree(tree: &Path, plan_dir: &Path) -> std::io::Result<()> {
+    match crate::store::remove_tree(tree) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            crate::sandbox::remove::remove_as_subordinate_root(tree, plan_dir, e)
+        }
+        other => other,
+    }
+}
 
 /// Names: 1–64 characters from `[A-Za-z0-9._-]`, starting with a letter or digit, and not
 /// 64 hex characters (that would read as an id). The character set keeps names safe in

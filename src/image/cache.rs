@@ -43,7 +43,7 @@ pub struct ImageRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item_path: Option<String>,
     pub fetched_at: u64,
-    /// Entries that were not unpacked, and why (device nodes when rootless …).
+    /// Entries that were not unpacked, and why (device nodes, refused xattrs …).
     #[serde(default)]
     pub skipped: Vec<String>,
 }

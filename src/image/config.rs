@@ -26,6 +26,9 @@ pub struct ImageConfig {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     images: Option<RawImages>,
+    /// Read by `crate::policy`.
+    #[allow(dead_code)]
+    policy: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]

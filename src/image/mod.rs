@@ -21,7 +21,7 @@ pub mod unpack;
 use std::path::PathBuf;
 
 pub use cache::{ImageCache, ImageRecord};
-pub use config::ImageConfig;
+pub use config::{config_path, ImageConfig};
 use http::{HttpClient, HttpConfig, HttpError};
 use index::{ImageQuery, IndexError};
 use pipeline::{Fetch, Source};

@@ -199,7 +199,23 @@ pub fn fetch_into(
         fetched_at: crate::store::now_secs(),
         skipped: report.skipped.iter().map(|s| s.to_string()).collect(),
     };
-    for skipped in &record.skipped {
+    // Device nodes are skipped by design (one summary line); anything else is worth a warning.
+    let devices = report
+        .skipped
+        .iter()
+        .filter(|s| s.why == crate::image::unpack::SkipReason::DeviceNode)
+        .count();
+    if devices > 0 {
+        events.emit(Event::info(format!(
+            "image {}: {devices} device node(s) not unpacked (the sandbox makes its own /dev)",
+            record.reference
+        )));
+    }
+    for skipped in report
+        .skipped
+        .iter()
+        .filter(|s| s.why != crate::image::unpack::SkipReason::DeviceNode)
+    {
         events.emit(Event::warn(format!(
             "image {}: skipped {skipped}",
             record.reference

@@ -17,8 +17,10 @@
 //!   owner and xattrs (chown clears set-id bits and file capabilities); directories are created
 //!   `0700` and get their final mode and mtime at the end, deepest first, so a read-only
 //!   directory does not block its own children.
-//! - Rootless ([`UnpackOptions::rootless`]): owners are left as the current user, device nodes
-//!   are skipped and listed in [`UnpackReport::skipped`]. Refused xattrs are listed there too.
+//! - Device nodes are never created (the sandbox mounts its own /dev) and are listed in
+//!   [`UnpackReport::skipped`], so root and rootless unpacks give the same tree.
+//! - Rootless ([`UnpackOptions::rootless`]): owners are left as the current user. Refused
+//!   xattrs are listed in [`UnpackReport::skipped`].
 //! - Names longer than Linux allows (`NAME_MAX` per component, `PATH_MAX` in all) are refused
 //!   with [`UnpackError::NameTooLong`].
 //!
@@ -49,7 +51,7 @@ const COPY_BUF: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnpackOptions {
-    /// Running without real root: do not chown, skip device nodes (recorded in the report).
+    /// Running without real root: do not chown.
     pub rootless: bool,
     /// Apply xattrs from PAX `SCHILY.xattr.*` records where the file system allows. Failures
     /// with `EPERM`, `EACCES` or `EOPNOTSUPP` (a rootless `trusted.*`/`security.*` xattr, a
@@ -91,7 +93,7 @@ pub struct Skipped {
     pub why: SkipReason,
 }
 
-/// `dev/null: device node not created: unpacking rootless`.
+/// `dev/null: device node not created: the sandbox makes its own /dev`.
 impl fmt::Display for Skipped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.path.display(), self.why)
@@ -100,10 +102,8 @@ impl fmt::Display for Skipped {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SkipReason {
-    #[error("device node not created: unpacking rootless")]
-    DeviceRootless,
-    #[error("device node not created: mknod is not permitted here")]
-    DeviceNotPermitted,
+    #[error("device node not created: the sandbox makes its own /dev")]
+    DeviceNode,
     #[error("hard link to `{}`, which was skipped", .target.display())]
     LinkToSkipped { target: PathBuf },
     #[error("extended attribute `{name}` not set: {error}")]

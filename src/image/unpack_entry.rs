@@ -28,8 +28,6 @@ pub(super) struct Member {
     pub mtime: u64,
     /// Content size (for GNU sparse members, the expanded size).
     pub size: u64,
-    /// Device major and minor numbers (0, 0 unless a device node).
-    pub dev: (u32, u32),
     /// `SCHILY.xattr.<name>` records.
     pub xattrs: Vec<(OsString, Vec<u8>)>,
 }
@@ -43,20 +41,10 @@ impl Member {
             source,
         };
         let header = entry.header();
-        let kind = header.entry_type();
         let mode = header.mode().map_err(bad)? & 0o7777;
         let uid = id32(header.uid().map_err(bad)?).map_err(bad)?;
         let gid = id32(header.gid().map_err(bad)?).map_err(bad)?;
         let mut mtime = header.mtime().map_err(bad)?;
-        let dev = if matches!(kind, EntryType::Char | EntryType::Block) {
-            let major = header.device_major().map_err(bad)?;
-            let minor = header.device_minor().map_err(bad)?;
-            major
-                .zip(minor)
-                .ok_or_else(|| bad(invalid("no device numbers")))?
-        } else {
-            (0, 0)
-        };
         let link = entry.link_name_bytes().map(|l| l.into_owned());
         let size = entry.size();
         let mut xattrs = Vec::new();
@@ -91,7 +79,6 @@ impl Member {
             gid,
             mtime,
             size,
-            dev,
             xattrs,
         })
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use nix::errno::Errno;
-use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
+use nix::sys::stat::{Mode, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use tar::EntryType;
 
@@ -342,32 +342,16 @@ impl<'a> Unpacker<'a> {
     fn make_node(&mut self, t: &Target, m: &Member, kind: EntryType) -> Result<()> {
         self.make_room(t, false)?;
         let perm = Mode::from_bits_truncate(0o600);
-        let made = match kind {
-            EntryType::Fifo => nix::unistd::mkfifo(&t.path, perm),
-            _ if self.opts.rootless => {
-                self.skipped_nodes.insert(t.rel.clone(), ());
-                self.skip(t, SkipReason::DeviceRootless);
-                return Ok(());
-            }
-            _ => {
-                let sflag = if kind == EntryType::Char {
-                    SFlag::S_IFCHR
-                } else {
-                    SFlag::S_IFBLK
-                };
-                let dev = nix::sys::stat::makedev(m.dev.0.into(), m.dev.1.into());
-                nix::sys::stat::mknod(&t.path, sflag, perm, dev)
-            }
-        };
-        match made {
-            Ok(()) => {}
-            Err(Errno::EPERM) if kind != EntryType::Fifo => {
-                self.skipped_nodes.insert(t.rel.clone(), ());
-                self.skip(t, SkipReason::DeviceNotPermitted);
-                return Ok(());
-            }
-            Err(e) => return Err(nix_err(&t.path, "create node")(e)),
+        // Device nodes are never created, as root or not: the sandbox mounts its own /dev
+        // over the image's, so a node would only be a way to reach host hardware from a
+        // sandbox run as root, and skipping them everywhere gives root and rootless unpacks
+        // of one image the same tree digest (and so the same environment ids).
+        if kind != EntryType::Fifo {
+            self.skipped_nodes.insert(t.rel.clone(), ());
+            self.skip(t, SkipReason::DeviceNode);
+            return Ok(());
         }
+        nix::unistd::mkfifo(&t.path, perm).map_err(nix_err(&t.path, "create node"))?;
         self.apply_owner(&t.path, m)?;
         self.apply_xattrs(t, m)?;
         // The node was just created at this path by us, so following is harmless.

@@ -103,6 +103,8 @@ pub struct ResolveRequest<'a> {
     pub offline: bool,
     /// The image cache and server, to resolve and fetch the base image.
     pub images: &'a Images<'a>,
+    /// For scratch directories (package resolution runs the image's package manager).
+    pub store: &'a Store,
     pub events: &'a dyn EventSink,
 }
 
@@ -177,7 +179,7 @@ pub trait RuntimeBackend: Send + Sync {
 pub fn backend_for(kind: BackendKind) -> Box<dyn RuntimeBackend> {
     match kind {
         BackendKind::Mock => Box::new(super::mock::MockBackend::new()),
-        BackendKind::Namespace => Box::new(super::namespace::NamespaceBackend),
+        BackendKind::Namespace => Box::new(super::namespace::NamespaceBackend::new()),
         BackendKind::Oci => Box::new(super::pending::PendingBackend::new(kind)),
     }
 }

@@ -1,6 +1,7 @@
 //! Runtime backends: how environments are built and run.
 
 pub mod backend;
+pub mod install;
 pub mod mock;
 pub mod namespace;
 pub mod pending;

@@ -6,33 +6,38 @@
 //! nothing is left mounted on the host whatever happens). The base image stays in the image
 //! cache and is the overlay's lower layer.
 //!
-//! Built today: base images and running programs (exec, enter, stop), several at once: a
-//! session started while the environment runs joins its namespaces (`sandbox::join`), whose
-//! init is recorded in `init` beside `upper/` (see `session.rs`). Not yet: installing
-//! distribution packages (a manifest with packages is refused with a clear error, never
-//! silently built without them), archive.
+//! Sessions: several at once; a session started while the environment runs joins its
+//! namespaces (`sandbox::join`), whose init is recorded in `init` beside `upper/` (see
+//! `session.rs`).
+//!
+//! Packages: `resolve` refreshes the image's package indexes in a scratch overlay and reads
+//! the candidate versions (`crate::packages`); `build` installs exactly the locked versions
+//! into the environment's upper layer (`super::install`), reusing the scratch overlay's fresh
+//! indexes when the same process just resolved, so a build installs every package once and
+//! refreshes the indexes once.
 
 use std::fs;
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::backend::{
     Availability, BackendError, BuildOutput, BuildRequest, ResolveRequest, RunRequest,
     RuntimeBackend,
 };
+use super::install::{BuildSandbox, Output};
 use super::session::{init_record, stop_init, stop_sessions, SessionProcess};
 use crate::events::Event;
 use crate::image::ImageCache;
 use crate::lock::Resolution;
+use crate::packages::{self, Manager};
 use crate::sandbox::{self, Bind, IdMapping, RootfsSpec, SandboxStdio};
-use crate::store::Store;
+use crate::store::{ScratchDir, Store};
 use crate::types::{BackendKind, EnvId};
 
 const KIND: BackendKind = BackendKind::Namespace;
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-pub struct NamespaceBackend;
 
 fn io_err(step: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackendError {
     BackendError::io_at(KIND, step, path)
@@ -45,21 +50,60 @@ fn helper_exe() -> Result<PathBuf, BackendError> {
     ))
 }
 
-/// Packages need the package-manager integration that has not landed yet: say so instead of
-/// building an environment that silently lacks them.
-fn refuse_packages(count: usize) -> Result<(), BackendError> {
-    if count == 0 {
-        return Ok(());
+/// A scratch overlay whose package indexes `resolve` just refreshed, for `build` to continue
+/// from (keyed by the image it was made on).
+struct Prepared {
+    image_sha256: String,
+    scratch: ScratchDir,
+}
+
+pub struct NamespaceBackend {
+    prepared: Mutex<Option<Prepared>>,
+}
+
+impl NamespaceBackend {
+    pub fn new() -> NamespaceBackend {
+        NamespaceBackend {
+            prepared: Mutex::new(None),
+        }
     }
-    Err(BackendError::Failed {
+}
+
+impl Default for NamespaceBackend {
+    fn default() -> Self {
+        NamespaceBackend::new()
+    }
+}
+
+/// The package manager of the image at `lower`, or an error saying that there is none.
+fn manager_of(lower: &Path, reference: &str) -> Result<Manager, BackendError> {
+    packages::detect(&[lower]).ok_or_else(|| BackendError::Failed {
         backend: KIND,
-        step: "install packages",
+        step: "detect the package manager",
         detail: format!(
-            "the manifest lists {count} package(s), and installing distribution packages with \
-             the namespace backend is not implemented yet (see docs/roadmap.md); remove \
-             [system] packages, or use backend = \"mock\" to try the lifecycle"
+            "image {reference} has none of apt-get, dnf, zypper, pacman or apk, so it cannot \
+             install [system] packages; remove them or choose another base image"
         ),
     })
+}
+
+fn offline_packages(count: usize) -> BackendError {
+    BackendError::Offline {
+        backend: KIND,
+        action: "install packages",
+        detail: format!(
+            "the manifest lists {count} package(s), which come from the distribution's \
+             mirrors; build once without --offline"
+        ),
+    }
+}
+
+fn package_error(step: &'static str) -> impl FnOnce(packages::PackageError) -> BackendError {
+    move |e| BackendError::Failed {
+        backend: KIND,
+        step,
+        detail: e.to_string(),
+    }
 }
 
 impl RuntimeBackend for NamespaceBackend {
@@ -68,19 +112,29 @@ impl RuntimeBackend for NamespaceBackend {
     }
 
     fn availability(&self) -> Availability {
-        let probe = || -> Result<String, String> {
-            let helper = helper_exe().map_err(|e| e.to_string())?;
-            if nix::unistd::geteuid().is_root() {
-                return Ok(
-                    "running as root: mount, pid, uts and ipc namespaces without a user \
-                           namespace"
-                        .to_string(),
-                );
-            }
-            sandbox::check::unprivileged_userns(&helper)?;
-            let scratch = tempfile::tempdir().map_err(|e| format!("temp directory: {e}"))?;
-            sandbox::check::overlay_in_userns(&helper, scratch.path())?;
-            Ok("user namespaces and overlayfs (userxattr) work for this user".to_string())
+        let userns_fix = "allow unprivileged user namespaces (sysctl \
+                          kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0), \
+                          or use backend = \"mock\"";
+        let probe = || -> Result<String, (String, String)> {
+            let helper = helper_exe().map_err(|e| (e.to_string(), userns_fix.to_string()))?;
+            let namespaces = if nix::unistd::geteuid().is_root() {
+                "running as root: mount, pid, uts and ipc namespaces without a user namespace"
+                    .to_string()
+            } else {
+                sandbox::check::unprivileged_userns(&helper)
+                    .map_err(|why| (why, userns_fix.to_string()))?;
+                let ids = sandbox::check::id_mapping(&helper).map_err(|why| {
+                    (
+                        why,
+                        "fix the subordinate id range named above, or remove it from \
+                         /etc/subuid and /etc/subgid"
+                            .to_string(),
+                    )
+                })?;
+                format!("user namespaces work for this user; {ids}")
+            };
+            let overlay = overlay_report(&helper)?;
+            Ok(format!("{namespaces}; {overlay}"))
         };
         match probe() {
             Ok(detail) => Availability {
@@ -89,37 +143,100 @@ impl RuntimeBackend for NamespaceBackend {
                 detail,
                 fix: None,
             },
-            Err(reason) => Availability {
+            Err((reason, fix)) => Availability {
                 backend: KIND,
                 available: false,
                 detail: reason,
-                fix: Some(
-                    "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 \
-                     and user.max_user_namespaces > 0), or use backend = \"mock\""
-                        .to_string(),
-                ),
+                fix: Some(fix),
             },
         }
     }
 
     fn resolve(&self, req: &ResolveRequest) -> Result<Resolution, BackendError> {
-        refuse_packages(req.manifest.packages.len())?;
         let record = req.images.ensure(&req.manifest.base, None, req.offline)?;
+        let specs = &req.manifest.packages;
+        if specs.is_empty() {
+            return Ok(Resolution {
+                base: record.locked(),
+                packages: Vec::new(),
+            });
+        }
+        if req.offline {
+            return Err(offline_packages(specs.len()));
+        }
+        let lower = ImageCache::new(req.store).rootfs(&record.sha256);
+        let manager = manager_of(&lower, &record.reference)?;
+        req.events.emit(Event::info(format!(
+            "namespace: resolving {} package(s) with {manager} on {}",
+            specs.len(),
+            record.reference
+        )));
+        let scratch = req.store.scratch_dir("resolve")?;
+        let sandbox = BuildSandbox {
+            store: req.store,
+            lower,
+            dir: scratch.path().to_path_buf(),
+            ids: build_ids(),
+            manager,
+            events: req.events,
+        };
+        sandbox.prepare_dirs()?;
+        sandbox.run(
+            "refresh the package indexes",
+            manager.refresh(sandbox.apt_sandbox_root()),
+            Output::Stream,
+        )?;
+        let names: Vec<&str> = specs.iter().map(|p| p.name.as_str()).collect();
+        let answer = sandbox.run(
+            "resolve package versions",
+            manager.resolve(&names),
+            Output::Capture,
+        )?;
+        let packages = manager
+            .parse_resolve(specs, &answer)
+            .map_err(package_error("resolve package versions"))?;
+        *self.prepared.lock().map_err(|_| poisoned())? = Some(Prepared {
+            image_sha256: record.sha256.clone(),
+            scratch,
+        });
         Ok(Resolution {
             base: record.locked(),
-            packages: Vec::new(),
+            packages,
         })
     }
 
     fn build(&self, req: &BuildRequest) -> Result<BuildOutput, BackendError> {
-        refuse_packages(req.lock.packages.len())?;
         // Verified again from the cache (or fetched exactly as locked).
         let record = req
             .images
             .ensure(&req.manifest.base, Some(&req.lock.base), req.offline)?;
-        for dir in ["upper", "work", "root"] {
-            let path = req.staging.join(dir);
-            fs::create_dir(&path).map_err(io_err("create", &path))?;
+        let lower = ImageCache::new(req.store).rootfs(&record.sha256);
+        let packages = &req.lock.packages;
+        if packages.is_empty() {
+            for dir in ["upper", "work", "root"] {
+                let path = req.staging.join(dir);
+                fs::create_dir(&path).map_err(io_err("create", &path))?;
+            }
+        } else {
+            if req.offline {
+                return Err(offline_packages(packages.len()));
+            }
+            let manager = manager_of(&lower, &record.reference)?;
+            let prepared = self
+                .prepared
+                .lock()
+                .map_err(|_| poisoned())?
+                .take()
+                .filter(|p| p.image_sha256 == record.sha256);
+            let sandbox = BuildSandbox {
+                store: req.store,
+                lower: lower.clone(),
+                dir: req.staging.to_path_buf(),
+                ids: build_ids(),
+                manager,
+                events: req.events,
+            };
+            install_packages(&sandbox, packages, prepared)?;
         }
         req.events.emit(Event::info(format!(
             "namespace: environment on image {} ({}), changes in upper/",
@@ -143,10 +260,12 @@ impl RuntimeBackend for NamespaceBackend {
         for warning in unenforced(req.lock) {
             req.events.emit(Event::warn(warning));
         }
-        let spec = self.spec(req, &lower);
+        let spec = self.spec(req, &lower)?;
         let plan = spec.plan();
         // The helper joins the environment if it runs (overlayfs must not mount one upper
-        // directory twice), else starts it and records its init there.
+        // directory twice), else starts it and records its init there. The overlay's volatile
+        // marker is cleared by the helper too, under the record's lock, and only when it starts
+        // cold: here another session may have the overlay mounted.
         let record = init_record(req.env_dir);
         let helper = helper_exe()?;
         let plan_dir = req.store.root().join("tmp");
@@ -210,9 +329,106 @@ impl RuntimeBackend for NamespaceBackend {
     }
 }
 
+fn poisoned() -> BackendError {
+    BackendError::Failed {
+        backend: KIND,
+        step: "resolve package versions",
+        detail: "an earlier resolution panicked".to_string(),
+    }
+}
+
+/// The id mapping of build steps: the same as the environment's sessions get.
+fn build_ids() -> IdMapping {
+    IdMapping::for_current_user()
+}
+
+/// Installs exactly `packages` into the sandbox's upper layer and checks what was installed.
+/// With `prepared`, its refreshed indexes become the start of the layer (a rename, on the
+/// same file system); without, the indexes are refreshed first.
+fn install_packages(
+    sandbox: &BuildSandbox,
+    packages: &[crate::lock::LockedPackage],
+    prepared: Option<Prepared>,
+) -> Result<(), BackendError> {
+    let manager = sandbox.manager;
+    let reused = match &prepared {
+        Some(p) => {
+            let from = p.scratch.path().join("upper");
+            let to = sandbox.upper();
+            fs::rename(&from, &to).map_err(io_err("move the refreshed indexes to", &to))?;
+            true
+        }
+        None => false,
+    };
+    drop(prepared);
+    sandbox.prepare_dirs()?;
+    if !reused {
+        sandbox.run(
+            "refresh the package indexes",
+            manager.refresh(sandbox.apt_sandbox_root()),
+            Output::Stream,
+        )?;
+    }
+    if !manager.can_pin() {
+        sandbox.events.emit(Event::warn(format!(
+            "{manager} cannot install a specific version: installing the repository's \
+             current ones and checking them against the lock"
+        )));
+    }
+    if manager == Manager::Apt && sandbox.apt_sandbox_root() {
+        sandbox.events.emit(Event::warn(
+            "no subordinate id range for this user: apt downloads as root inside the \
+             sandbox, and packages whose files belong to other users cannot be installed \
+             (add a range to /etc/subuid and /etc/subgid and install newuidmap)",
+        ));
+    }
+    sandbox.run(
+        "install packages",
+        manager.install(packages, sandbox.apt_sandbox_root()),
+        Output::Stream,
+    )?;
+    let names: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
+    let installed = sandbox.run(
+        "query installed versions",
+        manager.query(&names),
+        Output::Capture,
+    )?;
+    manager
+        .check_installed(packages, &installed)
+        .map_err(package_error("check installed versions"))?;
+    sandbox.remove_caches()?;
+    super::install::sync_file_system(&sandbox.upper())?;
+    sandbox.events.emit(Event::info(format!(
+        "{manager}: installed {}",
+        packages
+            .iter()
+            .map(|p| format!("{} {}", p.name, p.version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )));
+    Ok(())
+}
+
 impl NamespaceBackend {
-    fn spec(&self, req: &RunRequest, lower: &Path) -> RootfsSpec {
+    fn spec(&self, req: &RunRequest, lower: &Path) -> Result<RootfsSpec, BackendError> {
         let root = req.env_dir.join("root");
+        let refuse = |detail: String| BackendError::Failed {
+            backend: KIND,
+            step: "choose the overlay driver",
+            detail,
+        };
+        let setting = sandbox::check::OverlaySetting::from_env().map_err(refuse)?;
+        let overlay = sandbox::check::overlay_driver(setting, sandbox::check::fuse_overlayfs())
+            .map_err(refuse)?;
+        // An interactive terminal becomes the sandbox's /dev/console, so that `tty` and
+        // everything using ttyname(3) inside finds it.
+        let console = sandbox::builder::terminal_of_stdin().unwrap_or_else(|errno| {
+            req.events.emit(Event::warn(format!(
+                "namespace backend: stdin is a terminal, but its device cannot be found \
+                 ({errno}); inside, `tty` will say \"not a tty\""
+            )));
+            None
+        });
         let hostname = req
             .meta
             .name
@@ -236,23 +452,88 @@ impl NamespaceBackend {
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect()
         };
-        RootfsSpec {
-            ids: IdMapping::for_current_user(),
+        Ok(RootfsSpec {
+            ids: IdMapping::for_session(|warning| req.events.emit(Event::warn(warning))),
             lower: vec![lower.display().to_string()],
             upper: req.env_dir.join("upper").display().to_string(),
             work: req.env_dir.join("work").display().to_string(),
             root: root.display().to_string(),
             userxattr: !nix::unistd::geteuid().is_root(),
+            overlay,
             isolate_net: req.lock.runtime.network_isolation,
             hostname: Some(hostname),
             sys: true,
             tmpfs: vec![("/tmp".to_string(), 0o1777)],
             devices: Vec::new(),
+            console,
             binds,
             argv,
             env: environment(req),
             cwd: "/root".to_string(),
+        })
+    }
+}
+
+/// How the root overlay will be mounted here, for `doctor`: both drivers are probed and
+/// reported; `Err((why, fix))` when neither the chosen nor the fallback driver works.
+fn overlay_report(helper: &Path) -> Result<String, (String, String)> {
+    use sandbox::check::{self, OverlaySetting};
+    let setting = OverlaySetting::from_env().map_err(|why| {
+        (
+            why,
+            format!(
+                "unset {} or set it to auto, kernel or fuse",
+                check::OVERLAY_VAR
+            ),
+        )
+    })?;
+    let scratch = tempfile::tempdir()
+        .map_err(|e| (format!("temp directory: {e}"), "check TMPDIR".to_string()))?;
+    let kernel = check::kernel_overlay(helper, scratch.path());
+    let fuse = check::fuse_overlayfs();
+    let fuse_text = match &fuse {
+        Ok(program) => format!("fuse-overlayfs: usable ({program})"),
+        Err(why) => format!("fuse-overlayfs: unusable ({why})"),
+    };
+    let kernel_text = match &kernel {
+        Ok(()) => "kernel overlayfs: works".to_string(),
+        Err(why) => format!("kernel overlayfs: refused ({why})"),
+    };
+    let both = format!("{kernel_text}; {fuse_text}");
+    let fuse_fix = "install fuse-overlayfs and make /dev/fuse readable and writable by this user \
+                    (chmod 0666 /dev/fuse)";
+    match (setting, kernel.is_ok(), fuse.is_ok()) {
+        (OverlaySetting::Auto, true, _) => Ok(format!("root overlay by the kernel; {both}")),
+        (OverlaySetting::Auto, false, true) => {
+            Ok(format!("root overlay by fuse-overlayfs; {both}"))
         }
+        (OverlaySetting::Kernel, true, _) => Ok(format!(
+            "root overlay by the kernel ({}=kernel); {both}",
+            check::OVERLAY_VAR
+        )),
+        (OverlaySetting::Fuse, _, true) => Ok(format!(
+            "root overlay by fuse-overlayfs ({}=fuse); {both}",
+            check::OVERLAY_VAR
+        )),
+        (OverlaySetting::Auto, false, false) => Err((
+            format!("no way to mount the root overlay: {both}"),
+            format!("use Linux >= 5.11 (overlayfs in user namespaces), or {fuse_fix}"),
+        )),
+        (OverlaySetting::Kernel, false, fuse_ok) => Err((
+            format!("{}=kernel, but {both}", check::OVERLAY_VAR),
+            if fuse_ok {
+                format!(
+                    "unset {}: fuse-overlayfs can mount the root here",
+                    check::OVERLAY_VAR
+                )
+            } else {
+                format!("use Linux >= 5.11 (overlayfs in user namespaces), or {fuse_fix}")
+            },
+        )),
+        (OverlaySetting::Fuse, _, false) => Err((
+            format!("{}=fuse, but {both}", check::OVERLAY_VAR),
+            fuse_fix.to_string(),
+        )),
     }
 }
 
@@ -289,15 +570,74 @@ fn unenforced(lock: &crate::lock::LockFile) -> Vec<String> {
     out
 }
 
-/// bash as a login shell when the image has it, else sh.
+/// The interactive shell: the user's own (`$SHELL`) when the environment has it, else bash,
+/// else sh, as a login shell.
 fn login_shell(lower: &Path, upper: &Path) -> Vec<String> {
-    let has = |p: &str| lower.join(p).exists() || upper.join(p).exists();
-    let shell = if has("bin/bash") {
-        "/bin/bash"
-    } else {
-        "/bin/sh"
-    };
-    vec![shell.to_string(), "-l".to_string()]
+    let user_shell = std::env::var("SHELL").ok().filter(|s| s.starts_with('/'));
+    let shell = user_shell
+        .into_iter()
+        .chain(["/bin/bash".to_string(), "/bin/sh".to_string()])
+        .find(|s| exists_inside(&[upper, lower], s))
+        .unwrap_or_else(|| "/bin/sh".to_string());
+    vec![shell, "-l".to_string()]
+}
+
+/// Whether `path` names something in the root made of `layers` (top first), following
+/// symbolic links the way the sandbox will see them: an absolute link target starts again at
+/// the root of the environment, never the host's.
+fn exists_inside(layers: &[&Path], path: &str) -> bool {
+    let mut pending: Vec<String> = path
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .rev()
+        .map(str::to_string)
+        .collect();
+    let mut resolved: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(comp) = pending.pop() {
+        match comp.as_str() {
+            "." => continue,
+            ".." => {
+                resolved.pop();
+                continue;
+            }
+            _ => {}
+        }
+        resolved.push(comp);
+        let rel = resolved.join("/");
+        let Some(meta) = layers
+            .iter()
+            .find_map(|layer| fs::symlink_metadata(layer.join(&rel)).ok())
+        else {
+            return false;
+        };
+        if meta.file_type().is_symlink() {
+            hops += 1;
+            // Linux gives up after 40 links in one lookup (path_resolution(7)).
+            if hops > 40 {
+                return false;
+            }
+            let Some(target) = layers
+                .iter()
+                .find_map(|layer| fs::read_link(layer.join(&rel)).ok())
+            else {
+                return false;
+            };
+            resolved.pop();
+            let target = target.to_string_lossy().into_owned();
+            if target.starts_with('/') {
+                resolved.clear();
+            }
+            pending.extend(
+                target
+                    .split('/')
+                    .filter(|c| !c.is_empty())
+                    .rev()
+                    .map(str::to_string),
+            );
+        }
+    }
+    true
 }
 
 /// The program's whole environment: built here, never inherited (only the terminal and locale
@@ -335,4 +675,36 @@ fn stdio(stdout_to_stderr: bool) -> Result<SandboxStdio, BackendError> {
         stdio.stdout = std::process::Stdio::from(stderr);
     }
     Ok(stdio)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    use super::exists_inside;
+
+    #[test]
+    fn paths_are_looked_up_inside_the_environment_not_on_the_host() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let lower = tmp.path().join("lower");
+        let upper = tmp.path().join("upper");
+        fs::create_dir_all(lower.join("usr/bin")).expect("mkdir");
+        fs::create_dir_all(&upper).expect("mkdir");
+        fs::write(lower.join("usr/bin/bash"), "").expect("write");
+        symlink("usr/bin", lower.join("bin")).expect("symlink");
+        let layers = [upper.as_path(), lower.as_path()];
+        assert!(exists_inside(&layers, "/bin/bash"), "merged /usr link");
+        assert!(exists_inside(&layers, "/usr/bin/bash"));
+        assert!(!exists_inside(&layers, "/bin/zsh"));
+        // An absolute link resolves inside the environment: /usr/bin/sh -> /bin/dash is
+        // missing there even if the host has /bin/dash.
+        symlink("/bin/dash", lower.join("usr/bin/sh")).expect("symlink");
+        assert!(!exists_inside(&layers, "/bin/sh"));
+        fs::write(upper.join("dash-in-upper"), "").expect("write");
+        symlink("/dash-in-upper", upper.join("zsh")).expect("symlink");
+        assert!(exists_inside(&layers, "/zsh"), "the upper layer counts");
+        symlink("loop", lower.join("loop")).expect("symlink");
+        assert!(!exists_inside(&layers, "/loop"), "a link loop ends");
+    }
 }

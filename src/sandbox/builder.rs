@@ -3,17 +3,21 @@
 //! directories and bind mounts, in bubblewrap's order. The runtime fills a [`RootfsSpec`] from
 //! the manifest and the security policy; tests fill it by hand.
 
-use super::plan::{IdRange, SandboxPlan, SetupStep};
+use std::io::IsTerminal;
+
+use super::plan::{IdRange, OverlayDriver, SandboxPlan, SetupStep};
 
 /// How the sandbox's ids relate to the host's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdMapping {
     /// Already real root: no user namespace (the CI case).
     HostRoot,
-    /// Rootless: the caller's uid and gid become 0 (bubblewrap's `--uid 0 --gid 0`).
+    /// Rootless: the caller's uid and gid become 0 (bubblewrap's `--uid 0 --gid 0`), written
+    /// by the helper itself.
     SingleId { uid: u32, gid: u32 },
-    /// Rootless with `/etc/subuid` and `/etc/subgid`: 0 is the caller, 1.. the subordinate
-    /// ranges. Needs newuidmap/newgidmap (modelled; the helper refuses it for now).
+    /// Rootless with `/etc/subuid` and `/etc/subgid`: 0 is the caller, `sub_uid`/`sub_gid`
+    /// (inside from 1) the granted ranges. Only newuidmap/newgidmap may write such maps, from
+    /// outside the namespace: the plan's `await_id_maps` step has the spawner do it.
     Subordinate {
         uid: u32,
         gid: u32,
@@ -23,39 +27,38 @@ pub enum IdMapping {
 }
 
 impl IdMapping {
-    /// `HostRoot` for effective uid 0, else `SingleId` with the real uid and gid.
+    /// `HostRoot` for effective uid 0; else `Subordinate` when this user has a subordinate
+    /// range and working newuidmap/newgidmap, `SingleId` otherwise (see [`super::idmap`],
+    /// whose [`detect`](super::idmap::detect) also says why a full range is not used).
     pub fn for_current_user() -> IdMapping {
-        if nix::unistd::geteuid().is_root() {
-            IdMapping::HostRoot
-        } else {
-            IdMapping::SingleId {
-                uid: nix::unistd::getuid().as_raw(),
-                gid: nix::unistd::getgid().as_raw(),
-            }
-        }
+        super::idmap::detect().mapping
     }
 
-    fn steps(&self) -> Vec<SetupStep> {
-        let (uid_map, gid_map) = match self {
+    /// [`IdMapping::for_current_user`] for a session: when only a single id can be mapped,
+    /// `warn` gets the one-line reason and fix (the runtime shows it on every run).
+    pub fn for_session(warn: impl FnOnce(String)) -> IdMapping {
+        super::idmap::detect().warn_with(warn)
+    }
+
+    /// The user-namespace steps: none as real root; unshare, then the maps.
+    pub(crate) fn steps(&self) -> Vec<SetupStep> {
+        let maps = match self {
             IdMapping::HostRoot => return Vec::new(),
-            IdMapping::SingleId { uid, gid } => (
-                vec![IdRange::single(0, *uid)],
-                vec![IdRange::single(0, *gid)],
-            ),
+            IdMapping::SingleId { uid, gid } => SetupStep::WriteIdMaps {
+                uid_map: vec![IdRange::single(0, *uid)],
+                gid_map: vec![IdRange::single(0, *gid)],
+            },
             IdMapping::Subordinate {
                 uid,
                 gid,
                 sub_uid,
                 sub_gid,
-            } => (
-                vec![IdRange::single(0, *uid), *sub_uid],
-                vec![IdRange::single(0, *gid), *sub_gid],
-            ),
+            } => SetupStep::AwaitIdMaps {
+                uid_map: vec![IdRange::single(0, *uid), *sub_uid],
+                gid_map: vec![IdRange::single(0, *gid), *sub_gid],
+            },
         };
-        vec![
-            SetupStep::UnshareUserNs,
-            SetupStep::WriteIdMaps { uid_map, gid_map },
-        ]
+        vec![SetupStep::UnshareUserNs, maps]
     }
 }
 
@@ -80,7 +83,9 @@ pub struct RootfsSpec {
     pub root: String,
     /// Required inside a user namespace; harmless as real root.
     pub userxattr: bool,
-    /// A network namespace with only `lo`.
+    /// Kernel overlayfs, fuse-overlayfs, or the kernel's with fuse-overlayfs as the fallback.
+    pub overlay: OverlayDriver,
+    /// A network namespace with only `lo` (brought up).
     pub isolate_net: bool,
     pub hostname: Option<String>,
     /// Bind the host's /sys read-only.
@@ -89,6 +94,8 @@ pub struct RootfsSpec {
     pub tmpfs: Vec<(String, u32)>,
     /// Host device nodes allowed by the policy, bound at the same path (e.g. `/dev/fuse`).
     pub devices: Vec<String>,
+    /// The caller's terminal, bound as /dev/console (see [`terminal_of_stdin`]).
+    pub console: Option<String>,
     pub binds: Vec<Bind>,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
@@ -110,18 +117,25 @@ impl RootfsSpec {
                 ipc: true,
                 net: self.isolate_net,
             },
+        ]);
+        if self.isolate_net {
+            steps.push(SetupStep::LoopbackUp);
+        }
+        steps.extend([
             SetupStep::MountOverlay {
                 lower: self.lower.clone(),
                 upper: self.upper.clone(),
                 work: self.work.clone(),
                 target: root.clone(),
                 userxattr: self.userxattr,
+                driver: self.overlay.clone(),
             },
             SetupStep::MountProc {
                 target: inside("/proc"),
             },
             SetupStep::MinimalDev {
                 target: inside("/dev"),
+                console: self.console.clone(),
             },
         ]);
         steps.extend(self.devices.iter().map(|dev| SetupStep::BindDevice {
@@ -158,4 +172,17 @@ impl RootfsSpec {
             cwd: self.cwd.clone(),
         }
     }
+}
+
+/// The terminal on our stdin as a host path (e.g. `/dev/pts/3`), for [`RootfsSpec::console`]:
+/// `Ok(None)` when stdin is not a terminal. ttyname(3) reads the `/proc/self/fd/0` link and
+/// checks that the path names the same device; it fails (e.g. `ENODEV`) when the terminal is
+/// not reachable by name here, such as a pty of another devpts instance.
+pub fn terminal_of_stdin() -> nix::Result<Option<String>> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Ok(None);
+    }
+    let path = nix::unistd::ttyname(&stdin)?;
+    Ok(Some(path.to_string_lossy().into_owned()))
 }

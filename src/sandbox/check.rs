@@ -2,14 +2,18 @@
 //! `KARAPACE_REQUIRE_SANDBOX=1`, fail) and for `doctor`. Each returns `Err(why not)`.
 //!
 //! The probes do not guess: after reading the sysctls that can rule a feature out, they run
-//! the helper with a small plan (`__sandbox-init --probe`) that performs the real steps.
+//! the helper with a small plan (`__sandbox-init --probe`) that performs the real steps. The
+//! fuse-overlayfs probe looks for the program and opens `/dev/fuse`, which is all it needs
+//! beyond what the kernel overlay probe already checks; [`OverlaySetting`] and
+//! [`overlay_driver`] turn both into the driver a sandbox uses.
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use super::plan::{IdRange, SandboxPlan, SetupStep};
-use super::spawn::PlanFile;
+use super::builder::IdMapping;
+use super::idmap;
+use super::plan::{IdRange, OverlayDriver, SandboxPlan, SetupStep};
+use super::spawn::{self, PlanFile, SandboxStdio};
 use super::HELPER_VERB;
 
 /// Whether this user can create user, mount, PID, UTS, IPC and network namespaces with its own
@@ -51,6 +55,16 @@ pub fn unprivileged_userns(helper: &Path) -> Result<(), String> {
 /// Whether kernel overlayfs mounts with `userxattr` inside a user namespace, with upper and
 /// work directories in `scratch` (use a directory on the store's file system).
 pub fn overlay_in_userns(helper: &Path, scratch: &Path) -> Result<(), String> {
+    overlay_probe(helper, scratch, namespace_steps(), true)
+}
+
+/// Mounts a kernel overlay of empty directories in `scratch` after `namespaces`.
+fn overlay_probe(
+    helper: &Path,
+    scratch: &Path,
+    namespaces: Vec<SetupStep>,
+    userxattr: bool,
+) -> Result<(), String> {
     let dir = tempfile::Builder::new()
         .prefix(".karapace-overlay-probe-")
         .tempdir_in(scratch)
@@ -64,17 +78,46 @@ pub fn overlay_in_userns(helper: &Path, scratch: &Path) -> Result<(), String> {
     for name in ["lower", "upper", "work", "merged"] {
         fs::create_dir(sub(name)).map_err(|e| format!("cannot create {}: {e}", sub(name)))?;
     }
-    let mut steps = namespace_steps();
+    let mut steps = namespaces;
     steps.push(SetupStep::MountOverlay {
         lower: vec![sub("lower")],
         upper: sub("upper"),
         work: sub("work"),
         target: sub("merged"),
-        userxattr: true,
+        userxattr,
+        driver: OverlayDriver::Kernel,
     });
     let result = run_probe(helper, steps, dir.path());
     open_overlay_work_dir(&dir.path().join("work"));
     result
+}
+
+/// Whether this user's sandboxes get a full subordinate id range: [`idmap::detect`] finds it
+/// configured, and a probe in which newuidmap/newgidmap really write it succeeds. `Ok`: the
+/// mapping; `Err`: why not, with the fix.
+pub fn subordinate_ids(helper: &Path) -> Result<IdMapping, String> {
+    let choice = idmap::detect();
+    if !matches!(choice.mapping, IdMapping::Subordinate { .. }) {
+        return Err(choice.describe());
+    }
+    run_probe(helper, choice.mapping.steps(), &std::env::temp_dir()).map_err(|e| {
+        format!(
+            "a full subordinate id range is configured ({}), but writing it failed, so rootless \
+             sandboxes cannot start: {e}",
+            choice.describe()
+        )
+    })?;
+    Ok(choice.mapping)
+}
+
+/// `doctor`'s line on ids: which mapping sandboxes get, and why not a full range. `Err` only
+/// when a configured full range does not work (sandboxes would fail to start).
+pub fn id_mapping(helper: &Path) -> Result<String, String> {
+    let choice = idmap::detect();
+    match choice.mapping {
+        IdMapping::Subordinate { .. } => subordinate_ids(helper).map(|_| choice.describe()),
+        _ => Ok(choice.describe()),
+    }
 }
 
 /// Overlayfs leaves `WORK/work` with mode 0; without read access a non-root owner cannot
@@ -106,6 +149,89 @@ fn namespace_steps() -> Vec<SetupStep> {
     ]
 }
 
+/// The environment variable that chooses how the root overlay is mounted.
+pub const OVERLAY_VAR: &str = "KARAPACE_OVERLAY";
+
+/// `KARAPACE_OVERLAY`: `auto` (unset or empty too), `kernel` or `fuse`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverlaySetting {
+    /// Kernel overlayfs, with fuse-overlayfs as the fallback when it can be used.
+    Auto,
+    Kernel,
+    Fuse,
+}
+
+impl OverlaySetting {
+    pub fn parse(value: Option<&str>) -> Result<OverlaySetting, String> {
+        match value {
+            None | Some("" | "auto") => Ok(OverlaySetting::Auto),
+            Some("kernel") => Ok(OverlaySetting::Kernel),
+            Some("fuse") => Ok(OverlaySetting::Fuse),
+            Some(other) => Err(format!(
+                "{OVERLAY_VAR}={other} is not one of `auto`, `kernel` or `fuse`"
+            )),
+        }
+    }
+
+    pub fn from_env() -> Result<OverlaySetting, String> {
+        let value = std::env::var_os(OVERLAY_VAR);
+        let text = value.as_ref().map(|v| v.to_string_lossy());
+        OverlaySetting::parse(text.as_deref())
+    }
+}
+
+/// The overlay driver for `setting`, given the answer of [`fuse_overlayfs`].
+pub fn overlay_driver(
+    setting: OverlaySetting,
+    fuse: Result<String, String>,
+) -> Result<OverlayDriver, String> {
+    match (setting, fuse) {
+        (OverlaySetting::Kernel, _) | (OverlaySetting::Auto, Err(_)) => Ok(OverlayDriver::Kernel),
+        (OverlaySetting::Auto, Ok(program)) => Ok(OverlayDriver::KernelOrFuse { program }),
+        (OverlaySetting::Fuse, Ok(program)) => Ok(OverlayDriver::Fuse { program }),
+        (OverlaySetting::Fuse, Err(why)) => Err(format!("{OVERLAY_VAR}=fuse, but {why}")),
+    }
+}
+
+/// The fuse-overlayfs program (an absolute path found on `PATH`), if `/dev/fuse` can be
+/// opened for reading and writing by this user; else why not and how to fix it.
+pub fn fuse_overlayfs() -> Result<String, String> {
+    let program = find_program("fuse-overlayfs").ok_or(
+        "fuse-overlayfs is not installed (not found on PATH); install it (Debian and Ubuntu: \
+         `apt-get install fuse-overlayfs`)",
+    )?;
+    let device = "/dev/fuse";
+    match fs::OpenOptions::new().read(true).write(true).open(device) {
+        Ok(_) => Ok(program),
+        Err(e) => Err(format!(
+            "{program} is installed, but {device} cannot be opened for reading and writing by \
+             this user ({e}); load the module (`modprobe fuse`) and make the device usable by \
+             everyone (`chmod 0666 {device}`, as the fuse packages' udev rule does)"
+        )),
+    }
+}
+
+/// `name` in the absolute directories of `PATH` (or the standard ones), if executable.
+fn find_program(name: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(name))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+        .map(|p| p.display().to_string())
+}
+
+/// Whether kernel overlayfs mounts the way the sandbox mounts it: in a user namespace with
+/// `userxattr`, or as real root in a mount namespace alone.
+pub fn kernel_overlay(helper: &Path, scratch: &Path) -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return overlay_in_userns(helper, scratch);
+    }
+    let namespaces = vec![SetupStep::UnshareMountNs, SetupStep::MakeRootPrivate];
+    overlay_probe(helper, scratch, namespaces, false)
+}
+
 fn run_probe(helper: &Path, steps: Vec<SetupStep>, plan_dir: &Path) -> Result<(), String> {
     let plan = SandboxPlan {
         steps,
@@ -114,14 +240,18 @@ fn run_probe(helper: &Path, steps: Vec<SetupStep>, plan_dir: &Path) -> Result<()
         cwd: "/".into(),
     };
     let file = PlanFile::write_unchecked(&plan, plan_dir).map_err(|e| e.to_string())?;
-    let out = Command::new(helper)
-        .arg(HELPER_VERB)
-        .arg("--probe")
-        .arg(file.path())
-        .env_clear()
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", helper.display()))?;
+    let child = spawn::start(
+        helper,
+        &["--probe".into()],
+        &plan,
+        file,
+        &[],
+        SandboxStdio::captured(),
+    )
+    .map_err(|e| e.to_string())?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("cannot wait for {}: {e}", helper.display()))?;
     if out.status.success() {
         return Ok(());
     }
@@ -132,4 +262,58 @@ fn run_probe(helper: &Path, steps: Vec<SetupStep>, plan_dir: &Path) -> Result<()
         out.status,
         stderr.trim()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{overlay_driver, OverlaySetting};
+    use crate::sandbox::plan::OverlayDriver;
+
+    #[test]
+    fn the_overlay_setting_is_auto_kernel_or_fuse() {
+        for (value, setting) in [
+            (None, OverlaySetting::Auto),
+            (Some(""), OverlaySetting::Auto),
+            (Some("auto"), OverlaySetting::Auto),
+            (Some("kernel"), OverlaySetting::Kernel),
+            (Some("fuse"), OverlaySetting::Fuse),
+        ] {
+            assert_eq!(OverlaySetting::parse(value), Ok(setting), "{value:?}");
+        }
+        let err = OverlaySetting::parse(Some("Fuse")).unwrap_err();
+        assert!(
+            err.contains("KARAPACE_OVERLAY=Fuse") && err.contains("`fuse`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn auto_falls_back_to_fuse_only_when_fuse_can_be_used() {
+        let found = || Ok("/usr/bin/fuse-overlayfs".to_string());
+        let missing = || Err("fuse-overlayfs is not installed".to_string());
+        let program = "/usr/bin/fuse-overlayfs".to_string();
+        assert_eq!(
+            overlay_driver(OverlaySetting::Auto, found()),
+            Ok(OverlayDriver::KernelOrFuse {
+                program: program.clone()
+            })
+        );
+        assert_eq!(
+            overlay_driver(OverlaySetting::Auto, missing()),
+            Ok(OverlayDriver::Kernel)
+        );
+        assert_eq!(
+            overlay_driver(OverlaySetting::Kernel, found()),
+            Ok(OverlayDriver::Kernel)
+        );
+        assert_eq!(
+            overlay_driver(OverlaySetting::Fuse, found()),
+            Ok(OverlayDriver::Fuse { program })
+        );
+        let err = overlay_driver(OverlaySetting::Fuse, missing()).unwrap_err();
+        assert_eq!(
+            err,
+            "KARAPACE_OVERLAY=fuse, but fuse-overlayfs is not installed"
+        );
+    }
 }

@@ -24,6 +24,16 @@ pub enum SandboxError {
         errno: Errno,
         hint: String,
     },
+    /// A program run by a setup step (fuse-overlayfs) failed.
+    #[error("sandbox step `{step}` failed: {program} {status}: {stderr}. {hint}")]
+    Program {
+        step: &'static str,
+        program: String,
+        /// "exited with code N" or "was killed by a signal".
+        status: String,
+        stderr: String,
+        hint: String,
+    },
     /// A read-only mount that the kernel still reports writable after the remount.
     #[error(
         "sandbox step `{step}` failed: {path} is still writable after the read-only remount; \
@@ -40,6 +50,24 @@ pub enum SandboxError {
     /// Modelled but not implemented yet.
     #[error("sandbox step `{step}`: {what}")]
     Unsupported { step: &'static str, what: String },
+    /// newuidmap or newgidmap, run by the spawner for a subordinate range, failed.
+    #[error("cannot write the sandbox's id maps: `{command}` failed ({status}): {stderr}. {fix}")]
+    IdMapTool {
+        command: String,
+        status: String,
+        stderr: String,
+        fix: String,
+    },
+    /// The spawner cannot write the maps a plan asks for (no usable newuidmap/newgidmap).
+    #[error("cannot write the sandbox's id maps: {why}. {fix}")]
+    IdMapUnavailable { why: String, fix: String },
+    /// A helper run for a side task (deleting a tree) failed.
+    #[error("the sandbox helper could not {what} ({status}): {stderr}")]
+    HelperFailed {
+        what: String,
+        status: String,
+        stderr: String,
+    },
     #[error("invalid sandbox plan: {0}")]
     InvalidPlan(String),
     #[error("cannot encode or decode the sandbox plan: {0}")]
@@ -61,6 +89,7 @@ impl SandboxError {
     pub fn step(&self) -> Option<&'static str> {
         match self {
             SandboxError::Step { step, .. }
+            | SandboxError::Program { step, .. }
             | SandboxError::NotReadOnly { step, .. }
             | SandboxError::SymlinkMountPoint { step, .. }
             | SandboxError::Unsupported { step, .. } => Some(step),
@@ -92,6 +121,13 @@ pub(crate) fn hint(step: &str, errno: Errno) -> String {
                 .into()
         }
         ("unshare_user_ns", _) | ("unshare_other", Errno::EPERM | Errno::ENOSPC) => userns.into(),
+        ("await_id_maps", Errno::EPIPE) => "The process that started the sandbox closed the \
+             channel without writing the id maps: running newuidmap/newgidmap failed (its error \
+             says why) or it exited"
+            .into(),
+        ("await_id_maps", _) => "The channel to the process that writes the id maps failed; \
+             start the sandbox with `sandbox::spawn`"
+            .into(),
         ("write_id_maps", _) => "Each map may name only the caller's own id when written \
              without newuidmap/newgidmap; check /proc/sys/user/max_user_namespaces and that \
              the maps were not written already"
@@ -105,6 +141,10 @@ pub(crate) fn hint(step: &str, errno: Errno) -> String {
             "Overlayfs is not mountable here (kernel too old or disabled in user namespaces); \
              fuse-overlayfs is the fallback. {userns}"
         ),
+        ("loopback_up", _) => "Bringing `lo` up needs CAP_NET_ADMIN in the user namespace \
+             that owns the new network namespace (the helper's stage 1 has it); a seccomp or LSM \
+             policy may refuse netlink sockets"
+            .into(),
         ("mount_proc", Errno::EPERM) => "A fresh /proc needs a PID namespace created inside \
              the user namespace, and a host /proc with no paths mounted over (as inside some \
              containers)"

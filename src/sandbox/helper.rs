@@ -2,34 +2,42 @@
 //! starts, because `unshare(CLONE_NEWUSER)` is refused to a threaded process (unshare(2)).
 //!
 //! Forms:
-//! - `__sandbox-init [--parent-pid PID] [--session RECORD] PLAN_FILE` — stage 1. Reads the JSON
-//!   plan from the file and deletes it (a file, not the environment: the program's environment
-//!   must be exactly the plan's; not stdin: the program owns stdin). Runs the namespace steps,
-//!   then re-executes `/proc/self/exe __sandbox-init --stage2 FD REPORT_FD [RECORD]`, which
-//!   becomes PID 1 of the new PID namespace, and waits for it, forwarding signals.
-//!   `--parent-pid` closes the race in which the spawner dies before `PR_SET_PDEATHSIG` is set.
+//! - `__sandbox-init [--parent-pid PID] [--session RECORD] [--id-maps FD] PLAN_FILE` — stage 1.
+//!   Reads the JSON plan from the file and deletes it (a file, not the environment: the
+//!   program's environment must be exactly the plan's; not stdin: the program owns stdin).
+//!   Runs the namespace steps (with `--id-maps`, the spawner writes a subordinate range's maps
+//!   while we wait: `spawn.rs`), then re-executes `/proc/self/exe __sandbox-init --stage2 FD
+//!   REPORT_FD [RECORD]`, which becomes PID 1 of the new PID namespace, and waits for it,
+//!   forwarding signals. `--parent-pid` closes the race in which the spawner dies before
+//!   `PR_SET_PDEATHSIG` is set.
 //!   `--session RECORD` makes the run a session of an environment that other sessions may
 //!   join (see `join.rs`): under the init record's lock, stage 1 joins the running init if the
-//!   record names one, instead of building a second root; otherwise it starts cold and records
-//!   its stage 2 once stage 2 reports the root ready. A join that finds the init gone after it
-//!   entered the namespaces exits 125 and leaves the plan file in place: nothing ran, and the
-//!   runtime starts the session again.
+//!   record names one, instead of building a second root (and tells the spawner over
+//!   `--id-maps` that no maps are needed: the user namespace it enters has them); otherwise it
+//!   clears the overlay's volatile marker (`volatile.rs`: nothing has the overlay mounted
+//!   now, and nothing can mount it before we do), starts cold and records its stage 2 once
+//!   stage 2 reports the root ready. A join that finds the init gone after it entered the
+//!   namespaces exits 125 and leaves the plan file in place: nothing ran, and the runtime
+//!   starts the session again.
 //! - `--stage2 FD REPORT_FD [RECORD]` — stage 2 (internal). Reads the rest of the plan from an
 //!   inherited pipe (one JSON line; stage 1 keeps its end open for its whole life, so EOF after
-//!   the line means stage 1 is already gone), starts the exec shim, runs the file-system steps,
-//!   `pivot_root` and the process attributes, then releases the shim, which execs the program
-//!   with exactly the plan's environment, and reports `ready` on REPORT_FD. It forwards
-//!   SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the program, reaps every zombie
-//!   (it is init) and exits with the program's code (128+N for signal N). When PID 1 exits the
-//!   kernel kills everything left in the namespace, and the last process leaving the mount
-//!   namespace takes every mount with it. With RECORD, if joined sessions still run when the
-//!   program ends, it reports `exit CODE` instead (stage 1 exits with it) and stays as their
-//!   init until none is left (`supervise::after_program`).
+//!   the line means stage 1 is already gone), mounts the root overlay, starts the exec shim,
+//!   runs the other file-system steps, `pivot_root` and the process attributes, then releases
+//!   the shim, which execs the program with exactly the plan's environment, and reports
+//!   `ready` on REPORT_FD. It forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to
+//!   the program, reaps every zombie (it is init) and exits with the program's code (128+N for
+//!   signal N). When PID 1 exits the kernel kills everything left in the namespace, and the
+//!   last process leaving the mount namespace takes every mount with it. With RECORD, if
+//!   joined sessions still run when the program ends, it reports `exit CODE` instead (stage 1
+//!   exits with it) and stays as their init until none is left (`supervise::after_program`).
 //! - `--exec GO READY -- ARGV…` — the exec shim (internal, see `program.rs`): started by stage 2
 //!   before the root is built (or by a joining stage 1), released once it is; clears the signal
 //!   mask and execs ARGV.
-//! - `--probe PLAN_FILE` — runs every step of the plan in this process and exits 0; used by
-//!   [`super::check`] to find out what the kernel allows.
+//! - `--probe [--id-maps FD] PLAN_FILE` — runs every step of the plan in this process and exits
+//!   0; used by [`super::check`] to find out what the kernel allows.
+//! - `--remove-tree [--id-maps FD] PLAN_FILE TREE` — runs the plan's user-namespace steps, then
+//!   deletes TREE as root of that namespace: files a sandbox gave to subordinate ids, which the
+//!   user cannot delete on the host ([`super::remove`]).
 //!
 //! Every stage sets `PR_SET_PDEATHSIG` to SIGKILL, so the sandbox dies with whoever started
 //! it; only an init that stays for joined sessions clears it (after its own session ended).
@@ -47,14 +55,15 @@ use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::signal::{SigSet, Signal};
 
 use super::error::{Result, SandboxError, EXIT_SETUP_FAILED};
-use super::exec::apply_steps;
+use super::exec::{apply_steps_in, apply_steps_with};
 use super::join::{try_join, InitRecord, Join, RecordFile, RecordLock};
-use super::plan::{SandboxPlan, Stage};
+use super::plan::{SandboxPlan, SetupStep, Stage};
 use super::program::{exec_shim, pipe_to_child, read_line, ChildEnd, ExecAttrs, PendingProgram};
 use super::supervise::{
     after_program, block_forwarded_signals, supervise, supervise_stage2, Report,
 };
-use super::sys::LinuxSys;
+use super::sys::{IdMapSync, LinuxSys};
+use super::volatile;
 use super::HELPER_VERB;
 
 /// The environment variable that turns on a trace line per step (passed through to stage 2).
@@ -65,6 +74,7 @@ enum Mode {
         plan_file: PathBuf,
         parent: Option<i32>,
         session: Option<PathBuf>,
+        id_maps: Option<IdMapSync>,
     },
     Stage2 {
         fd: RawFd,
@@ -73,6 +83,12 @@ enum Mode {
     },
     Probe {
         plan_file: PathBuf,
+        id_maps: Option<IdMapSync>,
+    },
+    RemoveTree {
+        plan_file: PathBuf,
+        tree: PathBuf,
+        id_maps: Option<IdMapSync>,
     },
     Exec {
         go: RawFd,
@@ -89,13 +105,19 @@ pub fn main() -> ExitCode {
             plan_file,
             parent,
             session,
-        } => stage1(&plan_file, parent, session.as_deref()),
+            id_maps,
+        } => stage1(&plan_file, parent, session.as_deref(), id_maps),
         Mode::Stage2 {
             fd,
             report,
             session,
         } => stage2(fd, report, session.as_deref()),
-        Mode::Probe { plan_file } => probe(&plan_file),
+        Mode::Probe { plan_file, id_maps } => probe(&plan_file, id_maps),
+        Mode::RemoveTree {
+            plan_file,
+            tree,
+            id_maps,
+        } => remove_tree(&plan_file, &tree, id_maps),
         Mode::Exec { go, ready, argv } => Ok(exec_shim(go, ready, &argv)),
     });
     match result {
@@ -110,8 +132,10 @@ pub fn main() -> ExitCode {
 fn parse_args(args: &[OsString]) -> Result<Mode> {
     let usage = || {
         SandboxError::InvalidPlan(format!(
-            "usage: {HELPER_VERB} [--parent-pid PID] [--session RECORD] PLAN_FILE | \
-             {HELPER_VERB} --probe PLAN_FILE (internal: --stage2 FD REPORT_FD [RECORD])"
+            "usage: {HELPER_VERB} [--parent-pid PID] [--session RECORD] [--id-maps FD] \
+             PLAN_FILE | {HELPER_VERB} --probe [--id-maps FD] PLAN_FILE | {HELPER_VERB} \
+             --remove-tree [--id-maps FD] PLAN_FILE TREE (internal: --stage2 FD REPORT_FD \
+             [RECORD])"
         ))
     };
     if args.len() >= 4 && args[0] == "--exec" && args[3] == "--" {
@@ -122,29 +146,53 @@ fn parse_args(args: &[OsString]) -> Result<Mode> {
             argv: args[4..].to_vec(),
         });
     }
+    // `--id-maps FD` may stand before the plan file of every form but `--stage2`.
+    let mut args: Vec<&OsString> = args.iter().collect();
+    let id_maps = match args.iter().position(|a| *a == "--id-maps") {
+        Some(i) if i + 1 < args.len() => {
+            let fd = args[i + 1].to_str().and_then(|s| s.parse().ok());
+            args.drain(i..i + 2);
+            Some(IdMapSync {
+                fd: fd.ok_or_else(usage)?,
+            })
+        }
+        Some(_) => return Err(usage()),
+        None => None,
+    };
+    let path = |i: usize| PathBuf::from(args[i]);
     let text: Vec<&str> = args.iter().map(|a| a.to_str().unwrap_or("")).collect();
     let fd = |s: &str| s.parse::<RawFd>().map_err(|_| usage());
     match text.as_slice() {
-        ["--stage2", plan, report, rest @ ..] if rest.len() <= 1 => Ok(Mode::Stage2 {
-            fd: fd(plan)?,
-            report: fd(report)?,
-            session: args.get(3).map(PathBuf::from),
-        }),
+        ["--stage2", plan, report, rest @ ..] if rest.len() <= 1 && id_maps.is_none() => {
+            Ok(Mode::Stage2 {
+                fd: fd(plan)?,
+                report: fd(report)?,
+                session: args.get(3).map(PathBuf::from),
+            })
+        }
+        ["--stage2", ..] => Err(usage()),
         ["--probe", _] => Ok(Mode::Probe {
-            plan_file: PathBuf::from(&args[1]),
+            plan_file: path(1),
+            id_maps,
         }),
-        _ => parse_run(args, &text).ok_or_else(usage),
+        ["--remove-tree", _, _] => Ok(Mode::RemoveTree {
+            plan_file: path(1),
+            tree: path(2),
+            id_maps,
+        }),
+        _ => parse_run(&args, &text, id_maps).ok_or_else(usage),
     }
 }
 
-/// `[--parent-pid PID] [--session RECORD] PLAN_FILE`, each option at most once.
-fn parse_run(args: &[OsString], text: &[&str]) -> Option<Mode> {
+/// `[--parent-pid PID] [--session RECORD] PLAN_FILE`, each option at most once (`--id-maps`
+/// is taken out already).
+fn parse_run(args: &[&OsString], text: &[&str], id_maps: Option<IdMapSync>) -> Option<Mode> {
     let (mut parent, mut session) = (None, None);
     let mut i = 0;
     while i + 1 < args.len() {
         match text[i] {
             "--parent-pid" if parent.is_none() => parent = Some(text[i + 1].parse().ok()?),
-            "--session" if session.is_none() => session = Some(PathBuf::from(&args[i + 1])),
+            "--session" if session.is_none() => session = Some(PathBuf::from(args[i + 1])),
             _ => return None,
         }
         i += 2;
@@ -154,6 +202,7 @@ fn parse_run(args: &[OsString], text: &[&str]) -> Option<Mode> {
         plan_file: PathBuf::from(plan_file),
         parent,
         session,
+        id_maps,
     })
 }
 
@@ -163,7 +212,12 @@ fn die_with_parent() -> Result<()> {
         .map_err(SandboxError::helper("prctl(PR_SET_PDEATHSIG)"))
 }
 
-fn stage1(plan_file: &Path, parent: Option<i32>, session: Option<&Path>) -> Result<u8> {
+fn stage1(
+    plan_file: &Path,
+    parent: Option<i32>,
+    session: Option<&Path>,
+    id_maps: Option<IdMapSync>,
+) -> Result<u8> {
     die_with_parent()?;
     let mut file = PlanFileGuard {
         path: plan_file,
@@ -192,6 +246,11 @@ fn stage1(plan_file: &Path, parent: Option<i32>, session: Option<&Path>) -> Resu
             match try_join(&lock, &plan)? {
                 Join::Started(program, attrs) => {
                     file.consume()?;
+                    if let Some(sync) = id_maps {
+                        sync.not_needed().map_err(SandboxError::helper(
+                            "tell the spawner over the id-map channel that no maps are needed",
+                        ))?;
+                    }
                     // The shim is inside the PID namespace now: the init will count it.
                     drop(lock);
                     let child = program.release(&attrs)?;
@@ -207,13 +266,21 @@ fn stage1(plan_file: &Path, parent: Option<i32>, session: Option<&Path>) -> Resu
         }
     };
     file.consume()?;
-    cold_start(plan, &signals, record)
+    if record.is_some() {
+        reuse_overlay_work(&plan)?;
+    }
+    cold_start(plan, &signals, record, id_maps)
 }
 
 /// Creates the namespaces and starts stage 2 in them; with a session, `record` is locked and
 /// stays locked until stage 2 is ready and recorded as the environment's init.
-fn cold_start(plan: SandboxPlan, signals: &SigSet, record: Option<RecordLock>) -> Result<u8> {
-    apply_steps(&mut LinuxSys, &plan.stage_steps(Stage::Namespaces))?;
+fn cold_start(
+    plan: SandboxPlan,
+    signals: &SigSet,
+    record: Option<RecordLock>,
+    id_maps: Option<IdMapSync>,
+) -> Result<u8> {
+    apply_steps_with(&mut LinuxSys, &plan.stage_steps(Stage::Namespaces), id_maps)?;
     let rest = SandboxPlan {
         steps: plan.stage_steps(Stage::Root),
         ..plan
@@ -237,8 +304,20 @@ fn stage2(fd: RawFd, report: RawFd, session: Option<&Path>) -> Result<u8> {
     let signals = block_forwarded_signals()?;
     // Opened before pivot_root hides the host's file system.
     let record = session.map(RecordFile::open).transpose()?;
+    // The root overlay comes first: a fuse-overlayfs root moves us into a new mount namespace
+    // (see `exec.rs`), and the program must start in that one.
+    let root = plan.steps.iter().find_map(|s| match s {
+        SetupStep::PivotRoot { new_root } => Some(new_root.as_str()),
+        _ => None,
+    });
+    let split = plan
+        .steps
+        .iter()
+        .position(|s| matches!(s, SetupStep::MountOverlay { .. }))
+        .map_or(0, |i| i + 1);
+    apply_steps_in(&mut LinuxSys, &plan.steps[..split], root)?;
     let program = PendingProgram::start(&plan)?;
-    apply_steps(&mut LinuxSys, &plan.steps)?;
+    apply_steps_in(&mut LinuxSys, &plan.steps[split..], root)?;
     let child = program.release(&ExecAttrs::of(&plan))?;
     Report::Ready.send(&mut report)?;
     let code = supervise(child, &signals, true)?;
@@ -248,12 +327,67 @@ fn stage2(fd: RawFd, report: RawFd, session: Option<&Path>) -> Result<u8> {
     }
 }
 
-fn probe(plan_file: &Path) -> Result<u8> {
+/// A session's cold start, under the init record's lock: no sandbox of the environment has
+/// its overlay mounted (no init runs; one that was exiting is gone), and none can mount it
+/// before our stage 2 does, so the volatile marker of its last mount can go (`volatile.rs`).
+fn reuse_overlay_work(plan: &SandboxPlan) -> Result<()> {
+    let Some(work) = plan.steps.iter().find_map(|s| match s {
+        SetupStep::MountOverlay { work, .. } => Some(Path::new(work)),
+        _ => None,
+    }) else {
+        return Ok(());
+    };
+    match volatile::clear_marker(work) {
+        Ok(volatile::Marker::Cleared {
+            from_earlier_boot: true,
+        }) => {
+            // The program's stderr is the session's terminal or log: the user sees it there.
+            eprintln!("karapace-tui: warning: {}", volatile::crash_warning(work));
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(SandboxError::io(
+            "remove the overlay's volatile marker",
+            e.path.display().to_string(),
+        )(e.source)),
+    }
+}
+
+fn probe(plan_file: &Path, id_maps: Option<IdMapSync>) -> Result<u8> {
     die_with_parent()?;
     let plan = read_plan_file(plan_file)?;
     plan.validate_steps()?;
-    apply_steps(&mut LinuxSys, &plan.steps)?;
+    apply_steps_with(&mut LinuxSys, &plan.steps, id_maps)?;
     Ok(0)
+}
+
+/// Deletes `tree` as root of a user namespace built by the plan, which may hold only
+/// user-namespace steps (nothing is mounted, nothing else is unshared).
+fn remove_tree(plan_file: &Path, tree: &Path, id_maps: Option<IdMapSync>) -> Result<u8> {
+    die_with_parent()?;
+    let plan = read_plan_file(plan_file)?;
+    plan.validate_steps()?;
+    let user_ns_only = plan.steps.iter().all(|s| {
+        matches!(
+            s,
+            SetupStep::UnshareUserNs
+                | SetupStep::WriteIdMaps { .. }
+                | SetupStep::AwaitIdMaps { .. }
+        )
+    });
+    if !user_ns_only || !tree.is_absolute() {
+        return Err(SandboxError::InvalidPlan(format!(
+            "--remove-tree takes only user-namespace steps and an absolute path (got {})",
+            tree.display()
+        )));
+    }
+    apply_steps_with(&mut LinuxSys, &plan.steps, id_maps)?;
+    match fs::remove_dir_all(tree) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(SandboxError::io("remove", tree.display().to_string())(e))
+        }
+        _ => Ok(0),
+    }
 }
 
 /// Reads the plan and deletes the file, so nothing of it is left behind.
@@ -437,10 +571,9 @@ mod tests {
             })
         ));
         let session = parse(&["--parent-pid", "42", "--session", "/env/init", "/p.json"]);
-        assert!(
-            matches!(&session, Some(Mode::Run { parent: Some(42), session: Some(s), plan_file })
-                if s.to_str() == Some("/env/init") && plan_file.to_str() == Some("/p.json")),
-        );
+        assert!(matches!(&session, Some(Mode::Run {
+                    parent: Some(42), session: Some(s), plan_file, id_maps: None
+                }) if s.to_str() == Some("/env/init") && plan_file.to_str() == Some("/p.json")),);
         assert!(matches!(
             parse(&["--stage2", "5", "6"]),
             Some(Mode::Stage2 {
@@ -458,7 +591,41 @@ mod tests {
         ));
         assert!(matches!(
             parse(&["--probe", "/p.json"]),
-            Some(Mode::Probe { .. })
+            Some(Mode::Probe { id_maps: None, .. })
+        ));
+        let fd = |fd| Some(super::IdMapSync { fd });
+        assert!(matches!(
+            parse(&["--parent-pid", "42", "--id-maps", "7", "/p.json"]),
+            Some(Mode::Run { parent: Some(42), id_maps, plan_file, session: None })
+                if id_maps == fd(7) && plan_file.as_os_str() == "/p.json"
+        ));
+        assert!(matches!(
+            parse(&["--id-maps", "7", "/p.json"]),
+            Some(Mode::Run { parent: None, id_maps, .. }) if id_maps == fd(7)
+        ));
+        let session = parse(&[
+            "--parent-pid",
+            "42",
+            "--session",
+            "/env/init",
+            "--id-maps",
+            "7",
+            "/p.json",
+        ]);
+        assert!(matches!(
+            &session,
+            Some(Mode::Run { parent: Some(42), session: Some(s), id_maps, plan_file })
+                if s.as_os_str() == "/env/init" && *id_maps == fd(7)
+                    && plan_file.as_os_str() == "/p.json"
+        ));
+        assert!(matches!(
+            parse(&["--probe", "--id-maps", "8", "/p.json"]),
+            Some(Mode::Probe { id_maps, .. }) if id_maps == fd(8)
+        ));
+        assert!(matches!(
+            parse(&["--remove-tree", "--id-maps", "8", "/p.json", "/tree"]),
+            Some(Mode::RemoveTree { id_maps, tree, .. }) if id_maps == fd(8)
+                && tree.as_os_str() == "/tree"
         ));
         let exec = parse(&["--exec", "3", "4", "--", "sh", "-c", "--stage2"]);
         assert!(
@@ -477,6 +644,11 @@ mod tests {
             &["--bogus", "/p"],
             &["/a", "/b"],
             &["--exec", "3", "--"],
+            &["--id-maps", "x", "/p"],
+            &["/p", "--id-maps"],
+            &["--id-maps", "7", "--id-maps", "8", "/p"],
+            &["--stage2", "--id-maps", "3", "5", "6"],
+            &["--remove-tree", "/p"],
         ] {
             assert!(parse(bad).is_none(), "{bad:?}");
         }

@@ -2,7 +2,8 @@
 //! overlayfs root, set up by a small single-threaded helper process.
 //!
 //! - [`plan`]: [`SandboxPlan`], the ordered [`SetupStep`]s (data, serde/JSON), and its rules;
-//!   [`builder`]: the standard plan for an environment ([`RootfsSpec`]).
+//!   [`builder`]: the standard plan for an environment ([`RootfsSpec`]); [`idmap`]: which ids
+//!   a rootless sandbox maps (a full subordinate range, or only the caller's own ids, and why).
 //! - [`sys`]: the only place syscalls happen — the [`Sys`] trait, [`LinuxSys`] (nix) and
 //!   [`RecordingSys`] (records calls, fails on demand).
 //! - [`exec`]: runs steps with a `Sys`, in order, aborting at the first failure with an error
@@ -12,9 +13,14 @@
 //!   program and reaps); [`supervise`]: its signal forwarding and reaping.
 //! - [`join`]: several sessions in one running environment — the init record and its lock,
 //!   and joining the running init's namespaces with `setns`.
-//! - [`spawn`]: how the runtime starts a plan ([`spawn()`], or [`PlanFile`] + [`command`]), or
-//!   a session of an environment ([`spawn_session`]).
-//! - [`check`]: run-time probes of what the kernel allows.
+//! - [`spawn`]: how the runtime starts a plan ([`spawn()`], or [`PlanFile`] + [`command`]) or
+//!   a session of an environment ([`spawn_session`]), and writes a subordinate range's id maps
+//!   from outside with newuidmap/newgidmap.
+//! - [`check`]: run-time probes of what the kernel allows (and whether fuse-overlayfs can be
+//!   used); [`netlink`]: the rtnetlink request that brings `lo` up.
+//! - [`remove`]: deleting trees that hold files of subordinate ids.
+//! - [`volatile`]: clearing a `volatile` overlay's marker before the work directory's next
+//!   mount.
 //!
 //! Invariants: no unsafe code; the process that unshares is always the fresh helper, never the
 //! (threaded) TUI; nothing propagates to the host's mounts (`/` is made a slave first); the
@@ -27,12 +33,16 @@ pub mod check;
 pub mod error;
 pub mod exec;
 pub mod helper;
+pub mod idmap;
 pub mod join;
+pub mod netlink;
 pub mod plan;
 pub mod program;
+pub mod remove;
 pub mod spawn;
 pub mod supervise;
 pub mod sys;
+pub mod volatile;
 
 #[cfg(test)]
 mod tests;
@@ -40,9 +50,9 @@ mod tests;
 pub use builder::{Bind, IdMapping, RootfsSpec};
 pub use error::{SandboxError, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
 pub use exec::apply_steps;
-pub use plan::{IdRange, SandboxPlan, SetupStep, Stage};
+pub use plan::{IdRange, OverlayDriver, SandboxPlan, SetupStep, Stage};
 pub use spawn::{command, helper_args, spawn, spawn_session, PlanFile, SandboxStdio, Session};
-pub use sys::{Call, FileKind, LinuxSys, RecordingSys, Sys};
+pub use sys::{Call, FileKind, IdMapSync, LinuxSys, ProgramExit, RecordingSys, Sys};
 
 /// The hidden first argument that makes `karapace-tui` run as the sandbox helper.
 pub const HELPER_VERB: &str = "__sandbox-init";

@@ -9,7 +9,10 @@
 //! - nothing is mounted unless a mount namespace was created first, and the hostname is only
 //!   set inside a new UTS namespace (as real root either would change the host);
 //! - all paths are absolute and free of NUL; overlay paths have no `,` `:` or `\` (the kernel
-//!   parses them out of one option string);
+//!   and fuse-overlayfs parse them out of one option string);
+//! - `lo` is only brought up in a new network namespace (never the host's), and a
+//!   fuse-overlayfs root needs a new PID namespace: its daemon runs inside the sandbox and only
+//!   the end of that namespace is sure to kill it (pid_namespaces(7));
 //! - after `pivot_root` only process attributes follow (hostname, no_new_privs, chdir).
 
 use serde::{Deserialize, Serialize};
@@ -35,16 +38,49 @@ impl IdRange {
     }
 }
 
+/// How the root overlay is mounted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverlayDriver {
+    /// Kernel overlayfs.
+    Kernel,
+    /// fuse-overlayfs (`program`, an absolute path), for kernels that refuse overlayfs in a
+    /// user namespace (before Linux 5.11). Needs `/dev/fuse`.
+    Fuse { program: String },
+    /// Kernel overlayfs, and fuse-overlayfs if the kernel refuses the mount as unsupported
+    /// (`EPERM`, `EINVAL` or `ENODEV`).
+    KernelOrFuse { program: String },
+}
+
+impl OverlayDriver {
+    /// The fuse-overlayfs program this driver may run.
+    pub fn fuse_program(&self) -> Option<&str> {
+        match self {
+            OverlayDriver::Kernel => None,
+            OverlayDriver::Fuse { program } | OverlayDriver::KernelOrFuse { program } => {
+                Some(program)
+            }
+        }
+    }
+}
+
 /// One setup step. Paths are host paths as seen by the helper before `pivot_root`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SetupStep {
     /// `unshare(CLONE_NEWUSER)`.
     UnshareUserNs,
-    /// `uid_map`, `setgroups` = `deny`, `gid_map` (user_namespaces(7)). Only a single id per map
-    /// is written by the helper itself; a full subordinate range needs newuidmap/newgidmap run
-    /// from outside and is refused for now.
+    /// `uid_map`, `setgroups` = `deny`, `gid_map` (user_namespaces(7)), written by the helper
+    /// itself: each map is one line naming only the caller's own id.
     WriteIdMaps {
+        uid_map: Vec<IdRange>,
+        gid_map: Vec<IdRange>,
+    },
+    /// Maps with subordinate ranges, which only newuidmap(1)/newgidmap(1) may write, from
+    /// outside the namespace: the helper tells its spawner that the namespace exists and waits
+    /// until the spawner has run them for its pid (`spawn.rs`). `setgroups` is left to
+    /// newgidmap, which keeps it `allow` for such maps, so programs may drop groups.
+    AwaitIdMaps {
         uid_map: Vec<IdRange>,
         gid_map: Vec<IdRange>,
     },
@@ -59,14 +95,19 @@ pub enum SetupStep {
         ipc: bool,
         net: bool,
     },
-    /// Kernel overlayfs. `lower` is ordered top first. `userxattr` is required inside a user
-    /// namespace (see docs/architecture.md).
+    /// Sets `lo` of the new network namespace up (it starts down, so 127.0.0.1 would not
+    /// answer), with an rtnetlink request (`netlink.rs`). Runs in stage 1, which holds
+    /// `CAP_NET_ADMIN` in the user namespace that owns the network namespace.
+    LoopbackUp,
+    /// The root overlay. `lower` is ordered top first. `userxattr` (kernel overlayfs only) is
+    /// required inside a user namespace (see docs/architecture.md).
     MountOverlay {
         lower: Vec<String>,
         upper: String,
         work: String,
         target: String,
         userxattr: bool,
+        driver: OverlayDriver,
     },
     /// A bind mount, always `nosuid,nodev`; read-only ones are verified with statvfs.
     BindMount {
@@ -91,8 +132,12 @@ pub enum SetupStep {
     },
     /// bubblewrap's `--dev`: tmpfs, host null/zero/full/random/urandom/tty bound as files, the
     /// stdio and fd symlinks, a private devpts instance with /dev/ptmx, and a tmpfs /dev/shm.
+    /// `console` is the caller's terminal (a host path such as `/dev/pts/3`), bound onto
+    /// `/dev/console`: the private devpts does not hold it, and glibc's ttyname(3) finds the
+    /// terminal by scanning /dev for the same file, so `tty`, `ssh` and `sudo` work inside.
     MinimalDev {
         target: String,
+        console: Option<String>,
     },
     /// A recursive bind of the host's /sys, made read-only (every submount too).
     MountSysReadOnly {
@@ -124,9 +169,11 @@ impl SetupStep {
         match self {
             SetupStep::UnshareUserNs => "unshare_user_ns",
             SetupStep::WriteIdMaps { .. } => "write_id_maps",
+            SetupStep::AwaitIdMaps { .. } => "await_id_maps",
             SetupStep::UnshareMountNs => "unshare_mount_ns",
             SetupStep::MakeRootPrivate => "make_root_private",
             SetupStep::UnshareOther { .. } => "unshare_other",
+            SetupStep::LoopbackUp => "loopback_up",
             SetupStep::MountOverlay { .. } => "mount_overlay",
             SetupStep::BindMount { .. } => "bind_mount",
             SetupStep::BindDevice { .. } => "bind_device",
@@ -145,9 +192,11 @@ impl SetupStep {
         match self {
             SetupStep::UnshareUserNs
             | SetupStep::WriteIdMaps { .. }
+            | SetupStep::AwaitIdMaps { .. }
             | SetupStep::UnshareMountNs
             | SetupStep::MakeRootPrivate
-            | SetupStep::UnshareOther { .. } => Stage::Namespaces,
+            | SetupStep::UnshareOther { .. }
+            | SetupStep::LoopbackUp => Stage::Namespaces,
             _ => Stage::Root,
         }
     }
@@ -175,17 +224,23 @@ impl SetupStep {
                 upper,
                 work,
                 target,
+                driver,
                 ..
             } => {
                 let mut v: Vec<&str> = lower.iter().map(String::as_str).collect();
                 v.extend([upper.as_str(), work.as_str(), target.as_str()]);
+                v.extend(driver.fuse_program());
+                v
+            }
+            SetupStep::MinimalDev { target, console } => {
+                let mut v = vec![target.as_str()];
+                v.extend(console.as_deref());
                 v
             }
             SetupStep::BindMount { source, target, .. }
             | SetupStep::BindDevice { source, target } => vec![source, target],
             SetupStep::MountProc { target }
             | SetupStep::MountTmpfs { target, .. }
-            | SetupStep::MinimalDev { target }
             | SetupStep::MountSysReadOnly { target }
             | SetupStep::PivotRoot { new_root: target }
             | SetupStep::Chdir(target) => vec![target],
@@ -213,6 +268,14 @@ impl SandboxPlan {
 
     pub fn from_json(text: &str) -> Result<SandboxPlan, SandboxError> {
         serde_json::from_str(text).map_err(SandboxError::PlanJson)
+    }
+
+    /// The maps the spawner must write from outside (the `await_id_maps` step), if any.
+    pub fn outside_id_maps(&self) -> Option<(&[IdRange], &[IdRange])> {
+        self.steps.iter().find_map(|s| match s {
+            SetupStep::AwaitIdMaps { uid_map, gid_map } => Some((&uid_map[..], &gid_map[..])),
+            _ => None,
+        })
     }
 
     /// The steps of one stage, in order.
@@ -253,8 +316,16 @@ impl SandboxPlan {
             for path in step.paths() {
                 absolute(path)?;
             }
-            if let SetupStep::MountOverlay { .. } = step {
-                for path in step.paths() {
+            if let SetupStep::MountOverlay {
+                lower,
+                upper,
+                work,
+                target,
+                ..
+            } = step
+            {
+                let options = lower.iter().chain([upper, work, target]);
+                for path in options {
                     if path.contains([',', ':', '\\']) {
                         return invalid(format!(
                             "overlay path `{path}` contains `,`, `:` or `\\`, which the overlay \
@@ -272,8 +343,11 @@ impl SandboxPlan {
 #[derive(Default)]
 struct Seen {
     user_ns: bool,
+    id_maps: bool,
     mount_ns: bool,
     uts_ns: bool,
+    pid_ns: bool,
+    net_ns: bool,
     root_stage: bool,
     pivoted: bool,
 }
@@ -298,9 +372,28 @@ impl Seen {
         match step {
             SetupStep::UnshareUserNs => self.user_ns = true,
             SetupStep::UnshareMountNs => self.mount_ns = true,
-            SetupStep::UnshareOther { uts, .. } => self.uts_ns |= uts,
-            SetupStep::WriteIdMaps { .. } if !self.user_ns => {
-                return invalid("`write_id_maps` needs an earlier `unshare_user_ns`");
+            SetupStep::UnshareOther { uts, pid, net, .. } => {
+                self.uts_ns |= uts;
+                self.pid_ns |= pid;
+                self.net_ns |= net;
+            }
+            SetupStep::LoopbackUp if !self.net_ns => {
+                return invalid(
+                    "`loopback_up` needs an earlier `unshare_other` with net (it would change \
+                     the host's `lo`)",
+                );
+            }
+            SetupStep::MountOverlay { driver, .. }
+                if driver.fuse_program().is_some() && !self.pid_ns =>
+            {
+                return invalid(
+                    "a fuse-overlayfs root needs an earlier `unshare_other` with pid: its daemon \
+                     runs in the sandbox and only the end of the PID namespace is sure to stop it",
+                );
+            }
+            SetupStep::WriteIdMaps { uid_map, gid_map }
+            | SetupStep::AwaitIdMaps { uid_map, gid_map } => {
+                self.check_id_maps(step, uid_map, gid_map)?;
             }
             SetupStep::SetHostname(name) if !self.uts_ns => {
                 return invalid(format!(
@@ -312,6 +405,36 @@ impl Seen {
             _ => {}
         }
         self.root_stage |= step.stage() == Stage::Root;
+        Ok(())
+    }
+}
+
+impl Seen {
+    fn check_id_maps(
+        &mut self,
+        step: &SetupStep,
+        uid_map: &[IdRange],
+        gid_map: &[IdRange],
+    ) -> Result<(), SandboxError> {
+        let name = step.name();
+        if !self.user_ns {
+            return invalid(format!("`{name}` needs an earlier `unshare_user_ns`"));
+        }
+        if self.id_maps {
+            return invalid(format!("`{name}`: the id maps are written only once"));
+        }
+        self.id_maps = true;
+        if uid_map.is_empty() || gid_map.is_empty() {
+            return invalid(format!("`{name}` has an empty map"));
+        }
+        let single = |map: &[IdRange]| map.len() == 1 && map[0].count == 1;
+        if matches!(step, SetupStep::WriteIdMaps { .. }) && !(single(uid_map) && single(gid_map)) {
+            return invalid(
+                "`write_id_maps` can only map the caller's own uid and gid (one id each): \
+                 ranges must be written from outside with newuidmap/newgidmap (`await_id_maps`, \
+                 IdMapping::Subordinate)",
+            );
+        }
         Ok(())
     }
 }

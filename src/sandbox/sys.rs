@@ -2,18 +2,55 @@
 //! [`RecordingSys`] (a fake that records each call and can fail on demand).
 //!
 //! Every method returns `nix::Result`, so a failure always carries an errno; `std::io` errors
-//! are converted with their raw OS error. Queries (`file_kind`, `mount_flags`, `mountinfo`)
-//! go through the trait too, so the executor's decisions can be scripted in unit tests.
+//! are converted with their raw OS error. Queries (`file_kind`, `mount_flags`, `mountinfo`,
+//! `open_read_write`) go through the trait too, so the executor's decisions can be scripted in
+//! unit tests.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
+use std::os::fd::RawFd;
 use std::os::unix::fs::OpenOptionsExt;
+use std::process::{Command, Stdio};
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 use nix::sys::statvfs::FsFlags;
+
+/// The helper's end of the id-map channel with its spawner: one end of a `SOCK_STREAM`
+/// socketpair, inherited as `--id-maps FD`. The helper sends [`ID_MAPS_NS_READY`] once its user
+/// namespace exists; the spawner runs newuidmap/newgidmap for the helper's pid and answers
+/// [`ID_MAPS_WRITTEN`], or closes its end (EOF) if it failed. The spawner's end is
+/// close-on-exec, so EOF also means the spawner has died. A session's helper that joins a
+/// running environment creates no user namespace (it enters one that has its maps): it sends
+/// [`ID_MAPS_NOT_NEEDED`] instead ([`IdMapSync::not_needed`]) and closes its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMapSync {
+    pub fd: RawFd,
+}
+
+/// "The user namespace exists: write its maps."
+pub const ID_MAPS_NS_READY: u8 = b'n';
+/// "The maps are written."
+pub const ID_MAPS_WRITTEN: u8 = b'w';
+/// "Joined a running environment: no maps to write."
+pub const ID_MAPS_NOT_NEEDED: u8 = b'j';
+
+impl IdMapSync {
+    /// Tells the spawner that no maps are needed, and closes the channel.
+    pub fn not_needed(self) -> nix::Result<()> {
+        use nix::sys::socket::{send, MsgFlags};
+        let sent = loop {
+            match send(self.fd, &[ID_MAPS_NOT_NEEDED], MsgFlags::MSG_NOSIGNAL) {
+                Err(Errno::EINTR) => {}
+                other => break other,
+            }
+        };
+        let closed = nix::unistd::close(self.fd);
+        sent.and(closed)
+    }
+}
 
 /// What is at a path, without following a final symlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,11 +62,29 @@ pub enum FileKind {
     Other,
 }
 
+/// How a program run during setup ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramExit {
+    /// The exit code; `None` when a signal killed it.
+    pub code: Option<i32>,
+    /// What it wrote to stderr (the reason when it failed).
+    pub stderr: String,
+}
+
+impl ProgramExit {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
 /// One method per syscall the sandbox uses.
 pub trait Sys {
     fn unshare(&mut self, flags: CloneFlags) -> nix::Result<()>;
     /// One `write(2)` of `contents` to an existing file (id maps, setgroups).
     fn write_file(&mut self, path: &str, contents: &str) -> nix::Result<()>;
+    /// Has the spawner write the id maps from outside (see [`IdMapSync`]), then closes the
+    /// channel. `EPIPE`: the spawner closed it without writing them.
+    fn await_id_maps(&mut self, sync: IdMapSync) -> nix::Result<()>;
     fn mount(
         &mut self,
         source: Option<&str>,
@@ -53,6 +108,13 @@ pub trait Sys {
     fn mount_flags(&mut self, path: &str) -> nix::Result<MsFlags>;
     /// `/proc/self/mountinfo`.
     fn mountinfo(&mut self) -> nix::Result<String>;
+    /// Sets `IFF_UP` on link `ifindex` of the current network namespace (rtnetlink).
+    fn set_link_up(&mut self, ifindex: i32) -> nix::Result<()>;
+    /// Opens `path` for reading and writing and closes it again: can we use this device?
+    fn open_read_write(&mut self, path: &str) -> nix::Result<()>;
+    /// Runs `argv` to completion with stdin and stdout on /dev/null, capturing stderr.
+    /// `Err` only when it could not be started.
+    fn run_program(&mut self, argv: &[String]) -> nix::Result<ProgramExit>;
 }
 
 fn errno_of(e: io::Error) -> Errno {
@@ -100,6 +162,30 @@ impl Sys for LinuxSys {
             return Err(Errno::EIO);
         }
         Ok(())
+    }
+
+    fn await_id_maps(&mut self, sync: IdMapSync) -> nix::Result<()> {
+        use nix::sys::socket::{recv, send, MsgFlags};
+        let fd = sync.fd;
+        let sent = loop {
+            match send(fd, &[ID_MAPS_NS_READY], MsgFlags::MSG_NOSIGNAL) {
+                Err(Errno::EINTR) => {}
+                other => break other,
+            }
+        };
+        let mut answer = [0u8; 1];
+        let received = sent.and_then(|_| loop {
+            match recv(fd, &mut answer, MsgFlags::empty()) {
+                Err(Errno::EINTR) => {}
+                other => break other,
+            }
+        });
+        let closed = nix::unistd::close(fd);
+        match received? {
+            0 => Err(Errno::EPIPE),
+            _ if answer[0] != ID_MAPS_WRITTEN => Err(Errno::EPROTO),
+            _ => closed,
+        }
     }
 
     fn mount(
@@ -183,6 +269,38 @@ impl Sys for LinuxSys {
     fn mountinfo(&mut self) -> nix::Result<String> {
         fs::read_to_string("/proc/self/mountinfo").map_err(errno_of)
     }
+
+    fn set_link_up(&mut self, ifindex: i32) -> nix::Result<()> {
+        super::netlink::set_link_up(ifindex)
+    }
+
+    fn open_read_write(&mut self, path: &str) -> nix::Result<()> {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map(drop)
+            .map_err(errno_of)
+    }
+
+    fn run_program(&mut self, argv: &[String]) -> nix::Result<ProgramExit> {
+        let (program, args) = argv.split_first().ok_or(Errno::EINVAL)?;
+        // `output` waits for the end of stderr as well as for the exit: a program that
+        // daemonises must point its stderr elsewhere in the child (fuse-overlayfs does, to
+        // /dev/null, in fuse_daemonize).
+        let out = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(errno_of)?;
+        Ok(ProgramExit {
+            code: out.status.code(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
 }
 
 /// One recorded call, with its arguments.
@@ -193,6 +311,7 @@ pub enum Call {
         path: String,
         contents: String,
     },
+    AwaitIdMaps(IdMapSync),
     Mount {
         source: Option<String>,
         target: String,
@@ -229,6 +348,9 @@ pub enum Call {
     },
     MountFlags(String),
     Mountinfo,
+    SetLinkUp(i32),
+    OpenReadWrite(String),
+    RunProgram(Vec<String>),
 }
 
 impl Call {
@@ -236,23 +358,25 @@ impl Call {
     pub fn is_query(&self) -> bool {
         matches!(
             self,
-            Call::FileKind { .. } | Call::MountFlags(_) | Call::Mountinfo
+            Call::FileKind { .. } | Call::MountFlags(_) | Call::Mountinfo | Call::OpenReadWrite(_)
         )
     }
 }
 
-/// A fake [`Sys`]: records every call; fails the `n`-th call (0-based, queries included) with a
+/// A fake [`Sys`]: records every call; fails chosen calls (0-based, queries included) with a
 /// chosen errno; answers `file_kind` from a small model of the file system (every path is a
 /// directory unless scripted or created) and `mount_flags` from the remounts it has seen.
 #[derive(Debug, Default)]
 pub struct RecordingSys {
     pub calls: Vec<Call>,
-    fail_at: Option<(usize, Errno)>,
+    fail_at: Vec<(usize, Errno)>,
     kinds: BTreeMap<String, Option<FileKind>>,
     flags: BTreeMap<String, MsFlags>,
     /// Simulates a kernel that ignores `MS_RDONLY` on remount (the read-only check must catch it).
     pub ignore_read_only: bool,
     pub mountinfo_text: String,
+    /// What `run_program` answers (default: exit code 0, nothing on stderr).
+    pub program_exit: Option<ProgramExit>,
 }
 
 impl RecordingSys {
@@ -260,9 +384,9 @@ impl RecordingSys {
         RecordingSys::default()
     }
 
-    /// Fails call number `n` (0-based) with `errno`.
+    /// Fails call number `n` (0-based) with `errno` (may be given for several calls).
     pub fn fail_at(mut self, n: usize, errno: Errno) -> RecordingSys {
-        self.fail_at = Some((n, errno));
+        self.fail_at.push((n, errno));
         self
     }
 
@@ -280,9 +404,9 @@ impl RecordingSys {
     fn record(&mut self, call: Call) -> nix::Result<()> {
         let index = self.calls.len();
         self.calls.push(call);
-        match self.fail_at {
-            Some((n, errno)) if n == index => Err(errno),
-            _ => Ok(()),
+        match self.fail_at.iter().find(|(n, _)| *n == index) {
+            Some((_, errno)) => Err(*errno),
+            None => Ok(()),
         }
     }
 }
@@ -297,6 +421,10 @@ impl Sys for RecordingSys {
             path: path.into(),
             contents: contents.into(),
         })
+    }
+
+    fn await_id_maps(&mut self, sync: IdMapSync) -> nix::Result<()> {
+        self.record(Call::AwaitIdMaps(sync))
     }
 
     fn mount(
@@ -393,5 +521,21 @@ impl Sys for RecordingSys {
     fn mountinfo(&mut self) -> nix::Result<String> {
         self.record(Call::Mountinfo)?;
         Ok(self.mountinfo_text.clone())
+    }
+
+    fn set_link_up(&mut self, ifindex: i32) -> nix::Result<()> {
+        self.record(Call::SetLinkUp(ifindex))
+    }
+
+    fn open_read_write(&mut self, path: &str) -> nix::Result<()> {
+        self.record(Call::OpenReadWrite(path.into()))
+    }
+
+    fn run_program(&mut self, argv: &[String]) -> nix::Result<ProgramExit> {
+        self.record(Call::RunProgram(argv.to_vec()))?;
+        Ok(self.program_exit.clone().unwrap_or(ProgramExit {
+            code: Some(0),
+            stderr: String::new(),
+        }))
     }
 }

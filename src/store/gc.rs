@@ -166,8 +166,8 @@ impl Store {
         Ok(())
     }
 
-    /// Temp files nobody holds a lock on: `tmp/*`, `.version.tmp-*`, `journal/.*.tmp-*` and
-    /// `envs/*/.meta.json.tmp-*`.
+    /// Temp files and scratch directories nobody holds a lock on: `tmp/*`, `.version.tmp-*`,
+    /// `journal/.*.tmp-*` and `envs/*/.meta.json.tmp-*`.
     fn gc_temp_files(&self, report: &mut GcReport) -> Result<()> {
         let mut candidates: Vec<PathBuf> = sorted_entries(&self.tmp_dir())?
             .into_iter()
@@ -187,6 +187,22 @@ impl Store {
             }
         }
         for path in candidates {
+            if fsutil::is_dir(&path)? {
+                let scratch = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(super::scratch::SCRATCH_PREFIX));
+                if scratch {
+                    if let Some(bytes) = self.remove_scratch_if_unlocked(&path, report.dry_run)? {
+                        report.items.push(GcItem {
+                            path,
+                            kind: GcItemKind::TempFile,
+                            bytes,
+                        });
+                    }
+                }
+                continue;
+            }
             if !fsutil::is_file(&path)? {
                 continue;
             }

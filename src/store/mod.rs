@@ -30,6 +30,7 @@ mod lock;
 mod meta;
 mod object;
 mod recover;
+mod scratch;
 mod verify;
 
 #[cfg(test)]
@@ -43,6 +44,7 @@ pub use lock::{EnvLock, RunMarker, StoreLock};
 pub use meta::{decode_checksummed, encode_checksummed, EnvMeta};
 pub use object::VerifiedReader;
 pub use recover::{RecoveredOp, RecoveryReport};
+pub use scratch::ScratchDir;
 pub use verify::{Problem, ProblemKind, VerifyReport};
 
 use crate::types::{Digest, EnvId};

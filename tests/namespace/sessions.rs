@@ -301,13 +301,24 @@ fn waiting_session(name: &str) -> String {
 }
 
 /// Starts the waiting session `name` and returns once it runs.
-fn start_waiting(cli: &Cli, name: &str) -> thread::JoinHandle<Run> {
+fn start_waiting(cli: &Cli, id: &str, name: &str) -> thread::JoinHandle<Run> {
     let script = waiting_session(name);
     let session = cli.start(&["exec", "deb", "--", "sh", "-c", &script]);
+    wait_running(cli, id, name);
+    session
+}
+
+/// Waits until the waiting session `name` runs, which sessions that join see by its file.
+/// While the environment is not running, no such session may start: it would start the
+/// environment itself, and `name` would join it instead of being its first session. So a
+/// running init is awaited first (only `name` can start one then).
+fn wait_running(cli: &Cli, id: &str, name: &str) {
+    wait_until("the environment's init to run", || {
+        cli.init(id).is_some_and(|(pid, start)| alive(pid, start))
+    });
     wait_until(&format!("session {name} to run"), || {
         cli.sh(&format!("test -e /tmp/{name}-up")).code == Some(0)
     });
-    session
 }
 
 /// A and B share the instance; A ends (its command returns while B runs); B ends; the init
@@ -316,8 +327,8 @@ fn sessions_share_and_outlive_each_other(test: &str, user: Option<&'static str>)
     let Some((cli, id)) = built(test, user) else {
         return;
     };
-    let a = start_waiting(&cli, "a");
-    let b = start_waiting(&cli, "b");
+    let a = start_waiting(&cli, &id, "a");
+    let b = start_waiting(&cli, &id, "b");
     // B sees A's file and A's process; both are counted.
     assert_eq!(cli.sh("cat /tmp/a-up").stdout, "a\n");
     let ps = cli.sh("cat /proc/[0-9]*/cmdline | tr '\\0' ' '");
@@ -330,6 +341,9 @@ fn sessions_share_and_outlive_each_other(test: &str, user: Option<&'static str>)
         (row["state"].as_str(), row["sessions"].as_u64()),
         (Some("running"), Some(2))
     );
+    if let Some(user) = user {
+        joined_sessions_have_the_cold_starts_ids(&cli, user);
+    }
 
     // A ends: its command returns (stdout read to EOF), B runs on in the same instance.
     cli.sh("touch /tmp/end-a").expect_code(0);
@@ -354,13 +368,56 @@ fn sessions_share_and_outlive_each_other(test: &str, user: Option<&'static str>)
     assert_eq!(cold.code, Some(1), "not a cold start: {cold:?}");
 }
 
+/// Rootless, with the user's subordinate range (a line in /etc/subuid and /etc/subgid, and
+/// newuidmap/newgidmap on PATH): the cold start got the full range from its spawner, and a
+/// joined session is in that same user namespace (it wrote no maps of its own). Without the
+/// range, only the user's own ids, in both.
+fn joined_sessions_have_the_cold_starts_ids(cli: &Cli, user: &str) {
+    let id = |flag: &str| -> String {
+        let out = Command::new("id").args([flag, user]).output().expect("id");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let range = |file: &str| -> Option<String> {
+        let text = fs::read_to_string(file).ok()?;
+        text.lines().find_map(|line| {
+            let mut fields = line.split(':');
+            (fields.next() == Some(user)).then(|| {
+                let start = fields.next().unwrap_or_default();
+                let count = fields.next().unwrap_or_default();
+                format!("1 {start} {count}")
+            })
+        })
+    };
+    let on_path = |tool: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()))
+    };
+    let tools = on_path("newuidmap") && on_path("newgidmap");
+    let expected = |own: String, range: Option<String>| -> Vec<String> {
+        let mut lines = vec![format!("0 {own} 1")];
+        lines.extend(range.filter(|_| tools));
+        lines
+    };
+    let maps = cli.sh("cat /proc/self/uid_map; echo --; cat /proc/self/gid_map");
+    maps.expect_code(0);
+    let normalized: Vec<String> = maps
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let mut want = expected(id("-u"), range("/etc/subuid"));
+    want.push("--".to_string());
+    want.extend(expected(id("-g"), range("/etc/subgid")));
+    assert_eq!(normalized, want, "the id maps a joined session sees");
+}
+
 /// `stop` ends every session and the init; the next session starts cold.
 fn stop_ends_every_session(test: &str, user: Option<&'static str>) {
     let Some((cli, id)) = built(test, user) else {
         return;
     };
-    let a = start_waiting(&cli, "a");
-    let b = start_waiting(&cli, "b");
+    let a = start_waiting(&cli, &id, "a");
+    let b = start_waiting(&cli, &id, "b");
     // A background process of a session lives as long as the environment.
     cli.sh("sleep 600 > /dev/null 2>&1 & echo started")
         .expect_code(0);
@@ -428,9 +485,7 @@ fn killed_commands_leave_an_accurate_status() {
     // Commands run with /dev/null streams, so that they can be killed.
     let spawn = |name: &str| {
         let child = cli.spawn(&["exec", "deb", "--", "sh", "-c", &waiting_session(name)]);
-        wait_until(&format!("session {name} to run"), || {
-            cli.sh(&format!("test -e /tmp/{name}-up")).code == Some(0)
-        });
+        wait_running(&cli, &id, name);
         child
     };
     let kill_command = |mut child: Child| {
@@ -440,9 +495,7 @@ fn killed_commands_leave_an_accurate_status() {
 
     // A, then B joined and killed: B's program goes, A and the instance stay.
     let a = cli.start(&["exec", "deb", "--", "sh", "-c", &waiting_session("a")]);
-    wait_until("session a to run", || {
-        cli.sh("test -e /tmp/a-up").code == Some(0)
-    });
+    wait_running(&cli, &id, "a");
     let (pid, start) = cli.init(&id).expect("an init record");
     kill_command(spawn("b"));
     wait_until("b's program to end", || !running("b"));
@@ -471,9 +524,7 @@ fn killed_commands_leave_an_accurate_status() {
     );
     let (pid, start) = cli.init(&id).expect("an init record");
     let e = cli.start(&["exec", "deb", "--", "sh", "-c", &waiting_session("e")]);
-    wait_until("session e to run", || {
-        cli.sh("test -e /tmp/e-up").code == Some(0)
-    });
+    wait_running(&cli, &id, "e");
     kill_command(d);
     let e = e.join().expect("session e");
     assert_ne!(e.code, Some(0), "e outlived the environment: {e:?}");

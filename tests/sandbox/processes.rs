@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use karapace_tui::sandbox;
+use karapace_tui::sandbox::{self, IdMapping};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -54,7 +54,7 @@ fn background_processes_die_with_the_program() {
 }
 
 /// Reads one line from a child's stdout.
-fn read_line(reader: &mut impl BufRead) -> String {
+pub(super) fn read_line(reader: &mut impl BufRead) -> String {
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
     line.trim().to_string()
@@ -74,7 +74,7 @@ fn sigterm_to_the_helper_reaches_the_program() {
     assert_eq!(out.status.code(), Some(128 + 15), "{}", text(&out.stderr));
 }
 
-fn ppid_of(pid: &str) -> Option<String> {
+pub(super) fn ppid_of(pid: &str) -> Option<String> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
     let mut fields = after.split_whitespace();
@@ -82,7 +82,7 @@ fn ppid_of(pid: &str) -> Option<String> {
     (state != "Z").then(|| fields.next().map(String::from))?
 }
 
-fn alive_descendants(root: &str) -> Vec<String> {
+pub(super) fn alive_descendants(root: &str) -> Vec<String> {
     let all: Vec<(String, String)> = fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -112,10 +112,13 @@ fn killing_the_parent_kills_the_helper_and_the_program() {
         return;
     }
     let scratch = Scratch::new();
-    let plan = scratch
-        .spec(&["sh", "-c", "echo ready; exec sleep 1000"])
-        .plan();
-    let plan_file = sandbox::PlanFile::write(&plan, scratch.dir.path()).unwrap();
+    let mut spec = scratch.spec(&["sh", "-c", "echo ready; exec sleep 1000"]);
+    // The shell cannot write a subordinate range's maps: map only our own ids
+    // (subordinate.rs covers a spawner that dies while the helper waits for its maps).
+    if let IdMapping::Subordinate { uid, gid, .. } = spec.ids {
+        spec.ids = IdMapping::SingleId { uid, gid };
+    }
+    let plan_file = sandbox::PlanFile::write(&spec.plan(), scratch.dir.path()).unwrap();
     let mut parent = Command::new("sh")
         .args(["-c", r#""$0" __sandbox-init "$1" & echo $!; wait"#])
         .arg(helper())

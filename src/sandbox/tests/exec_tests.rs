@@ -1,11 +1,11 @@
 use nix::errno::Errno;
 use nix::mount::MsFlags;
 
-use super::fixtures::{changes, rootless_spec, typical_sys};
-use crate::sandbox::builder::IdMapping;
-use crate::sandbox::exec::{apply_steps, apply_steps_in};
-use crate::sandbox::plan::{IdRange, SetupStep};
-use crate::sandbox::sys::{Call, FileKind, RecordingSys};
+use super::fixtures::{changes, rootless_spec, subordinate_spec, typical_sys};
+use crate::sandbox::builder::RootfsSpec;
+use crate::sandbox::exec::{apply_steps, apply_steps_in, apply_steps_with};
+use crate::sandbox::plan::{IdRange, SetupStep, Stage};
+use crate::sandbox::sys::{Call, FileKind, IdMapSync, RecordingSys};
 use crate::sandbox::SandboxError;
 
 /// Every device node: an empty file, the bind, and a remount that adds only `nosuid`.
@@ -29,12 +29,17 @@ fn typical_rootless_plan_makes_exactly_these_calls_in_order() {
         "unshare CloneFlags(CLONE_NEWNS)",
         "propagation / rec,slave",
         "unshare CloneFlags(CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)",
-        "mount overlay /r nosuid,nodev lowerdir=/img,upperdir=/env/upper,workdir=/env/work,userxattr",
+        "mount overlay /r nosuid,nodev lowerdir=/img,upperdir=/env/upper,workdir=/env/work,userxattr,volatile",
         "mount proc /r/proc nosuid,nodev,noexec",
-        "mount tmpfs /r/dev nosuid,nodev mode=0755",
     ]
     .map(String::from)
     .to_vec();
+    // The host-wide knobs of /proc, read-only.
+    for sub in ["sys", "sysrq-trigger", "irq", "bus"] {
+        expected.push(format!("bind /r/proc/{sub} /r/proc/{sub} rec"));
+        expected.push(format!("remount /r/proc/{sub} ro,nosuid,nodev"));
+    }
+    expected.push("mount tmpfs /r/dev nosuid,nodev mode=0755".to_string());
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
         expected.extend(dev_node(node));
     }
@@ -135,7 +140,10 @@ fn the_error_names_step_operation_path_errno_and_a_fix() {
         .iter()
         .position(|c| matches!(c, Call::Mount { fstype: Some(t), .. } if t == "overlay"))
         .unwrap();
-    let mut sys = typical_sys().fail_at(overlay, Errno::EINVAL);
+    // EINVAL is retried once without `volatile` (kernels before 5.10): fail both.
+    let mut sys = typical_sys()
+        .fail_at(overlay, Errno::EINVAL)
+        .fail_at(overlay + 1, Errno::EINVAL);
     let err = apply_steps(&mut sys, &steps).unwrap_err();
     let text = err.to_string();
     for part in [
@@ -171,11 +179,11 @@ fn a_read_only_bind_that_stays_writable_is_an_error() {
         matches!(&err, SandboxError::NotReadOnly { step: "bind_mount", path } if path == "/r/data"),
         "{err}"
     );
-    // The typical plan stops at its first read-only mount, /sys.
+    // The typical plan stops at its first read-only mount, /proc/sys.
     let mut sys = typical_sys();
     sys.ignore_read_only = true;
     let err = apply_steps(&mut sys, &rootless_spec().plan().steps).unwrap_err();
-    assert_eq!(err.step(), Some("mount_sys_read_only"));
+    assert_eq!(err.step(), Some("mount_proc"));
     assert!(!sys
         .calls
         .iter()
@@ -183,32 +191,82 @@ fn a_read_only_bind_that_stays_writable_is_an_error() {
 }
 
 #[test]
-fn a_full_subordinate_range_is_refused_for_now() {
-    let mut spec = rootless_spec();
-    spec.ids = IdMapping::Subordinate {
-        uid: 1000,
-        gid: 1000,
-        sub_uid: IdRange {
-            inside: 1,
-            outside: 100_000,
-            count: 65536,
-        },
-        sub_gid: IdRange {
-            inside: 1,
-            outside: 100_000,
-            count: 65536,
-        },
-    };
+fn a_subordinate_range_is_left_to_the_spawner_and_setgroups_to_newgidmap() {
+    let plan = subordinate_spec().plan();
+    let stage1 = plan.stage_steps(Stage::Namespaces);
     let mut sys = typical_sys();
-    let err = apply_steps(&mut sys, &spec.plan().steps).unwrap_err();
-    assert!(matches!(
-        err,
-        SandboxError::Unsupported {
-            step: "write_id_maps",
-            ..
-        }
-    ));
-    assert!(err.to_string().contains("newuidmap"), "{err}");
+    apply_steps_with(&mut sys, &stage1, Some(IdMapSync { fd: 9 })).unwrap();
+    assert_eq!(
+        changes(&sys),
+        [
+            "unshare CloneFlags(CLONE_NEWUSER)",
+            "await_id_maps fd 9",
+            "unshare CloneFlags(CLONE_NEWNS)",
+            "propagation / rec,slave",
+            "unshare CloneFlags(CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)",
+        ]
+    );
+    // The rest of the plan is the single-id plan's, call for call.
+    let rest = |spec: RootfsSpec| {
+        let mut sys = typical_sys();
+        apply_steps(&mut sys, &spec.plan().stage_steps(Stage::Root)).unwrap();
+        changes(&sys)
+    };
+    assert_eq!(rest(subordinate_spec()), rest(rootless_spec()));
+}
+
+#[test]
+fn a_subordinate_range_without_the_spawner_channel_fails_instead_of_waiting() {
+    let mut sys = typical_sys();
+    let err = apply_steps(&mut sys, &subordinate_spec().plan().steps).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SandboxError::Unsupported {
+                step: "await_id_maps",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let text = err.to_string();
+    for part in ["newuidmap", "--id-maps", "sandbox::spawn", "helper_args"] {
+        assert!(text.contains(part), "`{part}` missing from: {text}");
+    }
+    assert_eq!(changes(&sys), ["unshare CloneFlags(CLONE_NEWUSER)"]);
+}
+
+#[test]
+fn a_spawner_that_gives_up_on_the_maps_stops_the_helper() {
+    let mut sys = typical_sys().fail_at(1, Errno::EPIPE);
+    let steps = subordinate_spec().plan().steps;
+    let err = apply_steps_with(&mut sys, &steps, Some(IdMapSync { fd: 9 })).unwrap_err();
+    assert_eq!(err.step(), Some("await_id_maps"));
+    let text = err.to_string();
+    assert!(
+        text.contains("EPIPE") && text.contains("fd 9") && text.contains("newuidmap/newgidmap"),
+        "{text}"
+    );
+    assert_eq!(sys.calls.len(), 2, "nothing runs after the failed step");
+}
+
+#[test]
+fn the_executor_refuses_to_write_a_range_itself() {
+    let range = IdRange {
+        inside: 0,
+        outside: 100_000,
+        count: 65536,
+    };
+    let steps = [
+        SetupStep::UnshareUserNs,
+        SetupStep::WriteIdMaps {
+            uid_map: vec![range],
+            gid_map: vec![range],
+        },
+    ];
+    let mut sys = RecordingSys::new();
+    let err = apply_steps(&mut sys, &steps).unwrap_err();
+    assert!(err.to_string().contains("await_id_maps"), "{err}");
     assert_eq!(changes(&sys), ["unshare CloneFlags(CLONE_NEWUSER)"]);
 }
 
@@ -309,4 +367,29 @@ fn mountinfo_escapes_are_decoded() {
     use crate::sandbox::exec::unescape_mountinfo;
     assert_eq!(unescape_mountinfo(r"/a\040b\134c"), r"/a b\c");
     assert_eq!(unescape_mountinfo(r"/plain\09"), r"/plain\09");
+}
+
+#[test]
+fn a_kernel_without_volatile_gets_the_plain_overlay() {
+    let steps = rootless_spec().plan().steps;
+    let mut probe = typical_sys();
+    apply_steps(&mut probe, &steps).unwrap();
+    let overlay = probe
+        .calls
+        .iter()
+        .position(|c| matches!(c, Call::Mount { fstype: Some(t), .. } if t == "overlay"))
+        .unwrap();
+    let mut sys = typical_sys().fail_at(overlay, Errno::EINVAL);
+    apply_steps(&mut sys, &steps).unwrap();
+    let mounts: Vec<String> = changes(&sys)
+        .into_iter()
+        .filter(|c| c.starts_with("mount overlay"))
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            "mount overlay /r nosuid,nodev lowerdir=/img,upperdir=/env/upper,workdir=/env/work,userxattr,volatile",
+            "mount overlay /r nosuid,nodev lowerdir=/img,upperdir=/env/upper,workdir=/env/work,userxattr",
+        ]
+    );
 }

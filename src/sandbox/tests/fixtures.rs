@@ -3,6 +3,7 @@
 use nix::mount::MsFlags;
 
 use crate::sandbox::builder::{Bind, IdMapping, RootfsSpec};
+use crate::sandbox::plan::{IdRange, OverlayDriver};
 use crate::sandbox::sys::{Call, FileKind, RecordingSys};
 
 /// Rootless (uid/gid 1000), net shared, hostname, /sys, /tmp tmpfs, a rw directory bind and a
@@ -18,11 +19,13 @@ pub fn rootless_spec() -> RootfsSpec {
         work: "/env/work".into(),
         root: "/r".into(),
         userxattr: true,
+        overlay: OverlayDriver::Kernel,
         isolate_net: false,
         hostname: Some("box".into()),
         sys: true,
         tmpfs: vec![("/tmp".into(), 0o1777)],
         devices: Vec::new(),
+        console: None,
         binds: vec![
             Bind {
                 source: "/home/u/src".into(),
@@ -38,6 +41,24 @@ pub fn rootless_spec() -> RootfsSpec {
         argv: vec!["bash".into(), "-l".into()],
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
         cwd: "/src".into(),
+    }
+}
+
+/// The typical spec with a full subordinate range: uid/gid 1000 as 0, 100000.. as 1...
+pub fn subordinate_spec() -> RootfsSpec {
+    let range = IdRange {
+        inside: 1,
+        outside: 100_000,
+        count: 65536,
+    };
+    RootfsSpec {
+        ids: IdMapping::Subordinate {
+            uid: 1000,
+            gid: 1000,
+            sub_uid: range,
+            sub_gid: range,
+        },
+        ..rootless_spec()
     }
 }
 
@@ -77,6 +98,7 @@ pub fn render(call: &Call) -> String {
     match call {
         Call::Unshare(flags) => format!("unshare {flags:?}"),
         Call::WriteFile { path, contents } => format!("write {path} {}", contents.trim()),
+        Call::AwaitIdMaps(sync) => format!("await_id_maps fd {}", sync.fd),
         Call::Mount {
             source,
             target,
@@ -107,6 +129,9 @@ pub fn render(call: &Call) -> String {
         Call::FileKind { path, follow } => format!("kind {path} follow={follow}"),
         Call::MountFlags(path) => format!("statvfs {path}"),
         Call::Mountinfo => "mountinfo".into(),
+        Call::SetLinkUp(index) => format!("link_up {index}"),
+        Call::OpenReadWrite(path) => format!("open_rw {path}"),
+        Call::RunProgram(argv) => format!("run {}", argv.join(" ")),
     }
 }
 

@@ -1,6 +1,6 @@
-use super::fixtures::rootless_spec;
+use super::fixtures::{rootless_spec, subordinate_spec};
 use crate::sandbox::builder::IdMapping;
-use crate::sandbox::plan::{SandboxPlan, SetupStep, Stage};
+use crate::sandbox::plan::{IdRange, SandboxPlan, SetupStep, Stage};
 use crate::sandbox::SandboxError;
 
 fn invalid_reason(plan: &SandboxPlan) -> String {
@@ -109,6 +109,102 @@ fn id_maps_need_a_user_namespace() {
     let mut plan = rootless_spec().plan();
     plan.steps.remove(0);
     assert!(invalid_reason(&plan).contains("unshare_user_ns"));
+}
+
+#[test]
+fn each_mapping_has_its_user_namespace_steps() {
+    let user_steps = |ids: IdMapping| {
+        let mut spec = rootless_spec();
+        spec.ids = ids;
+        let plan = spec.plan();
+        plan.validate().unwrap();
+        let steps: Vec<SetupStep> = plan
+            .steps
+            .into_iter()
+            .take_while(|s| *s != SetupStep::UnshareMountNs)
+            .collect();
+        steps
+    };
+    assert_eq!(user_steps(IdMapping::HostRoot), []);
+    assert_eq!(
+        user_steps(IdMapping::SingleId {
+            uid: 1000,
+            gid: 1001
+        }),
+        [
+            SetupStep::UnshareUserNs,
+            SetupStep::WriteIdMaps {
+                uid_map: vec![IdRange::single(0, 1000)],
+                gid_map: vec![IdRange::single(0, 1001)],
+            }
+        ]
+    );
+    let range = |outside| IdRange {
+        inside: 1,
+        outside,
+        count: 65536,
+    };
+    let subordinate = IdMapping::Subordinate {
+        uid: 1000,
+        gid: 1001,
+        sub_uid: range(100_000),
+        sub_gid: range(200_000),
+    };
+    assert_eq!(
+        user_steps(subordinate),
+        [
+            SetupStep::UnshareUserNs,
+            SetupStep::AwaitIdMaps {
+                uid_map: vec![IdRange::single(0, 1000), range(100_000)],
+                gid_map: vec![IdRange::single(0, 1001), range(200_000)],
+            }
+        ]
+    );
+}
+
+#[test]
+fn the_spawner_sees_which_maps_it_must_write() {
+    assert_eq!(rootless_spec().plan().outside_id_maps(), None);
+    let plan = subordinate_spec().plan();
+    let (uid_map, gid_map) = plan.outside_id_maps().unwrap();
+    assert_eq!(uid_map.len(), 2);
+    assert_eq!(uid_map, gid_map);
+    assert_eq!(
+        plan.stage_steps(Stage::Namespaces)[1].name(),
+        "await_id_maps"
+    );
+    let json = plan.to_json().unwrap();
+    assert!(
+        json.contains(r#"{"await_id_maps":{"uid_map":[{"inside":0,"#),
+        "{json}"
+    );
+    assert_eq!(SandboxPlan::from_json(&json).unwrap(), plan);
+}
+
+#[test]
+fn id_maps_are_checked_before_anything_runs() {
+    // A range cannot be written from inside.
+    let mut plan = subordinate_spec().plan();
+    let (uid_map, gid_map) = match &plan.steps[1] {
+        SetupStep::AwaitIdMaps { uid_map, gid_map } => (uid_map.clone(), gid_map.clone()),
+        other => panic!("{other:?}"),
+    };
+    plan.steps[1] = SetupStep::WriteIdMaps { uid_map, gid_map };
+    assert!(invalid_reason(&plan).contains("newuidmap/newgidmap"));
+    // Maps need a user namespace, are written once, and are not empty.
+    let mut plan = subordinate_spec().plan();
+    plan.steps.remove(0);
+    assert!(invalid_reason(&plan).contains("unshare_user_ns"));
+    let mut plan = subordinate_spec().plan();
+    let again = rootless_spec().plan().steps[1].clone();
+    plan.steps.insert(2, again);
+    assert!(invalid_reason(&plan).contains("only once"));
+    let mut plan = subordinate_spec().plan();
+    plan.steps[1] = SetupStep::AwaitIdMaps {
+        uid_map: Vec::new(),
+        gid_map: vec![IdRange::single(0, 1000)],
+    };
+    assert!(invalid_reason(&plan).contains("empty map"));
 }
 
 #[test]

@@ -1,0 +1,242 @@
+use std::fs;
+
+use super::{detect, Manager, PackageError};
+use crate::lock::LockedPackage;
+use crate::manifest::PackageSpec;
+
+fn spec(text: &str) -> PackageSpec {
+    text.parse().expect("valid package spec")
+}
+
+fn locked(name: &str, version: &str) -> LockedPackage {
+    LockedPackage {
+        name: name.to_string(),
+        version: version.to_string(),
+    }
+}
+
+const APT_POLICY: &str = "\
+hello:
+  Installed: (none)
+  Candidate: 2.10-3
+  Version table:
+     2.10-3 500
+        500 http://deb.debian.org/debian bookworm/main amd64 Packages
+     2.10-2 100
+        100 http://deb.debian.org/debian bookworm-old/main amd64 Packages
+bash:
+  Installed: 5.2.15-2+b13
+  Candidate: 5.2.15-2+b13
+  Version table:
+ *** 5.2.15-2+b13 500
+        500 http://deb.debian.org/debian bookworm/main amd64 Packages
+        100 /var/lib/dpkg/status
+awk:
+  Installed: (none)
+  Candidate: (none)
+  Version table:
+";
+
+#[test]
+fn apt_policy_gives_candidates_and_checks_pins() {
+    let got = Manager::Apt
+        .parse_resolve(&[spec("bash"), spec("hello")], APT_POLICY)
+        .expect("resolves");
+    assert_eq!(
+        got,
+        vec![locked("bash", "5.2.15-2+b13"), locked("hello", "2.10-3")]
+    );
+    let pinned = Manager::Apt
+        .parse_resolve(&[spec("hello=2.10-2")], APT_POLICY)
+        .expect("an older listed version can be pinned");
+    assert_eq!(pinned, vec![locked("hello", "2.10-2")]);
+    let err = Manager::Apt
+        .parse_resolve(&[spec("hello=9.9")], APT_POLICY)
+        .expect_err("unlisted version");
+    assert!(
+        matches!(&err, PackageError::VersionUnavailable { available, .. } if available == "2.10-3, 2.10-2"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn apt_unknown_and_virtual_packages_are_named() {
+    for name in ["nosuchpkg", "awk"] {
+        let err = Manager::Apt
+            .parse_resolve(&[spec("hello"), spec(name)], APT_POLICY)
+            .expect_err(name);
+        assert_eq!(
+            err,
+            PackageError::NotFound {
+                manager: Manager::Apt,
+                name: name.to_string()
+            }
+        );
+        assert!(err.to_string().contains(&format!("`{name}`")), "{err}");
+    }
+}
+
+#[test]
+fn install_argv_pins_in_each_managers_syntax_after_the_options() {
+    let pkgs = [locked("hello", "2.10-3"), locked("gcc-c++", "1:14.2-1")];
+    let apt = Manager::Apt.install(&pkgs, false);
+    assert_eq!(
+        apt,
+        [
+            "apt-get",
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "--",
+            "hello=2.10-3",
+            "gcc-c++=1:14.2-1"
+        ]
+    );
+    let apt_rootless = Manager::Apt.install(&pkgs, true);
+    let sep = apt_rootless.iter().position(|a| a == "--").expect("--");
+    assert!(apt_rootless[..sep].contains(&"APT::Sandbox::User=root".to_string()));
+    assert_eq!(
+        Manager::Dnf
+            .install(&pkgs, false)
+            .last()
+            .map(String::as_str),
+        Some("gcc-c++-1:14.2-1")
+    );
+    assert_eq!(
+        Manager::Zypper
+            .install(&pkgs, false)
+            .last()
+            .map(String::as_str),
+        Some("gcc-c++=1:14.2-1")
+    );
+    assert_eq!(
+        Manager::Apk
+            .install(&pkgs, false)
+            .last()
+            .map(String::as_str),
+        Some("gcc-c++=1:14.2-1")
+    );
+    assert_eq!(
+        Manager::Pacman
+            .install(&pkgs, false)
+            .last()
+            .map(String::as_str),
+        Some("gcc-c++"),
+        "pacman cannot pin"
+    );
+    for manager in [
+        Manager::Apt,
+        Manager::Dnf,
+        Manager::Zypper,
+        Manager::Pacman,
+        Manager::Apk,
+    ] {
+        for cmd in [
+            manager.install(&pkgs, false),
+            manager.resolve(&["hello"]),
+            manager.query(&["hello"]),
+        ] {
+            let sep = cmd.iter().position(|a| a == "--");
+            let first_name = cmd
+                .iter()
+                .position(|a| a.starts_with("hello") || a.starts_with("gcc"));
+            assert!(
+                sep.is_some() && sep < first_name,
+                "{manager}: names come after `--` in {cmd:?}"
+            );
+        }
+    }
+    assert!(!Manager::Pacman.can_pin() && Manager::Apt.can_pin());
+}
+
+#[test]
+fn installed_versions_are_checked_against_the_lock() {
+    let wanted = [locked("hello", "2.10-3")];
+    let ok = Manager::Apt
+        .check_installed(&wanted, "hello 2.10-3\n")
+        .expect("matches");
+    assert_eq!(ok, wanted);
+    let drift = Manager::Pacman
+        .check_installed(&wanted, "hello 2.12-1\n")
+        .expect_err("drift");
+    assert!(drift.to_string().contains("build --update"), "{drift}");
+    let missing = Manager::Apt
+        .check_installed(&wanted, "dpkg-query: no packages found matching hello\n")
+        .expect_err("missing");
+    assert!(matches!(missing, PackageError::NotInstalled { .. }));
+    let rpm = Manager::Dnf
+        .check_installed(
+            &[locked("gcc-c++", "1:14.2-1.fc41")],
+            "gcc-c++ 1:14.2-1.fc41\n",
+        )
+        .expect("rpm output");
+    assert_eq!(rpm.len(), 1);
+}
+
+#[test]
+fn other_managers_outputs_are_read() {
+    let zypper = "Information for package hello:\n--------------------------\nRepository     : Main\nName           : hello\nVersion        : 2.12.1-1.4\nArch           : x86_64\n";
+    assert_eq!(
+        Manager::Zypper
+            .parse_resolve(&[spec("hello")], zypper)
+            .expect("zypper"),
+        vec![locked("hello", "2.12.1-1.4")]
+    );
+    let apk = "hello policy:\n  2.12-r1:\n    https://dl-cdn.alpinelinux.org/alpine/v3.20/main\n  2.12-r0:\n    lib/apk/db/installed\n";
+    assert_eq!(
+        Manager::Apk
+            .parse_resolve(&[spec("hello")], apk)
+            .expect("apk"),
+        vec![locked("hello", "2.12-r1")]
+    );
+    assert_eq!(
+        Manager::Apk
+            .check_installed(
+                &[locked("hello", "2.12-r1")],
+                "hello-doc-2.12-r1 x86_64 {hello} (GPL) [installed]\nhello-2.12-r1 x86_64 {hello} (GPL-3.0) [installed]\n",
+            )
+            .expect("apk list"),
+        vec![locked("hello", "2.12-r1")]
+    );
+    let pacman = "hello 2.12.1-2\nglibc 2.40-1\n";
+    assert_eq!(
+        Manager::Pacman
+            .parse_resolve(&[spec("hello")], pacman)
+            .expect("pacman"),
+        vec![locked("hello", "2.12.1-2")]
+    );
+    let dnf = "hello 0:2.12.1-5.fc41\n\n";
+    assert_eq!(
+        Manager::Dnf
+            .parse_resolve(&[spec("hello")], dnf)
+            .expect("dnf"),
+        vec![locked("hello", "0:2.12.1-5.fc41")]
+    );
+}
+
+#[test]
+fn detection_finds_the_manager_without_following_links_out_of_the_tree() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let lower = root.path().join("lower");
+    let upper = root.path().join("upper");
+    fs::create_dir_all(lower.join("usr/bin")).expect("mkdir");
+    fs::create_dir_all(&upper).expect("mkdir");
+    assert_eq!(detect(&[&upper, &lower]), None);
+    fs::write(lower.join("usr/bin/apt-get"), "").expect("write");
+    assert_eq!(detect(&[&upper, &lower]), Some(Manager::Apt));
+
+    // Alpine keeps apk in /sbin; a merged-/usr `sbin -> usr/sbin` link is not followed.
+    let alpine = root.path().join("alpine");
+    fs::create_dir_all(alpine.join("sbin")).expect("mkdir");
+    fs::write(alpine.join("sbin/apk"), "").expect("write");
+    assert_eq!(detect(&[&alpine]), Some(Manager::Apk));
+
+    let hostile = root.path().join("hostile");
+    fs::create_dir_all(&hostile).expect("mkdir");
+    std::os::unix::fs::symlink("/usr", hostile.join("usr")).expect("symlink");
+    assert_eq!(
+        detect(&[&hostile]),
+        None,
+        "an absolute link to the host's /usr must not make the host's manager count"
+    );
+}

@@ -1,0 +1,360 @@
+//! Distribution packages with the `namespace` backend, end to end on the debootstrap'd Debian
+//! image that `.ci/run` makes: apt reaches the Debian mirror during the build, the lock pins
+//! the installed version, `--locked` reproduces it, and what runs inside is isolated. Needs
+//! the tarball, the network to the mirror, and user namespaces (or root); without them the
+//! tests print a visible `SKIPPED:` line, unless `KARAPACE_REQUIRE_SANDBOX=1` (CI).
+
+mod util;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use util::Fixture;
+
+const TEST_USER: &str = "karapace-test";
+
+fn visible(line: &str) {
+    let mut err = std::io::stderr();
+    writeln!(err, "{line}").expect("write to stderr");
+}
+
+fn required() -> bool {
+    std::env::var("KARAPACE_REQUIRE_SANDBOX").as_deref() == Ok("1")
+}
+
+fn skip(test: &str, why: &str) {
+    if required() {
+        panic!("KARAPACE_REQUIRE_SANDBOX=1 but {why}");
+    }
+    visible(&format!("SKIPPED: packages::{test}: {why}"));
+}
+
+fn tarball(test: &str) -> Option<PathBuf> {
+    let Some(path) = std::env::var_os("KARAPACE_TEST_ROOTFS_TARBALL").map(PathBuf::from) else {
+        skip(
+            test,
+            "KARAPACE_TEST_ROOTFS_TARBALL is not set (.ci/run makes it)",
+        );
+        return None;
+    };
+    Some(path)
+}
+
+/// The tarball, and a fixture whose `doctor` says the namespace backend works here.
+fn setup(test: &str) -> Option<(Fixture, PathBuf)> {
+    let tarball = tarball(test)?;
+    let fx = Fixture::new();
+    let doctor = fx.cmd(["--json", "doctor"]).run().json();
+    let namespace = doctor["backends"]
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["backend"] == "namespace"))
+        .cloned()
+        .unwrap_or_default();
+    if namespace["available"] != true {
+        skip(
+            test,
+            &format!(
+                "the namespace backend is unavailable: {}",
+                namespace["detail"]
+            ),
+        );
+        return None;
+    }
+    Some((fx, tarball))
+}
+
+fn manifest(tarball: &Path, packages: &str, runtime: &str) -> String {
+    format!(
+        "manifest_version = 1\n[base]\nimage = \"{}\"\n[system]\npackages = [{packages}]\n\
+         [runtime]\nbackend = \"namespace\"\n{runtime}",
+        tarball.display()
+    )
+}
+
+fn write(dir: &Path, text: &str) -> PathBuf {
+    fs::create_dir_all(dir).expect("mkdir");
+    let path = dir.join("karapace.toml");
+    fs::write(&path, text).expect("write manifest");
+    path
+}
+
+fn scratch_dirs(store: &Path) -> Vec<String> {
+    fs::read_dir(store.join("tmp"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("scratch-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn locked_version(lock: &str, name: &str) -> Option<String> {
+    let lock: toml::Value = lock.parse().expect("lock is TOML");
+    lock.get("packages")?
+        .as_array()?
+        .iter()
+        .find(|p| p["name"].as_str() == Some(name))
+        .and_then(|p| p["version"].as_str().map(str::to_string))
+}
+
+#[test]
+fn apt_installs_pins_and_locked_rebuilds_reproduce() {
+    let Some((fx, tarball)) = setup("apt_installs_pins_and_locked_rebuilds_reproduce") else {
+        return;
+    };
+    // Isolated at run time; the build still reaches the mirror.
+    write(
+        &fx.path("deb"),
+        &manifest(&tarball, "\"hello\"", "network_isolation = true\n"),
+    );
+    let built = fx.build("deb");
+    let id = built["id"].as_str().expect("id").to_string();
+    let lock_path = fx.path("deb/karapace.lock");
+    let lock = fs::read_to_string(&lock_path).expect("lock");
+    let version = locked_version(&lock, "hello").expect("hello is pinned in the lock");
+
+    let hello = fx.run(&["exec", "deb", "--", "hello"]);
+    assert_eq!(hello.ok().stdout(), "Hello, world!\n", "{hello:?}");
+    let installed = fx.run(&[
+        "exec",
+        "deb",
+        "--",
+        "dpkg-query",
+        "-W",
+        "-f",
+        "${Version}",
+        "hello",
+    ]);
+    assert_eq!(
+        installed.ok().stdout(),
+        version,
+        "the lock names what is installed"
+    );
+
+    // Nothing host-specific or downloaded is left in the layer, and no scratch space.
+    let upper = fx.env_dir(&id).join("upper");
+    assert!(
+        !upper.join("etc/resolv.conf").exists(),
+        "the host's resolver configuration leaked into the layer"
+    );
+    let debs: Vec<_> = fs::read_dir(upper.join("var/cache/apt/archives"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                // The image's own .debs (debootstrap keeps them) are hidden by whiteouts, which
+                // are character devices: only regular files are downloads of this build.
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".deb"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(debs.is_empty(), "downloaded packages kept: {debs:?}");
+    assert!(scratch_dirs(&fx.store()).is_empty());
+
+    // Isolation from the inside: no_new_privs, only lo, only the minimal devices, and no
+    // writes outside the overlay.
+    let status = fx.run(&[
+        "exec",
+        "deb",
+        "--",
+        "grep",
+        "NoNewPrivs",
+        "/proc/self/status",
+    ]);
+    assert!(status.ok().stdout().contains('1'), "{status:?}");
+    let net = fx.run(&["exec", "deb", "--", "cat", "/proc/net/dev"]);
+    let ifaces: Vec<String> = net
+        .ok()
+        .stdout()
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(|s| s.trim().to_string()))
+        .collect();
+    assert_eq!(ifaces, ["lo"], "{net:?}");
+    let devs = fx.run(&["exec", "deb", "--", "ls", "-A", "/dev"]);
+    let mut devs: Vec<String> = devs.ok().stdout().lines().map(str::to_string).collect();
+    devs.sort();
+    let allowed = [
+        "console", "core", "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm",
+        "stderr", "stdin", "stdout", "tty", "urandom", "zero",
+    ];
+    for dev in &devs {
+        assert!(
+            allowed.contains(&dev.as_str()),
+            "unexpected /dev/{dev}: {devs:?}"
+        );
+    }
+    // access(2) reports EROFS for a read-only mount, even to root: nothing is written.
+    for path in [
+        "/sys/kernel/mm",
+        "/proc/sys/kernel/core_pattern",
+        "/proc/sysrq-trigger",
+    ] {
+        let write = fx.run(&["exec", "deb", "--", "test", "-w", path]);
+        assert_eq!(write.code(), Some(1), "{path} is writable: {write:?}");
+    }
+
+    // --locked: the same id, the same lock, the same installed version.
+    let rebuilt = fx
+        .cmd(["--json", "rebuild", "--locked", "deb"])
+        .cwd(fx.root())
+        .run();
+    let rebuilt = rebuilt.json();
+    assert_eq!(rebuilt["id"].as_str(), Some(id.as_str()), "{rebuilt}");
+    assert_eq!(fs::read_to_string(&lock_path).expect("lock"), lock);
+    let again = fx.run(&[
+        "exec",
+        "deb",
+        "--",
+        "dpkg-query",
+        "-W",
+        "-f",
+        "${Version}",
+        "hello",
+    ]);
+    assert_eq!(again.ok().stdout(), version);
+}
+
+#[test]
+fn a_missing_package_is_named_and_leaves_nothing_behind() {
+    let Some((fx, tarball)) = setup("a_missing_package_is_named") else {
+        return;
+    };
+    write(
+        &fx.path("deb"),
+        &manifest(&tarball, "\"karapace-no-such-package\"", ""),
+    );
+    let out = fx.cmd(["build", "deb"]).cwd(fx.root()).run();
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("`karapace-no-such-package` was not found"),
+        "{out:?}"
+    );
+    assert!(fx.list().is_empty(), "a failed build left an environment");
+    assert!(scratch_dirs(&fx.store()).is_empty(), "scratch space left");
+    assert!(!fx.path("deb/karapace.lock").exists());
+}
+
+#[test]
+fn hostile_package_names_are_refused_before_anything_runs() {
+    // No kernel or network needed: the manifest is refused first. The image path does not even
+    // exist, so any attempt to fetch it would fail differently.
+    let fx = Fixture::new();
+    let marker = fx.path("pwned");
+    let hostile = [
+        "\"-rf\"".to_string(),
+        "\"--allow-unauthenticated\"".to_string(),
+        "\"hello;touch PWNED\"".replace("PWNED", &marker.display().to_string()),
+        "\"$(touch PWNED)\"".replace("PWNED", &marker.display().to_string()),
+        "\"`touch PWNED`\"".replace("PWNED", &marker.display().to_string()),
+        "\"hello\\ntouch PWNED\"".replace("PWNED", &marker.display().to_string()),
+        "\"hello world\"".to_string(),
+    ];
+    for (i, name) in hostile.iter().enumerate() {
+        let dir = fx.path(&format!("p{i}"));
+        write(
+            &dir,
+            &manifest(Path::new("/nonexistent/image.tar.xz"), name, ""),
+        );
+        let out = fx.cmd(["build", &format!("p{i}")]).cwd(fx.root()).run();
+        assert_eq!(out.code(), Some(2), "{name}: {out:?}");
+        assert!(out.stderr.contains("system.packages[0]"), "{name}: {out:?}");
+        assert!(!dir.join("karapace.lock").exists());
+    }
+    assert!(!marker.exists(), "a package name ran a command");
+    assert!(fx.list().is_empty());
+    let images = fx.store().join("images");
+    assert!(
+        !images.exists() || fs::read_dir(&images).expect("images").next().is_none(),
+        "something was fetched"
+    );
+}
+
+/// The same build as an ordinary user: the main use of the namespace backend.
+#[test]
+fn apt_installs_packages_rootless() {
+    const TEST: &str = "apt_installs_packages_rootless";
+    if !nix::unistd::geteuid().is_root() {
+        visible(&format!(
+            "{TEST}: already unprivileged; apt_installs_pins_and_locked_rebuilds_reproduce \
+             covers this user"
+        ));
+        return;
+    }
+    let Some(tarball) = tarball(TEST) else {
+        return;
+    };
+    if Command::new("id")
+        .args(["-u", TEST_USER])
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        let made = Command::new("useradd").args(["-m", TEST_USER]).status();
+        if !made.is_ok_and(|s| s.success()) {
+            skip(TEST, &format!("cannot create the user {TEST_USER}"));
+            return;
+        }
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("karapace-pkg-rootless-")
+        .tempdir()
+        .expect("tempdir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let bin = dir.path().join("karapace-tui");
+    fs::copy(env!("CARGO_BIN_EXE_karapace-tui"), &bin).expect("copy binary");
+    let project = dir.path().join("deb");
+    write(&project, &manifest(&tarball, "\"hello\"", ""));
+    let chown = Command::new("chown")
+        .args(["-R", TEST_USER])
+        .arg(&project)
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+    let run = |args: &[&str]| {
+        let out = Command::new("runuser")
+            .args(["-u", TEST_USER, "--", "env", "-i"])
+            .arg(format!(
+                "PATH={}",
+                std::env::var("PATH").unwrap_or_default()
+            ))
+            .arg(format!("HOME={}", dir.path().display()))
+            .arg(format!(
+                "KARAPACE_STORE={}",
+                dir.path().join("store").display()
+            ))
+            .arg(format!(
+                "XDG_CONFIG_HOME={}",
+                dir.path().join("config").display()
+            ))
+            .arg(&bin)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("runuser");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let doctor = run(&["--json", "doctor"]);
+    if !doctor.1.contains("\"namespace\"") || doctor.1.contains("user namespaces are not") {
+        skip(TEST, &format!("doctor as {TEST_USER}: {}", doctor.1));
+        return;
+    }
+    let build = run(&["build", "deb"]);
+    assert_eq!(build.0, Some(0), "build as {TEST_USER}: {build:?}");
+    let hello = run(&["exec", "deb", "--", "hello"]);
+    assert_eq!(hello.1, "Hello, world!\n", "{hello:?}");
+    let destroy = run(&["destroy", "deb"]);
+    assert_eq!(destroy.0, Some(0), "destroy as {TEST_USER}: {destroy:?}");
+    // Everything the user's sandbox wrote can be removed again (the store's cleanup).
+    let leftover = fs::read_dir(dir.path().join("store/envs"))
+        .expect("envs")
+        .count();
+    assert_eq!(leftover, 0);
+}
