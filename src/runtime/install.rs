@@ -9,7 +9,6 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -216,72 +215,25 @@ impl BuildSandbox<'_> {
     }
 }
 
-/// Makes an overlay work directory that a `volatile` mount used before mountable again.
-///
-/// The sandbox mounts overlayfs with `volatile` (see `sandbox::exec`), after which the kernel
-/// leaves `work/work/incompat/volatile` behind and refuses the next mount until it is removed,
-/// because after a crash the upper layer may miss writes that were never synced
-/// (overlayfs.rst, "Volatile mount"). If the marker is older than this boot, the machine went
-/// down while the environment was in use: said as a warning, then removed all the same (the
-/// environment stays usable; `rebuild` gives a clean one).
+/// Makes an overlay work directory that a `volatile` mount used before mountable again
+/// (`sandbox::volatile`). If the marker is older than this boot, the machine went down while
+/// the environment was in use: said as a warning, then removed all the same (the environment
+/// stays usable; `rebuild` gives a clean one).
 pub fn reuse_overlay_work(work: &Path, events: &dyn EventSink) -> Result<(), BackendError> {
-    let inner = work.join("work");
-    let marker = inner.join("incompat/volatile");
-    // overlayfs leaves these directories with mode 000: a rootless user (their owner) cannot
-    // even look inside until it gives itself access.
-    for dir in [inner.clone(), inner.join("incompat"), marker.clone()] {
-        match fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(BackendError::io_at(KIND, "open up", &dir)(e)),
+    match sandbox::volatile::clear_marker(work) {
+        Ok(sandbox::volatile::Marker::Cleared {
+            from_earlier_boot: true,
+        }) => {
+            events.emit(Event::warn(sandbox::volatile::crash_warning(work)));
+            Ok(())
         }
+        Ok(_) => Ok(()),
+        Err(e) => Err(BackendError::io_at(
+            KIND,
+            "remove the overlay's volatile marker",
+            &e.path,
+        )(e.source)),
     }
-    let meta = match fs::symlink_metadata(&marker) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(BackendError::io_at(
-                KIND,
-                "look for the overlay's volatile marker",
-                &marker,
-            )(e))
-        }
-    };
-    if let (Ok(modified), Some(boot)) = (meta.modified(), boot_time()) {
-        if modified < boot {
-            events.emit(Event::warn(format!(
-                "the machine went down while this environment was in use: files written \
-                 inside it (outside mounted host directories) in its last seconds may be lost; \
-                 `karapace-tui rebuild` gives a clean environment ({})",
-                work.display()
-            )));
-        }
-    }
-    // The kernel keeps a `dirty` entry in it.
-    fs::remove_dir_all(&marker).map_err(BackendError::io_at(
-        KIND,
-        "remove the overlay's volatile marker",
-        &marker,
-    ))?;
-    let incompat = inner.join("incompat");
-    match fs::remove_dir(&incompat) {
-        Ok(()) => Ok(()),
-        // Something else the kernel keeps there: leave it.
-        Err(e) if e.raw_os_error() == Some(nix::libc::ENOTEMPTY) => Ok(()),
-        Err(e) => Err(BackendError::io_at(KIND, "remove", &incompat)(e)),
-    }
-}
-
-/// When this boot began (`btime` in /proc/stat, proc(5)).
-fn boot_time() -> Option<std::time::SystemTime> {
-    let stat = fs::read_to_string("/proc/stat").ok()?;
-    let secs: u64 = stat
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }
 
 /// Writes the file system holding `dir` to disk: a build's files are written through a

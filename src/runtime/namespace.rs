@@ -6,6 +6,10 @@
 //! nothing is left mounted on the host whatever happens). The base image stays in the image
 //! cache and is the overlay's lower layer.
 //!
+//! Sessions: several at once; a session started while the environment runs joins its
+//! namespaces (`sandbox::join`), whose init is recorded in `init` beside `upper/` (see
+//! `session.rs`).
+//!
 //! Packages: `resolve` refreshes the image's package indexes in a scratch overlay and reads
 //! the candidate versions (`crate::packages`); `build` installs exactly the locked versions
 //! into the environment's upper layer (`super::install`), reusing the scratch overlay's fresh
@@ -23,7 +27,7 @@ use super::backend::{
     RuntimeBackend,
 };
 use super::install::{BuildSandbox, Output};
-use super::session::{stop_sessions, SessionProcess};
+use super::session::{init_record, stop_init, stop_sessions, SessionProcess};
 use crate::events::Event;
 use crate::image::ImageCache;
 use crate::lock::Resolution;
@@ -242,20 +246,6 @@ impl RuntimeBackend for NamespaceBackend {
     }
 
     fn run(&self, req: &RunRequest) -> Result<i32, BackendError> {
-        // overlayfs refuses two mounts sharing one upper directory; joining a running
-        // environment (setns) comes later. This session's own marker is already counted.
-        let sessions = req.store.running_sessions(&req.meta.id)?;
-        if sessions > 1 {
-            return Err(BackendError::Failed {
-                backend: KIND,
-                step: "start a session",
-                detail: format!(
-                    "{} already has a running session; the namespace backend runs one session \
-                     per environment at a time for now",
-                    req.meta.id.short()
-                ),
-            });
-        }
         let lower = ImageCache::new(req.store).rootfs(&req.lock.base.archive_sha256);
         if !lower.is_dir() {
             return Err(BackendError::Failed {
@@ -270,24 +260,45 @@ impl RuntimeBackend for NamespaceBackend {
         for warning in unenforced(req.lock) {
             req.events.emit(Event::warn(warning));
         }
-        super::install::reuse_overlay_work(&req.env_dir.join("work"), req.events)?;
         let spec = self.spec(req, &lower)?;
         let plan = spec.plan();
-        let stdio = stdio(req.stdout_to_stderr)?;
-        let mut child = sandbox::spawn(&plan, &helper_exe()?, &req.store.root().join("tmp"), stdio)
-            .map_err(|e| BackendError::Failed {
-                backend: KIND,
-                step: "start the sandbox",
-                detail: e.to_string(),
-            })?;
-        let pid = child.id() as i32;
-        let record = SessionProcess::of_pid(pid, 0)
-            .map_err(io_err("read process start time", Path::new("/proc")))?;
-        req.marker.record(&record.encode())?;
-        let status = child
-            .wait()
-            .map_err(io_err("wait for the sandbox", req.env_dir))?;
-        Ok(super::exit_code(status))
+        // The helper joins the environment if it runs (overlayfs must not mount one upper
+        // directory twice), else starts it and records its init there. The overlay's volatile
+        // marker is cleared by the helper too, under the record's lock, and only when it starts
+        // cold: here another session may have the overlay mounted.
+        let record = init_record(req.env_dir);
+        let helper = helper_exe()?;
+        let plan_dir = req.store.root().join("tmp");
+        let mut started_again = false;
+        loop {
+            let stdio = stdio(req.stdout_to_stderr)?;
+            let mut session = sandbox::spawn_session(&plan, &record, &helper, &plan_dir, stdio)
+                .map_err(|e| BackendError::Failed {
+                    backend: KIND,
+                    step: "start the sandbox",
+                    detail: e.to_string(),
+                })?;
+            let pid = session.child.id() as i32;
+            let process = SessionProcess::of_pid(pid, 0)
+                .map_err(io_err("read process start time", Path::new("/proc")))?;
+            req.marker.record(&process.encode())?;
+            let status = session
+                .child
+                .wait()
+                .map_err(io_err("wait for the sandbox", req.env_dir))?;
+            // Once only: the second start finds no init and starts cold.
+            let ran_nothing = session
+                .ran_nothing(status)
+                .map_err(io_err("remove the plan file in", &plan_dir))?;
+            if !ran_nothing || started_again {
+                return Ok(super::exit_code(status));
+            }
+            started_again = true;
+            req.events.emit(Event::info(format!(
+                "{} ended while this session was joining it; starting it again",
+                req.meta.id.short()
+            )));
+        }
     }
 
     fn status(&self, store: &Store, id: &EnvId) -> Result<usize, BackendError> {
@@ -295,9 +306,12 @@ impl RuntimeBackend for NamespaceBackend {
     }
 
     fn stop(&self, store: &Store, id: &EnvId) -> Result<usize, BackendError> {
-        // Signalling the helper is enough: it forwards the signal to the program, and the
-        // sandbox's PID 1 takes every other process of the environment with it.
-        stop_sessions(store, id, KIND)
+        // Each session's helper forwards SIGTERM to its program; then the environment's init
+        // (which may outlive the session that started it) is killed, and with it whatever is
+        // left in the environment.
+        let stopped = stop_sessions(store, id, KIND)?;
+        stop_init(&init_record(&store.env_dir(id)), KIND)?;
+        Ok(stopped)
     }
 
     fn teardown(&self, env_dir: &Path) -> Result<(), BackendError> {

@@ -5,15 +5,32 @@
 //! holding one line: `pid starttime pgid`. Before signalling, `stop` reads the process's start
 //! time from `/proc/<pid>/stat` (field 22, proc(5)) and compares: a different value means the
 //! pid now belongs to someone else, and nothing is sent.
+//!
+//! The namespace backend also keeps an *init record* beside the environment
+//! ([`init_record`], written by the sandbox helper, see `sandbox::join`): the environment's
+//! PID 1, which can outlive the session that started it while joined sessions run. `stop`
+//! kills it after the sessions ([`stop_init`]), with the same start-time check; killing a PID
+//! namespace's init kills every process left in it (pid_namespaces(7)).
 
-use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
+
+use super::backend::BackendError;
+use crate::sandbox::join::{InitRecord, ProcStat};
+use crate::types::BackendKind;
+
+/// How long `stop` gives sessions to end after SIGTERM before it sends SIGKILL.
+const GRACE: Duration = Duration::from_secs(3);
+/// How long `stop` waits for the commands of stopped sessions to release their run markers.
+const MARKERS_RELEASED: Duration = Duration::from_secs(2);
+/// How long `stop` waits for a killed init (and so the whole environment) to be gone.
+const INIT_GONE: Duration = Duration::from_secs(10);
 
 /// A process recorded in a run marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,91 +71,114 @@ impl SessionProcess {
     /// Whether this record still names the same live process. A zombie (exited, not yet
     /// reaped by its parent) counts as gone: it runs nothing any more.
     pub fn is_alive(&self) -> bool {
-        matches!(proc_stat(self.pid), Ok((state, t)) if t == self.start_time && state != 'Z' && state != 'X')
+        ProcStat::of(self.pid).is_ok_and(|st| st.start_time == self.start_time && !st.has_exited())
     }
 
     fn signal(&self, sig: Signal) -> nix::Result<()> {
-        if self.pgid > 0 {
+        let sent = if self.pgid > 0 {
             killpg(Pid::from_raw(self.pgid), sig)
         } else {
             kill(Pid::from_raw(self.pid), sig)
+        };
+        match sent {
+            // It exited between the check and the signal: that is the goal reached.
+            Err(Errno::ESRCH) => Ok(()),
+            other => other,
         }
     }
 
     /// SIGTERM, then SIGKILL after `grace` if the process is still alive. Returns false if the
     /// record was stale (nothing was signalled).
     pub fn terminate(&self, grace: Duration) -> nix::Result<bool> {
-        if !self.is_alive() {
-            return Ok(false);
-        }
-        self.signal(Signal::SIGTERM)?;
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if !self.is_alive() {
-                return Ok(true);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        if self.is_alive() {
-            match self.signal(Signal::SIGKILL) {
-                // It exited between the check and the signal: that is the goal reached.
-                Err(nix::errno::Errno::ESRCH) => {}
-                other => other?,
-            }
-        }
-        Ok(true)
+        terminate_all(std::slice::from_ref(self), grace).map(|n| n == 1)
     }
+}
+
+/// SIGTERM to every live process of `processes` at once, then SIGKILL to those still alive
+/// after `grace`. Returns how many were live (signalled).
+pub fn terminate_all(processes: &[SessionProcess], grace: Duration) -> nix::Result<usize> {
+    let live: Vec<&SessionProcess> = processes.iter().filter(|p| p.is_alive()).collect();
+    for process in &live {
+        process.signal(Signal::SIGTERM)?;
+    }
+    let deadline = Instant::now() + grace;
+    while live.iter().any(|p| p.is_alive()) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    for process in live.iter().filter(|p| p.is_alive()) {
+        process.signal(Signal::SIGKILL)?;
+    }
+    Ok(live.len())
 }
 
 /// Field 22 of /proc/PID/stat: the time the process started, in clock ticks after boot.
 pub fn start_time(pid: i32) -> io::Result<u64> {
-    proc_stat(pid).map(|(_, t)| t)
-}
-
-/// Fields 3 (state) and 22 (start time) of /proc/PID/stat.
-fn proc_stat(pid: i32) -> io::Result<(char, u64)> {
-    let stat = fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat"))?;
-    // The command name (field 2) is in parentheses and may contain spaces or ')', so split
-    // after the last ')'. Field 3 is then the first token; field 22 is the 20th.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc stat"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let state = fields.first().and_then(|f| f.chars().next());
-    let start = fields.get(19).and_then(|f| f.parse().ok());
-    match (state, start) {
-        (Some(state), Some(start)) => Ok((state, start)),
-        _ => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "malformed /proc stat",
-        )),
-    }
+    ProcStat::of(pid).map(|st| st.start_time)
 }
 
 /// Terminate every live session recorded for an environment; returns how many were signalled.
+/// Then waits (briefly) until their commands have let go of their run markers, so that the
+/// status is accurate once this returns; a session started meanwhile only shortens the wait.
 pub fn stop_sessions(
     store: &crate::store::Store,
     id: &crate::types::EnvId,
-    backend: crate::types::BackendKind,
-) -> Result<usize, super::backend::BackendError> {
-    let mut stopped = 0;
-    for record in store.session_records(id)? {
-        let Some(process) = SessionProcess::decode(&record) else {
-            continue;
-        };
-        let signalled = process.terminate(Duration::from_secs(3)).map_err(|e| {
-            super::backend::BackendError::Failed {
-                backend,
-                step: "signal session",
-                detail: format!("pid {}: {e}", process.pid),
-            }
-        })?;
-        if signalled {
-            stopped += 1;
-        }
+    backend: BackendKind,
+) -> Result<usize, BackendError> {
+    let processes: Vec<SessionProcess> = store
+        .session_records(id)?
+        .iter()
+        .filter_map(|record| SessionProcess::decode(record))
+        .collect();
+    let stopped = terminate_all(&processes, GRACE).map_err(|e| BackendError::Failed {
+        backend,
+        step: "signal sessions",
+        detail: format!(
+            "pids {:?}: {e}",
+            processes.iter().map(|p| p.pid).collect::<Vec<_>>()
+        ),
+    })?;
+    let deadline = Instant::now() + MARKERS_RELEASED;
+    while stopped > 0 && store.running_sessions(id)? > 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
     }
     Ok(stopped)
+}
+
+/// Where the namespace backend keeps an environment's init record.
+pub fn init_record(env_dir: &Path) -> PathBuf {
+    env_dir.join("init")
+}
+
+/// Kills the init recorded at `record` if it still runs (pid and start time match), and waits
+/// until it is gone, with everything in its PID namespace and the mounts of its mount namespace.
+/// Returns whether it was running.
+pub fn stop_init(record: &Path, backend: BackendKind) -> Result<bool, BackendError> {
+    let failed = |detail: String| BackendError::Failed {
+        backend,
+        step: "stop the environment's init",
+        detail,
+    };
+    let Some(init) = InitRecord::read(record).map_err(|e| failed(e.to_string()))? else {
+        return Ok(false);
+    };
+    let process = SessionProcess {
+        pid: init.pid,
+        start_time: init.start_time,
+        pgid: 0,
+    };
+    if !process.is_alive() {
+        return Ok(false);
+    }
+    process
+        .signal(Signal::SIGKILL)
+        .map_err(|errno| failed(format!("kill(pid {}, SIGKILL): {errno}", init.pid)))?;
+    init.wait_gone(INIT_GONE).map_err(|e| {
+        failed(format!(
+            "{e} (recorded in {}); it may be stuck in an uninterruptible wait",
+            record.display()
+        ))
+    })?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -260,7 +260,8 @@ impl Executor<'_> {
                 what: "this plan maps subordinate id ranges, which newuidmap/newgidmap must write \
                        from outside the namespace, but the helper was started without the \
                        channel to its spawner (`--id-maps`); start such plans with \
-                       `sandbox::spawn`, not with `helper_args`/`command`"
+                       `sandbox::spawn` or `sandbox::spawn_session`, not with \
+                       `helper_args`/`command`"
                     .into(),
             });
         };

@@ -11,15 +11,22 @@
 //! - [`helper`]: `karapace-tui __sandbox-init`, dispatched by `main` before any thread starts
 //!   (stage 1 creates the namespaces, stage 2 is PID 1 and builds the root, then runs the
 //!   program and reaps); [`supervise`]: its signal forwarding and reaping.
-//! - [`spawn`]: how the runtime starts a plan ([`spawn()`], or [`PlanFile`] + [`command`]), and
-//!   writes a subordinate range's id maps from outside with newuidmap/newgidmap.
+//! - [`join`]: several sessions in one running environment — the init record and its lock,
+//!   and joining the running init's namespaces with `setns`.
+//! - [`spawn`]: how the runtime starts a plan ([`spawn()`], or [`PlanFile`] + [`command`]) or
+//!   a session of an environment ([`spawn_session`]), and writes a subordinate range's id maps
+//!   from outside with newuidmap/newgidmap.
 //! - [`check`]: run-time probes of what the kernel allows (and whether fuse-overlayfs can be
 //!   used); [`netlink`]: the rtnetlink request that brings `lo` up.
 //! - [`remove`]: deleting trees that hold files of subordinate ids.
+//! - [`volatile`]: clearing a `volatile` overlay's marker before the work directory's next
+//!   mount.
 //!
 //! Invariants: no unsafe code; the process that unshares is always the fresh helper, never the
 //! (threaded) TUI; nothing propagates to the host's mounts (`/` is made a slave first); the
-//! helper dies with its parent (`PR_SET_PDEATHSIG`), and the sandbox with the helper (its PID 1).
+//! helper dies with its parent (`PR_SET_PDEATHSIG`), and the sandbox with the helper (its PID 1)
+//! — except an init that outlives its own session for joined ones, which ends when the last
+//! of them does (or when `stop` kills it).
 
 pub mod builder;
 pub mod check;
@@ -27,6 +34,7 @@ pub mod error;
 pub mod exec;
 pub mod helper;
 pub mod idmap;
+pub mod join;
 pub mod netlink;
 pub mod plan;
 pub mod program;
@@ -34,6 +42,7 @@ pub mod remove;
 pub mod spawn;
 pub mod supervise;
 pub mod sys;
+pub mod volatile;
 
 #[cfg(test)]
 mod tests;
@@ -42,7 +51,7 @@ pub use builder::{Bind, IdMapping, RootfsSpec};
 pub use error::{SandboxError, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
 pub use exec::apply_steps;
 pub use plan::{IdRange, OverlayDriver, SandboxPlan, SetupStep, Stage};
-pub use spawn::{command, helper_args, spawn, PlanFile, SandboxStdio};
+pub use spawn::{command, helper_args, spawn, spawn_session, PlanFile, SandboxStdio, Session};
 pub use sys::{Call, FileKind, IdMapSync, LinuxSys, ProgramExit, RecordingSys, Sys};
 
 /// The hidden first argument that makes `karapace-tui` run as the sandbox helper.

@@ -12,6 +12,13 @@
 //! clears its signal mask and execs ARGV in place, so the program keeps the shim's pid. If
 //! setup fails, stage 2 exits: the pipe reaches EOF and the shim exits without running anything
 //! (and, as PID 1 of the namespace, stage 2 takes it down anyway).
+//!
+//! A session that joins a running environment (`join.rs`) starts the same shim from outside
+//! the environment's mount namespace and passes that namespace's descriptor in the go line: the
+//! shim enters it (setns(2) also moves its root and working directory to the namespace's root)
+//! before it changes directory. The shim sets `PR_SET_PDEATHSIG` before it reports ready, so
+//! once its starter has seen "ready" the shim cannot outlive it: a joined program's starter is
+//! not the PID namespace's init, whose death would take it down anyway.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -22,6 +29,7 @@ use std::process::{Child, Command};
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +42,9 @@ use super::HELPER_VERB;
 pub struct ExecAttrs {
     pub cwd: String,
     pub no_new_privs: bool,
+    /// An inherited descriptor of the mount namespace to enter first (a joining session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_ns_fd: Option<RawFd>,
 }
 
 impl ExecAttrs {
@@ -41,6 +52,7 @@ impl ExecAttrs {
         ExecAttrs {
             cwd: plan.cwd.clone(),
             no_new_privs: plan.steps.contains(&SetupStep::NoNewPrivs),
+            mount_ns_fd: None,
         }
     }
 }
@@ -110,10 +122,14 @@ impl PendingProgram {
     }
 }
 
-/// The shim (`__sandbox-init --exec GO_FD READY_FD -- ARGV`): closes `ready` (we are running),
-/// waits for the go line on `go`, applies it, clears the signal mask and execs. Returns only
-/// on failure, with the exit code.
+/// The shim (`__sandbox-init --exec GO_FD READY_FD -- ARGV`): dies with its parent from now on,
+/// closes `ready` (we are running), waits for the go line on `go`, applies it, clears the
+/// signal mask and execs. Returns only on failure, with the exit code.
 pub fn exec_shim(go: RawFd, ready: RawFd, argv: &[OsString]) -> u8 {
+    if let Err(errno) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
+        eprintln!("karapace-tui: exec shim: prctl(PR_SET_PDEATHSIG) failed: {errno}");
+        return EXIT_CANNOT_EXECUTE;
+    }
     if let Err(errno) = nix::unistd::close(ready) {
         eprintln!("karapace-tui: exec shim: cannot close the ready pipe: {errno}");
         return EXIT_CANNOT_EXECUTE;
@@ -145,14 +161,15 @@ pub fn exec_shim(go: RawFd, ready: RawFd, argv: &[OsString]) -> u8 {
 
 /// `Ok(false)` when stage 2 closed the pipe without a go line.
 fn prepare_exec(fd: RawFd) -> Result<bool> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-        .map_err(SandboxError::helper("prctl(PR_SET_PDEATHSIG)"))?;
     let line = read_line(fd)?;
     nix::unistd::close(fd).map_err(SandboxError::helper("close the go pipe"))?;
     let Some(line) = line else {
         return Ok(false);
     };
     let attrs: ExecAttrs = serde_json::from_str(line.trim_end()).map_err(SandboxError::PlanJson)?;
+    if let Some(fd) = attrs.mount_ns_fd {
+        enter_mount_ns(fd)?;
+    }
     nix::unistd::chdir(attrs.cwd.as_str()).map_err(|errno| SandboxError::Step {
         step: "chdir",
         op: "chdir".into(),
@@ -168,6 +185,23 @@ fn prepare_exec(fd: RawFd) -> Result<bool> {
         .thread_set_mask()
         .map_err(SandboxError::helper("clear the signal mask"))?;
     Ok(true)
+}
+
+/// Enters the mount namespace open on the inherited `fd`, then closes it. The descriptor is
+/// reopened through `/proc/self/fd` to get an owned file without unsafe code.
+fn enter_mount_ns(fd: RawFd) -> Result<()> {
+    let path = format!("/proc/self/fd/{fd}");
+    let ns = File::open(&path).map_err(SandboxError::io("open the mount namespace", &path))?;
+    nix::unistd::close(fd).map_err(SandboxError::helper("close the mount namespace"))?;
+    nix::sched::setns(&ns, CloneFlags::CLONE_NEWNS).map_err(|errno| SandboxError::Step {
+        step: "join_namespaces",
+        op: "setns(CLONE_NEWNS)".into(),
+        path,
+        errno,
+        hint: "Entering a mount namespace needs CAP_SYS_ADMIN and CAP_SYS_CHROOT in the \
+               environment's user namespace, which the joining helper entered first"
+            .into(),
+    })
 }
 
 /// One `\n`-terminated line from `fd` (left open); `None` at EOF before a whole line.

@@ -1,5 +1,6 @@
 //! How the runtime starts a sandbox: write the plan to a private file, then run
-//! `<karapace-tui> __sandbox-init --parent-pid <our pid> [--id-maps FD] <file>`.
+//! `<karapace-tui> __sandbox-init --parent-pid <our pid> [--session RECORD] [--id-maps FD]
+//! <file>`.
 //!
 //! The helper reads and deletes the file; [`PlanFile`] deletes it if no helper took it over.
 //! `PR_SET_PDEATHSIG` fires when the parent *thread* exits (prctl(2)): spawn and wait from a
@@ -12,22 +13,30 @@
 //! exists, we run `newuidmap PID 0 UID 1 1 START COUNT` and `newgidmap PID 0 GID 1 1 START
 //! COUNT` for it, check both, and release it. [`helper_args`] and [`command`] carry no channel:
 //! a helper started that way stops at that step with an error saying so, instead of waiting.
+//!
+//! A session of an environment ([`spawn_session`]) adds `--session RECORD`: the helper then
+//! joins the environment when it already runs (see `join.rs`). It gets the id-map channel too:
+//! a cold start creates the environment's user namespace and waits for its maps as above; a
+//! join enters the running environment's user namespace, which has its maps already, and says
+//! so on the channel ([`ID_MAPS_NOT_NEEDED`]), so we write nothing and return at once. Such a
+//! helper may exit 125 without consuming its plan file when the environment ended while it was
+//! joining: [`Session::ran_nothing`] tells, and the session can be started again.
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 
-use super::error::{Result, SandboxError};
+use super::error::{Result, SandboxError, EXIT_SETUP_FAILED};
 use super::helper::TRACE_VAR;
 use super::idmap::{self, IdMapTools};
 use super::plan::{IdRange, SandboxPlan};
-use super::sys::{ID_MAPS_NS_READY, ID_MAPS_WRITTEN};
+use super::sys::{ID_MAPS_NOT_NEEDED, ID_MAPS_NS_READY, ID_MAPS_WRITTEN};
 use super::HELPER_VERB;
 
 /// A validated plan written to a `0600` file; removed on drop if still there.
@@ -83,12 +92,30 @@ impl Drop for PlanFile {
 /// as portable-pty's `CommandBuilder`. They carry no id-map channel: a plan with subordinate
 /// ranges fails at its `await_id_maps` step when started this way; use [`spawn`] for those.
 pub fn helper_args(plan_file: &PlanFile) -> Vec<OsString> {
-    vec![
-        HELPER_VERB.into(),
-        "--parent-pid".into(),
-        std::process::id().to_string().into(),
-        plan_file.path().as_os_str().to_owned(),
-    ]
+    let mut args = vec![HELPER_VERB.into()];
+    args.extend(parent_args());
+    args.push(plan_file.path().as_os_str().to_owned());
+    args
+}
+
+/// [`helper_args`] for a session of the environment whose init record is `record` (no id-map
+/// channel either: such a session can join, but not start cold with a subordinate range).
+pub fn session_args(plan_file: &PlanFile, record: &Path) -> Vec<OsString> {
+    let mut args = vec![HELPER_VERB.into()];
+    args.extend(parent_args());
+    args.extend(session_option(record));
+    args.push(plan_file.path().as_os_str().to_owned());
+    args
+}
+
+/// `--parent-pid OUR_PID`.
+fn parent_args() -> [OsString; 2] {
+    ["--parent-pid".into(), std::process::id().to_string().into()]
+}
+
+/// `--session RECORD`.
+fn session_option(record: &Path) -> [OsString; 2] {
+    ["--session".into(), record.as_os_str().to_owned()]
 }
 
 /// The helper command with an empty environment (the plan carries the program's). Like
@@ -147,8 +174,51 @@ pub fn spawn(
     stdio: SandboxStdio,
 ) -> Result<Child> {
     let plan_file = PlanFile::write(plan, plan_dir)?;
-    let parent = ["--parent-pid".into(), std::process::id().to_string().into()];
-    start(helper_exe, &parent, plan, plan_file, &[], stdio)
+    start(helper_exe, &parent_args(), plan, plan_file, &[], stdio)
+}
+
+/// A session started by [`spawn_session`].
+#[derive(Debug)]
+pub struct Session {
+    pub child: Child,
+    plan_file: PathBuf,
+}
+
+impl Session {
+    /// After the helper exited with `status`: whether it ran nothing because the environment
+    /// it was joining ended meanwhile (exit 125 with its plan file left in place). The plan
+    /// file is removed then, and the session may be started again (it will start cold).
+    pub fn ran_nothing(&self, status: ExitStatus) -> io::Result<bool> {
+        if status.code() != Some(i32::from(EXIT_SETUP_FAILED)) {
+            return Ok(false);
+        }
+        match std::fs::remove_file(&self.plan_file) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Like [`spawn`], as a session of the environment whose init record is `record` (a file
+/// beside the environment; created if missing): the program joins the environment if it runs.
+/// For a subordinate range, the id maps are written on a cold start only (see the module doc).
+pub fn spawn_session(
+    plan: &SandboxPlan,
+    record: &Path,
+    helper_exe: &Path,
+    plan_dir: &Path,
+    stdio: SandboxStdio,
+) -> Result<Session> {
+    let plan_file = PlanFile::write(plan, plan_dir)?;
+    let path = plan_file.path().to_path_buf();
+    let mut leading = parent_args().to_vec();
+    leading.extend(session_option(record));
+    let child = start(helper_exe, &leading, plan, plan_file, &[], stdio)?;
+    Ok(Session {
+        child,
+        plan_file: path,
+    })
 }
 
 /// Runs `helper_exe __sandbox-init LEADING… [--id-maps FD] PLAN_FILE TRAILING…`, and writes
@@ -214,8 +284,10 @@ fn write_id_maps(
 ) -> Result<Child> {
     match wait_for_namespace(&mut child, &mut channel) {
         // The helper exited first: its exit status and stderr say why, as for any setup error.
-        Ok(false) => return Ok(child),
-        Ok(true) => {}
+        Ok(Announced::Exited) => return Ok(child),
+        // It joined a running environment: its user namespace has its maps.
+        Ok(Announced::Joined) => return Ok(child),
+        Ok(Announced::NamespaceReady) => {}
         Err(e) => return Err(abandon(child, e)),
     }
     let pid = child.id();
@@ -248,10 +320,21 @@ fn write_id_maps(
     }
 }
 
-/// Waits for the helper's "namespace ready"; `false` if it exited instead. The read timeout
-/// only makes us look at the helper now and then: if another thread started a process while
-/// the helper's end was inheritable, that process holds a copy and EOF would never come.
-fn wait_for_namespace(child: &mut Child, channel: &mut UnixStream) -> Result<bool> {
+/// What the helper said on the id-map channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Announced {
+    /// Its user namespace exists: write the maps.
+    NamespaceReady,
+    /// It joined a running environment (a session): no maps to write.
+    Joined,
+    /// Nothing: it exited (or closed the channel).
+    Exited,
+}
+
+/// Waits for the helper's "namespace ready" or "joined". The read timeout only makes us look
+/// at the helper now and then: if another thread started a process while the helper's end was
+/// inheritable, that process holds a copy and EOF would never come.
+fn wait_for_namespace(child: &mut Child, channel: &mut UnixStream) -> Result<Announced> {
     let io_err = |op| SandboxError::io(op, "the id-map channel");
     channel
         .set_read_timeout(Some(Duration::from_millis(200)))
@@ -259,8 +342,9 @@ fn wait_for_namespace(child: &mut Child, channel: &mut UnixStream) -> Result<boo
     let mut byte = [0u8; 1];
     loop {
         match channel.read(&mut byte) {
-            Ok(0) => return Ok(false),
-            Ok(_) if byte[0] == ID_MAPS_NS_READY => return Ok(true),
+            Ok(0) => return Ok(Announced::Exited),
+            Ok(_) if byte[0] == ID_MAPS_NS_READY => return Ok(Announced::NamespaceReady),
+            Ok(_) if byte[0] == ID_MAPS_NOT_NEEDED => return Ok(Announced::Joined),
             Ok(_) => {
                 return Err(SandboxError::InvalidPlan(format!(
                     "unexpected byte {:#04x} from the sandbox helper on the id-map channel",
@@ -279,7 +363,7 @@ fn wait_for_namespace(child: &mut Child, channel: &mut UnixStream) -> Result<boo
                     .try_wait()
                     .map_err(SandboxError::io("check on", "the sandbox helper"))?;
                 if status.is_some() {
-                    return Ok(false);
+                    return Ok(Announced::Exited);
                 }
             }
             Err(e) => return Err(io_err("read")(e)),

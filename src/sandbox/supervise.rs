@@ -7,15 +7,31 @@
 //! otherwise delivers only signals it has a handler for (pid_namespaces(7)). The mask is
 //! inherited across fork and exec, so the program is started through an exec shim that clears
 //! it first (`program.rs`).
+//!
+//! Where a wait must also watch a pipe or a clock, the same blocked set is read through a
+//! signalfd (signalfd(2)) and `poll`ed: stage 1 watches stage 2's report pipe (see
+//! [`Report`]), and an init whose program has ended lingers for joined sessions
+//! ([`after_program`]): it polls its own `/proc` every [`LINGER_POLL`], the only periodic
+//! wake-up, and only while it lingers.
 
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
 use std::process::Child;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::error::{Result, SandboxError};
+use super::join::{joined_sessions, InitRecord, RecordFile, RecordLock};
+
+/// How often a lingering init looks for joined sessions that are left.
+pub const LINGER_POLL: Duration = Duration::from_millis(100);
 
 /// Signals passed on to the child, as a terminal or a service manager would send them.
 pub const FORWARDED: [Signal; 6] = [
@@ -43,8 +59,7 @@ pub fn block_forwarded_signals() -> Result<SigSet> {
 /// exited descendant is reaped, not only `child`. Returns the child's exit code, 128+N for a
 /// death by signal N.
 pub fn supervise(child: Child, signals: &SigSet, reap_all: bool) -> Result<u8> {
-    let raw = i32::try_from(child.id()).map_err(|_| SandboxError::helper("pid")(Errno::ERANGE))?;
-    let pid = Pid::from_raw(raw);
+    let pid = pid_of(&child)?;
     loop {
         if let Some(code) = reap(pid, reap_all)? {
             return Ok(code);
@@ -58,6 +73,12 @@ pub fn supervise(child: Child, signals: &SigSet, reap_all: bool) -> Result<u8> {
             Err(errno) => return Err(SandboxError::helper("forward a signal")(errno)),
         }
     }
+}
+
+fn pid_of(child: &Child) -> Result<Pid> {
+    i32::try_from(child.id())
+        .map(Pid::from_raw)
+        .map_err(|_| SandboxError::helper("pid")(Errno::ERANGE))
 }
 
 /// Reaps what has exited without blocking; `Some(code)` once `main` has.
@@ -74,6 +95,344 @@ fn reap(main: Pid, reap_all: bool) -> Result<Option<u8>> {
             }
             Ok(_) | Err(Errno::EINTR) => {}
             Err(errno) => return Err(SandboxError::helper("waitpid")(errno)),
+        }
+    }
+}
+
+/// What stage 2 tells stage 1 over the report pipe, one line each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// The root is built and the program released: the environment can be joined.
+    Ready,
+    /// The program exited with this code while joined sessions run: stage 2 stays as their
+    /// init, no longer tied to stage 1, which exits with the code.
+    Exited(u8),
+}
+
+impl Report {
+    pub fn line(&self) -> String {
+        match self {
+            Report::Ready => "ready\n".to_string(),
+            Report::Exited(code) => format!("exit {code}\n"),
+        }
+    }
+
+    /// Writes the line to stage 1; a closed pipe (stage 1 is gone) is no error.
+    pub fn send(&self, pipe: &mut File) -> Result<()> {
+        match pipe.write_all(self.line().as_bytes()) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.map_err(SandboxError::io("report to stage 1 over", "a pipe")),
+        }
+    }
+
+    pub fn parse(line: &str) -> Option<Report> {
+        match line.trim_end().split_once(' ') {
+            None if line.trim_end() == "ready" => Some(Report::Ready),
+            Some(("exit", code)) => code.parse().ok().map(Report::Exited),
+            _ => None,
+        }
+    }
+}
+
+fn signal_fd(signals: &SigSet) -> Result<SignalFd> {
+    SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(SandboxError::helper("signalfd"))
+}
+
+/// Stage 1's wait: like [`supervise`] (stage 2 is `child`), and reading stage 2's `report`
+/// pipe. On [`Report::Ready`] `init` (stage 2) is written into the locked record and the lock
+/// released; on [`Report::Exited`] this returns at once, leaving stage 2 to its joined
+/// sessions. EOF on the pipe means stage 2 is exiting: its status gives the code.
+pub fn supervise_stage2(
+    child: Child,
+    signals: &SigSet,
+    report: File,
+    mut record: Option<(RecordLock, InitRecord)>,
+) -> Result<u8> {
+    let pid = pid_of(&child)?;
+    let sigfd = signal_fd(signals)?;
+    let mut report = Some(Reports {
+        pipe: report,
+        pending: Vec::new(),
+        closed: false,
+    });
+    loop {
+        if let Some(code) = reap(pid, false)? {
+            // It may have reported its program's code, then lingered and ended before we read
+            // the report: the program's code is the session's.
+            let rest = match report.as_mut() {
+                Some(reports) => reports.rest()?,
+                None => Vec::new(),
+            };
+            return Ok(exited(&rest).unwrap_or(code));
+        }
+        let (signalled, readable) =
+            wait_readable(&sigfd, report.as_ref().map(|r| &r.pipe), PollTimeout::NONE)?;
+        if signalled {
+            while let Some(sig) = read_signal(&sigfd)? {
+                if sig != Signal::SIGCHLD {
+                    match kill(pid, sig) {
+                        Ok(()) | Err(Errno::ESRCH) => {}
+                        Err(errno) => return Err(SandboxError::helper("forward a signal")(errno)),
+                    }
+                }
+            }
+        }
+        let Some(reports) = report.as_mut().filter(|_| readable) else {
+            continue;
+        };
+        let received = reports.read()?;
+        if let Some(code) = exited(&received) {
+            return Ok(code);
+        }
+        if received.contains(&Report::Ready) {
+            if let Some((lock, init)) = record.take() {
+                lock.write(&init)?;
+            }
+        }
+        if reports.closed {
+            // Stage 2 is exiting (ready or not); the lock goes with the record.
+            report = None;
+            record = None;
+        }
+    }
+}
+
+fn exited(reports: &[Report]) -> Option<u8> {
+    reports.iter().find_map(|r| match r {
+        Report::Exited(code) => Some(*code),
+        Report::Ready => None,
+    })
+}
+
+/// Stage 1's end of the report pipe.
+struct Reports {
+    pipe: File,
+    /// A line not complete yet.
+    pending: Vec<u8>,
+    /// EOF seen: stage 2 is exiting.
+    closed: bool,
+}
+
+impl Reports {
+    /// One read (the pipe polled readable); every whole line received so far.
+    fn read(&mut self) -> Result<Vec<Report>> {
+        let mut chunk = [0u8; 256];
+        match self.pipe.read(&mut chunk) {
+            Ok(0) => self.closed = true,
+            Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(SandboxError::io(
+                    "read the report of stage 2 from",
+                    "a pipe",
+                )(e))
+            }
+        }
+        self.lines()
+    }
+
+    /// After stage 2 has exited (no writer is left): everything it reported and we did not read.
+    fn rest(&mut self) -> Result<Vec<Report>> {
+        if !self.closed {
+            self.pipe
+                .read_to_end(&mut self.pending)
+                .map_err(SandboxError::io(
+                    "read the report of stage 2 from",
+                    "a pipe",
+                ))?;
+            self.closed = true;
+        }
+        self.lines()
+    }
+
+    fn lines(&mut self) -> Result<Vec<Report>> {
+        let mut reports = Vec::new();
+        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line);
+            let report = Report::parse(&text)
+                .ok_or_else(|| SandboxError::InvalidPlan(format!("stage 2 reported {text:?}")))?;
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+}
+
+/// Polls the signalfd and, if given, `pipe`; returns which of them are readable (or hung up).
+fn wait_readable(
+    sigfd: &SignalFd,
+    pipe: Option<&File>,
+    timeout: PollTimeout,
+) -> Result<(bool, bool)> {
+    let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+    if let Some(pipe) = pipe {
+        fds.push(PollFd::new(pipe.as_fd(), PollFlags::POLLIN));
+    }
+    match poll(&mut fds, timeout) {
+        Ok(_) => {}
+        Err(Errno::EINTR) => return Ok((false, false)),
+        Err(errno) => return Err(SandboxError::helper("poll")(errno)),
+    }
+    let ready = |fd: Option<&PollFd>| fd.and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
+    Ok((ready(fds.first()), ready(fds.get(1))))
+}
+
+/// The next pending signal from a non-blocking signalfd.
+fn read_signal(sigfd: &SignalFd) -> Result<Option<Signal>> {
+    loop {
+        match sigfd.read_signal() {
+            Ok(Some(info)) => match Signal::try_from(info.ssi_signo as i32) {
+                Ok(sig) => return Ok(Some(sig)),
+                // Only blocked signals reach the signalfd, and all of them are known.
+                Err(_) => continue,
+            },
+            Ok(None) => return Ok(None),
+            Err(errno) => return Err(SandboxError::helper("read the signalfd")(errno)),
+        }
+    }
+}
+
+/// Stage 2 of a session (`--session`), once its program has exited with `code`. Under the
+/// record's lock: with no joined session left, the record is marked `exiting` and the init
+/// exits (the kernel then ends whatever is left in the namespace). Otherwise the init detaches
+/// (see [`detach`]), tells stage 1 the code over `report` (so the first session's command
+/// returns) and lingers, reaping, until no joined session is left; TERM, INT, HUP and QUIT
+/// end it at once, and with it the environment.
+pub fn after_program(
+    code: u8,
+    record: RecordFile,
+    mut report: File,
+    signals: &SigSet,
+) -> Result<u8> {
+    let lock = record.lock()?;
+    if count_joined()? == 0 {
+        lock.mark_exiting()?;
+        return Ok(code);
+    }
+    detach()?;
+    Report::Exited(code).send(&mut report)?;
+    drop(report);
+    linger(lock.unlock()?, signals)
+}
+
+fn count_joined() -> Result<usize> {
+    joined_sessions().map_err(SandboxError::io(
+        "list the environment's processes in",
+        "/proc",
+    ))
+}
+
+/// No longer tied to stage 1 and its caller: no PR_SET_PDEATHSIG, a session of its own (no
+/// terminal signals of the first session's terminal reach it), and the standard streams on
+/// /dev/null, so the first session's pipes and terminal are released (a caller reading its
+/// output to EOF must not wait for the joined sessions).
+fn detach() -> Result<()> {
+    nix::sys::prctl::set_pdeathsig(None)
+        .map_err(SandboxError::helper("prctl(PR_SET_PDEATHSIG, 0)"))?;
+    nix::unistd::setsid().map_err(SandboxError::helper("setsid"))?;
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(SandboxError::io("open", "/dev/null"))?;
+    for fd in 0..=2 {
+        nix::unistd::dup2(null.as_raw_fd(), fd).map_err(SandboxError::helper("dup2 /dev/null"))?;
+    }
+    Ok(())
+}
+
+fn linger(mut record: RecordFile, signals: &SigSet) -> Result<u8> {
+    let sigfd = signal_fd(signals)?;
+    let mut next_check = Instant::now() + LINGER_POLL;
+    loop {
+        reap_orphans()?;
+        let now = Instant::now();
+        if now >= next_check {
+            let lock = record.lock()?;
+            if count_joined()? == 0 {
+                lock.mark_exiting()?;
+                return Ok(0);
+            }
+            record = lock.unlock()?;
+            next_check = now + LINGER_POLL;
+            continue;
+        }
+        let timeout = PollTimeout::try_from(next_check - now).unwrap_or(PollTimeout::MAX);
+        let (signalled, _) = wait_readable(&sigfd, None, timeout)?;
+        if !signalled {
+            continue;
+        }
+        while let Some(sig) = read_signal(&sigfd)? {
+            if !matches!(sig, Signal::SIGCHLD | Signal::SIGUSR1 | Signal::SIGUSR2) {
+                return Ok(128u8.saturating_add(sig as u8));
+            }
+        }
+    }
+}
+
+/// Reaps every exited child (orphans of the environment) without blocking.
+fn reap_orphans() -> Result<()> {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return Ok(()),
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(errno) => return Err(SandboxError::helper("waitpid")(errno)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+    use std::io::Write;
+
+    use super::{exited, Report, Reports};
+
+    fn pipe() -> (Reports, File) {
+        let (read, write) = nix::unistd::pipe().expect("pipe");
+        let reports = Reports {
+            pipe: File::from(read),
+            pending: Vec::new(),
+            closed: false,
+        };
+        (reports, File::from(write))
+    }
+
+    #[test]
+    fn reports_are_read_whole_lines_at_a_time() {
+        let (mut reports, mut writer) = pipe();
+        writer.write_all(b"ready\nex").expect("write");
+        assert_eq!(reports.read().expect("read"), vec![Report::Ready]);
+        writer.write_all(b"it 3\n").expect("write");
+        assert_eq!(reports.read().expect("read"), vec![Report::Exited(3)]);
+        drop(writer);
+        assert_eq!(reports.read().expect("read"), vec![]);
+        assert!(reports.closed);
+        let (mut reports, mut writer) = pipe();
+        writer.write_all(b"bogus\n").expect("write");
+        assert!(reports.read().is_err(), "an unknown line is an error");
+    }
+
+    #[test]
+    fn a_code_reported_before_stage_2_ended_wins() {
+        let (mut reports, mut writer) = pipe();
+        writer.write_all(b"ready\nexit 7\n").expect("write");
+        drop(writer);
+        let rest = reports.rest().expect("rest");
+        assert_eq!(exited(&rest), Some(7));
+        let (mut reports, writer) = pipe();
+        drop(writer);
+        assert_eq!(exited(&reports.rest().expect("rest")), None);
+    }
+
+    #[test]
+    fn reports_round_trip_and_nothing_else_parses() {
+        for r in [Report::Ready, Report::Exited(0), Report::Exited(137)] {
+            assert_eq!(Report::parse(&r.line()), Some(r));
+        }
+        for bad in ["", "ready now", "exit", "exit 256", "exit -1", "done 0"] {
+            assert_eq!(Report::parse(bad), None, "{bad}");
         }
     }
 }

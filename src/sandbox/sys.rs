@@ -22,7 +22,9 @@ use nix::sys::statvfs::FsFlags;
 /// socketpair, inherited as `--id-maps FD`. The helper sends [`ID_MAPS_NS_READY`] once its user
 /// namespace exists; the spawner runs newuidmap/newgidmap for the helper's pid and answers
 /// [`ID_MAPS_WRITTEN`], or closes its end (EOF) if it failed. The spawner's end is
-/// close-on-exec, so EOF also means the spawner has died.
+/// close-on-exec, so EOF also means the spawner has died. A session's helper that joins a
+/// running environment creates no user namespace (it enters one that has its maps): it sends
+/// [`ID_MAPS_NOT_NEEDED`] instead ([`IdMapSync::not_needed`]) and closes its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdMapSync {
     pub fd: RawFd,
@@ -32,6 +34,23 @@ pub struct IdMapSync {
 pub const ID_MAPS_NS_READY: u8 = b'n';
 /// "The maps are written."
 pub const ID_MAPS_WRITTEN: u8 = b'w';
+/// "Joined a running environment: no maps to write."
+pub const ID_MAPS_NOT_NEEDED: u8 = b'j';
+
+impl IdMapSync {
+    /// Tells the spawner that no maps are needed, and closes the channel.
+    pub fn not_needed(self) -> nix::Result<()> {
+        use nix::sys::socket::{send, MsgFlags};
+        let sent = loop {
+            match send(self.fd, &[ID_MAPS_NOT_NEEDED], MsgFlags::MSG_NOSIGNAL) {
+                Err(Errno::EINTR) => {}
+                other => break other,
+            }
+        };
+        let closed = nix::unistd::close(self.fd);
+        sent.and(closed)
+    }
+}
 
 /// What is at a path, without following a final symlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

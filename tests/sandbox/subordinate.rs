@@ -13,7 +13,9 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
+use karapace_tui::sandbox::join::InitRecord;
 use karapace_tui::sandbox::plan::IdRange;
 use karapace_tui::sandbox::{self, check, IdMapping, PlanFile};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
@@ -231,6 +233,76 @@ fn stage_1_gives_up_when_its_spawner_goes_away_while_it_waits() {
         stderr.contains("await_id_maps") && stderr.contains("EPIPE"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_session_that_joins_tells_its_spawner_that_no_maps_are_needed() {
+    let Some((sub_uid, _)) = subordinate("join_needs_no_maps") else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let record = scratch.path("init");
+    // The cold start, as the runtime starts a session: we write its full range.
+    let waiting = "while [ ! -e /tmp/end ]; do sleep 0.05; done; echo first-done";
+    let first = sandbox::spawn_session(
+        &scratch.spec(&["sh", "-c", waiting]).plan(),
+        &record,
+        &helper(),
+        scratch.dir.path(),
+        sandbox::SandboxStdio {
+            stdin: Stdio::null(),
+            stdout: Stdio::piped(),
+            stderr: Stdio::piped(),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !InitRecord::read(&record)
+        .unwrap()
+        .is_some_and(|init| init.is_alive())
+    {
+        assert!(Instant::now() < deadline, "the first session never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The joiner, with the same plan's ids, started by hand so that we see what it says on
+    // the channel: "no maps needed", never "namespace ready".
+    let plan = scratch.spec(&["sh", "-c", "cat /proc/self/uid_map; touch /tmp/end"]);
+    let plan_file = PlanFile::write(&plan.plan(), scratch.dir.path()).unwrap();
+    let (mut ours, theirs) = UnixStream::pair().unwrap();
+    let theirs = OwnedFd::from(theirs);
+    fcntl(theirs.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty())).unwrap();
+    let joiner = Command::new(helper())
+        .arg(sandbox::HELPER_VERB)
+        .arg("--session")
+        .arg(&record)
+        .arg("--id-maps")
+        .arg(theirs.as_raw_fd().to_string())
+        .arg(plan_file.hand_over())
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(theirs);
+    let mut said = Vec::new();
+    ours.read_to_end(&mut said).unwrap();
+    assert_eq!(
+        said, b"j",
+        "the joiner says that it needs no maps, then closes"
+    );
+    let out = wait_output(joiner);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // It is in the cold start's user namespace, with the range we wrote for that one.
+    let range = format!("1 {} {}", sub_uid.outside, sub_uid.count);
+    let maps: Vec<String> = text(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert!(maps.contains(&range), "{maps:?}");
+    let first = wait_output(first.child);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert_eq!(text(&first.stdout), "first-done\n");
 }
 
 /// A tiny image (a .tar of host binaries) for the CLI test.

@@ -1,0 +1,524 @@
+//! Several sessions in one running environment: the init record, and joining with `setns`.
+//!
+//! overlayfs must not mount one upper directory twice (the kernel only warns when `index` is
+//! off, and then "accessing files from both mounts will result in undefined behavior"), so a
+//! second session does not build a second root: it enters the namespaces of the running one.
+//!
+//! **The init record** is a small file beside the environment (its path is given to the helper
+//! with `--session`), holding `PID STARTTIME STATE`: the host pid of the environment's init
+//! (stage 2, PID 1 of its PID namespace), its start time (field 22 of `/proc/PID/stat`, so a
+//! recycled pid is never taken for it), and `running` or `exiting`. Its flock serialises the
+//! decisions that must not interleave:
+//! - a starting session (stage 1) holds it while it decides to join or to start cold, and, when
+//!   it starts cold, until its stage 2 has built the root and the record names it; so two cold
+//!   starts of one environment never race to mount the same upper directory;
+//! - a joining session holds it until its process exists inside the PID namespace;
+//! - the init holds it while it decides to exit (its program ended and no joined session is
+//!   left) and marks the record `exiting` before it lets go; so a joiner never enters a PID
+//!   namespace whose init has decided to go (a fork there fails with ENOMEM,
+//!   pid_namespaces(7)). A starter that finds `exiting` waits until that init is gone, then
+//!   starts cold.
+//!
+//! An init that died without deciding (killed by `stop`, or with its first session's CLI) leaves
+//! a record naming a dead process: the start-time check treats it as absent. If it dies while a
+//! joiner is entering, the joiner's fork fails with ENOMEM after it has entered the user
+//! namespace, which cannot be undone; it then exits with 125 *without consuming its plan file*,
+//! which tells the runtime that nothing ran and the session can be started again, cold.
+//!
+//! **Joining** ([`try_join`]): open `/proc/PID/ns/{user,ipc,uts,net,pid,mnt}` first, then check
+//! the start time of PID, so the descriptors are known to belong to the recorded init. Enter
+//! the user namespace first (setns(2): the others are owned by it, and entering them needs
+//! CAP_SYS_ADMIN there; as real root there is none to enter), then ipc, uts, net and pid — any
+//! that is already ours is skipped (the host's network when it is not isolated). A PID namespace
+//! join only affects children, so the program is started through the exec shim, which is
+//! spawned while the host's root is still ours (its loader needs our libraries), then enters
+//! the mount namespace itself — setns(CLONE_NEWNS) sets its root and working directory to the
+//! namespace's root, the pivoted overlay — and execs the program there.
+//!
+//! A joined program's parent (the joining helper) lives outside the PID namespace, so inside it
+//! the program's parent pid reads 0: that is how the init counts joined sessions
+//! ([`joined_sessions`]).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, Flock, FlockArg};
+use nix::sched::CloneFlags;
+
+use super::error::{Result, SandboxError};
+use super::plan::SandboxPlan;
+use super::program::{ExecAttrs, PendingProgram};
+
+/// How long a starter waits for an init that is exiting (or was killed) to be gone.
+const GONE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The fields of `/proc/PID/stat` (proc(5)) that sessions need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// Field 3: `R`, `S`, `D`, `Z` (zombie), `X` (dead) …
+    pub state: char,
+    /// Field 4: 0 when the parent is outside the reader's PID namespace.
+    pub ppid: i32,
+    /// Field 22: clock ticks after boot.
+    pub start_time: u64,
+}
+
+impl ProcStat {
+    /// Parses one `/proc/PID/stat` line. The command name (field 2) is in parentheses and may
+    /// itself contain spaces and `)`, so the fields are counted after the last `)`.
+    pub fn parse(text: &str) -> Option<ProcStat> {
+        let (_, rest) = text.rsplit_once(')')?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        Some(ProcStat {
+            state: fields.first()?.chars().next()?,
+            ppid: fields.get(1)?.parse().ok()?,
+            start_time: fields.get(19)?.parse().ok()?,
+        })
+    }
+
+    /// The process `pid` as this process's `/proc` shows it now.
+    pub fn of(pid: i32) -> io::Result<ProcStat> {
+        let text = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        ProcStat::parse(&text)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc stat"))
+    }
+
+    /// Exited (a zombie not reaped yet, or dead): it runs nothing any more.
+    pub fn has_exited(&self) -> bool {
+        matches!(self.state, 'Z' | 'X')
+    }
+}
+
+/// The content of the init record (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InitRecord {
+    pub pid: i32,
+    pub start_time: u64,
+    /// The init has decided to exit: do not join it.
+    pub exiting: bool,
+}
+
+impl InitRecord {
+    pub fn encode(&self) -> String {
+        let state = if self.exiting { "exiting" } else { "running" };
+        format!("{} {} {state}\n", self.pid, self.start_time)
+    }
+
+    /// `Ok(None)` for an empty record (no init was ever recorded); `Err` for anything that is
+    /// not exactly `PID STARTTIME running|exiting`.
+    pub fn decode(text: &str) -> std::result::Result<Option<InitRecord>, String> {
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        let record = match fields.as_slice() {
+            [] => return Ok(None),
+            [pid, start, state] => {
+                let exiting = match *state {
+                    "running" => false,
+                    "exiting" => true,
+                    _ => return Err(format!("unknown state `{state}`")),
+                };
+                pid.parse()
+                    .ok()
+                    .filter(|p: &i32| *p > 0)
+                    .zip(start.parse().ok())
+                    .map(|(pid, start_time)| InitRecord {
+                        pid,
+                        start_time,
+                        exiting,
+                    })
+            }
+            _ => None,
+        };
+        record
+            .map(Some)
+            .ok_or_else(|| format!("expected `PID STARTTIME running|exiting`, found {text:?}"))
+    }
+
+    /// The record of `pid` (a host pid) as a running init, read from this process's `/proc`.
+    pub fn running_init(pid: i32) -> Result<InitRecord> {
+        let stat = ProcStat::of(pid).map_err(SandboxError::io(
+            "read the start time of the init from",
+            format!("/proc/{pid}/stat"),
+        ))?;
+        Ok(InitRecord {
+            pid,
+            start_time: stat.start_time,
+            exiting: false,
+        })
+    }
+
+    /// Reads the record at `path` without locking (for `stop` and `status`): `Ok(None)` when
+    /// there is none.
+    pub fn read(path: &Path) -> Result<Option<InitRecord>> {
+        let shown = path.display().to_string();
+        match fs::read_to_string(path) {
+            Ok(text) => InitRecord::decode(&text).map_err(|why| malformed(&shown, &why)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(SandboxError::io("read the init record", shown)(e)),
+        }
+    }
+
+    /// Whether the recorded process is still there and still the same one (its start time
+    /// matches) and has not exited.
+    pub fn is_alive(&self) -> bool {
+        ProcStat::of(self.pid).is_ok_and(|st| st.start_time == self.start_time && !st.has_exited())
+    }
+
+    /// Waits until the recorded init is gone (its namespaces and mounts with it).
+    pub fn wait_gone(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while self.is_alive() {
+            if Instant::now() >= deadline {
+                return Err(SandboxError::Io {
+                    op: "wait for the end of the environment's previous init",
+                    path: format!("pid {}", self.pid),
+                    source: io::Error::from(io::ErrorKind::TimedOut),
+                });
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+}
+
+fn malformed(path: &str, why: &str) -> SandboxError {
+    SandboxError::InvalidPlan(format!(
+        "the init record {path} is malformed ({why}); run `karapace-tui stop` on the \
+         environment, then remove the file"
+    ))
+}
+
+/// The init record, open but not locked (the init keeps it open from before `pivot_root`).
+#[derive(Debug)]
+pub struct RecordFile {
+    file: File,
+    path: String,
+}
+
+impl RecordFile {
+    /// Opens (creating it empty if needed, mode 0600) the record at `path`.
+    pub fn open(path: &Path) -> Result<RecordFile> {
+        let shown = path.display().to_string();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(SandboxError::io("open the init record", &shown))?;
+        Ok(RecordFile { file, path: shown })
+    }
+
+    /// Takes the record's exclusive flock, waiting as long as it takes: every holder keeps it
+    /// for a few milliseconds at most.
+    pub fn lock(self) -> Result<RecordLock> {
+        let RecordFile { mut file, path } = self;
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusive) {
+                Ok(lock) => return Ok(RecordLock { lock, path }),
+                Err((f, Errno::EINTR)) => file = f,
+                Err((_, errno)) => {
+                    return Err(SandboxError::io("lock the init record", path)(errno.into()))
+                }
+            }
+        }
+    }
+}
+
+/// The init record, flocked exclusively; released on drop (or by the process's death).
+#[derive(Debug)]
+pub struct RecordLock {
+    lock: Flock<File>,
+    path: String,
+}
+
+impl RecordLock {
+    /// Opens and locks the record at `path`.
+    pub fn acquire(path: &Path) -> Result<RecordLock> {
+        RecordFile::open(path)?.lock()
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn read(&self) -> Result<Option<InitRecord>> {
+        let mut file: &File = &self.lock;
+        let mut text = String::new();
+        file.rewind()
+            .and_then(|()| file.read_to_string(&mut text))
+            .map_err(SandboxError::io("read the init record", &self.path))?;
+        InitRecord::decode(&text).map_err(|why| malformed(&self.path, &why))
+    }
+
+    pub fn write(&self, record: &InitRecord) -> Result<()> {
+        let file: &File = &self.lock;
+        file.set_len(0)
+            .and_then(|()| file.write_all_at(record.encode().as_bytes(), 0))
+            .map_err(SandboxError::io("write the init record", &self.path))
+    }
+
+    /// Marks the recorded init as exiting (the init itself calls this before it exits).
+    pub fn mark_exiting(&self) -> Result<()> {
+        match self.read()? {
+            Some(record) => self.write(&InitRecord {
+                exiting: true,
+                ..record
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Lets go of the lock, keeping the file open.
+    pub fn unlock(self) -> Result<RecordFile> {
+        let RecordLock { lock, path } = self;
+        match lock.unlock() {
+            Ok(file) => Ok(RecordFile { file, path }),
+            Err((_, errno)) => Err(SandboxError::io("unlock the init record", path)(
+                errno.into(),
+            )),
+        }
+    }
+}
+
+/// What [`try_join`] found.
+pub enum Join {
+    /// The program's exec shim runs inside the environment; release it with the attributes.
+    Started(PendingProgram, ExecAttrs),
+    /// No running init: start the environment cold (the lock is still held).
+    NotRunning,
+    /// The init died while we were entering its namespaces: nothing ran, and this process can
+    /// no longer start a cold sandbox (it is inside the dead environment's user namespace).
+    Vanished,
+}
+
+/// Joins the init named by the record under `lock`, if it runs (see the module documentation).
+pub fn try_join(lock: &RecordLock, plan: &SandboxPlan) -> Result<Join> {
+    let Some(record) = lock.read()? else {
+        return Ok(Join::NotRunning);
+    };
+    if record.exiting {
+        record.wait_gone(GONE_TIMEOUT)?;
+        return Ok(Join::NotRunning);
+    }
+    let namespaces = match Namespaces::open(record.pid)? {
+        Some(ns) if record.is_alive() => ns,
+        // Gone, or the pid now belongs to someone else: whatever we opened is not the init's.
+        _ => return Ok(Join::NotRunning),
+    };
+    namespaces.enter_all_but_mount()?;
+    let mount_fd = namespaces.mount_fd_for_child()?;
+    match PendingProgram::start(plan) {
+        Ok(program) => {
+            let attrs = ExecAttrs {
+                mount_ns_fd: Some(mount_fd),
+                ..ExecAttrs::of(plan)
+            };
+            Ok(Join::Started(program, attrs))
+        }
+        Err(e) if is_enomem(&e) => {
+            // A fork into a PID namespace whose init has exited fails with ENOMEM
+            // (pid_namespaces(7)); a real shortage of memory leaves the init alive.
+            record.wait_gone(GONE_TIMEOUT)?;
+            Ok(Join::Vanished)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn is_enomem(e: &SandboxError) -> bool {
+    matches!(e, SandboxError::Io { source, .. } if source.raw_os_error() == Some(Errno::ENOMEM as i32))
+}
+
+/// The namespaces of one process, opened by path; `mnt` is entered by the exec shim.
+struct Namespaces {
+    pid: i32,
+    /// In the order they are entered.
+    others: Vec<(&'static str, CloneFlags, File)>,
+    mnt: File,
+}
+
+/// setns(2): the user namespace first; the mount namespace last (by the shim).
+const ORDER: [(&str, CloneFlags); 5] = [
+    ("user", CloneFlags::CLONE_NEWUSER),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+];
+
+impl Namespaces {
+    /// `Ok(None)` if the process is gone.
+    fn open(pid: i32) -> Result<Option<Namespaces>> {
+        let open = |name: &str| -> Result<Option<File>> {
+            let path = format!("/proc/{pid}/ns/{name}");
+            match File::open(&path) {
+                Ok(f) => Ok(Some(f)),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => Ok(None),
+                Err(e) => Err(SandboxError::io("open the namespace", path)(e)),
+            }
+        };
+        let mut others = Vec::new();
+        for (name, flag) in ORDER {
+            let Some(file) = open(name)? else {
+                return Ok(None);
+            };
+            others.push((name, flag, file));
+        }
+        let Some(mnt) = open("mnt")? else {
+            return Ok(None);
+        };
+        Ok(Some(Namespaces { pid, others, mnt }))
+    }
+
+    /// Enters every namespace but the mount namespace, skipping those we are in already
+    /// (entering one's own user namespace is EINVAL; the host's network namespace would need
+    /// privileges over the host).
+    fn enter_all_but_mount(&self) -> Result<()> {
+        for (name, flag, file) in &self.others {
+            let path = format!("/proc/{}/ns/{name}", self.pid);
+            let own = format!("/proc/self/ns/{name}");
+            let theirs = file.metadata().map_err(SandboxError::io("stat", &path))?;
+            let ours = fs::metadata(&own).map_err(SandboxError::io("stat", &own))?;
+            if (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()) {
+                continue;
+            }
+            nix::sched::setns(file, *flag).map_err(|errno| SandboxError::Step {
+                step: "join_namespaces",
+                op: format!("setns({flag:?})"),
+                path,
+                errno,
+                hint: "Joining needs the same user as the environment's first session, and \
+                       a single-threaded helper (setns(2)); `karapace-tui stop` the \
+                       environment to start it afresh"
+                    .into(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The mount namespace's descriptor, made inheritable for the exec shim (which closes it).
+    fn mount_fd_for_child(&self) -> Result<i32> {
+        let fd = self.mnt.as_raw_fd();
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))
+            .map_err(SandboxError::helper("fcntl(clear FD_CLOEXEC)"))?;
+        Ok(fd)
+    }
+}
+
+/// Processes of this PID namespace, other than its init, whose parent lives outside it: the
+/// programs of joined sessions (their helpers are their parents). Reads this process's `/proc`,
+/// which in the init is the namespace's own.
+pub fn joined_sessions() -> io::Result<usize> {
+    let mut count = 0;
+    for entry in fs::read_dir("/proc")? {
+        let name = entry?.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == 1 {
+            continue;
+        }
+        match ProcStat::of(pid) {
+            Ok(st) if st.ppid == 0 && !st.has_exited() => count += 1,
+            Ok(_) => {}
+            // It exited while we listed.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_after_the_last_parenthesis() {
+        let line = "42 (a) b) (c) S 0 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1 2 3";
+        let st = ProcStat::parse(line).expect("parse");
+        assert_eq!(
+            st,
+            ProcStat {
+                state: 'S',
+                ppid: 0,
+                start_time: 987654
+            }
+        );
+        assert!(!st.has_exited());
+        assert!(ProcStat::parse("42 (x) Z 1").is_none(), "too short");
+        assert!(ProcStat::parse("no parenthesis").is_none());
+    }
+
+    #[test]
+    fn own_stat_is_readable_and_alive() {
+        let me = ProcStat::of(std::process::id() as i32).expect("own stat");
+        assert!(!me.has_exited());
+        let record = InitRecord {
+            pid: std::process::id() as i32,
+            start_time: me.start_time,
+            exiting: false,
+        };
+        assert!(record.is_alive());
+        let recycled = InitRecord {
+            start_time: me.start_time + 1,
+            ..record
+        };
+        assert!(
+            !recycled.is_alive(),
+            "another start time is another process"
+        );
+    }
+
+    #[test]
+    fn records_round_trip_and_bad_ones_are_refused() {
+        for exiting in [false, true] {
+            let r = InitRecord {
+                pid: 7,
+                start_time: 123,
+                exiting,
+            };
+            assert_eq!(InitRecord::decode(&r.encode()), Ok(Some(r)));
+        }
+        assert_eq!(InitRecord::decode(""), Ok(None));
+        assert_eq!(InitRecord::decode("\n"), Ok(None));
+        for bad in [
+            "7 123",
+            "7 123 sleeping",
+            "x 123 running",
+            "0 1 running",
+            "7 1 running x",
+        ] {
+            assert!(InitRecord::decode(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_record_file_is_written_under_its_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("init");
+        let lock = RecordLock::acquire(&path).expect("lock");
+        assert_eq!(lock.read().expect("read"), None, "a new record is empty");
+        let me = std::process::id() as i32;
+        lock.write(&InitRecord::running_init(me).expect("stat"))
+            .expect("write");
+        let published = InitRecord::read(&path).expect("read").expect("record");
+        assert_eq!(published.pid, me);
+        assert!(published.is_alive() && !published.exiting);
+        lock.mark_exiting().expect("mark");
+        assert!(lock.read().expect("read").expect("record").exiting);
+        // The flock excludes a second open file description, even in this process.
+        let other = RecordFile::open(&path).expect("open");
+        let busy = Flock::lock(other.file, FlockArg::LockExclusiveNonblock);
+        assert!(matches!(busy, Err((_, Errno::EWOULDBLOCK))));
+        let reopened = lock.unlock().expect("unlock").lock().expect("lock again");
+        assert!(reopened.read().expect("read").expect("record").exiting);
+    }
+}

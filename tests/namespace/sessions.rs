@@ -1,0 +1,542 @@
+//! Several sessions in one running environment: the second joins the first's namespaces, the
+//! first ending leaves the second running (and its command returns at once), `stop` ends them
+//! all, and afterwards a session starts the environment afresh. Run as root and again as the
+//! unprivileged user `karapace-test` (through `runuser`, with a store of its own).
+//!
+//! The environment's `/tmp` is a tmpfs of its running instance: a file written there by one
+//! session and seen by another proves they share the instance, and its absence proves a cold
+//! start.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use super::{manifest, setup, visible};
+
+const TEST_USER: &str = "karapace-test";
+/// Longer than any step takes on a loaded machine; only a hang reaches it.
+const HUNG: Duration = Duration::from_secs(60);
+
+/// Runs the binary with one store, as root or as [`TEST_USER`].
+struct Cli {
+    bin: PathBuf,
+    /// Holds the store, the home and the projects; removed on drop.
+    dir: tempfile::TempDir,
+    user: Option<&'static str>,
+}
+
+/// A finished run.
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Cli {
+    fn new(user: Option<&'static str>) -> Cli {
+        let dir = tempfile::Builder::new()
+            .prefix("karapace-sessions-")
+            .tempdir()
+            .expect("tempdir");
+        fs::create_dir(dir.path().join("home")).expect("home");
+        let mut bin = PathBuf::from(env!("CARGO_BIN_EXE_karapace-tui"));
+        if let Some(user) = user {
+            fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+            // The build directory may be private: the user gets its own copy of the binary.
+            if !open_to_others(&bin, 0o005) {
+                let copy = dir.path().join("karapace-tui");
+                fs::copy(&bin, &copy).expect("copy the binary");
+                bin = copy;
+            }
+            let status = Command::new("chown")
+                .args(["-R", user])
+                .arg(dir.path().join("home"))
+                .status()
+                .expect("chown");
+            assert!(status.success());
+        }
+        Cli { bin, dir, user }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    fn store(&self) -> PathBuf {
+        self.home().join("store")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let path = std::env::var("PATH").unwrap_or_default();
+        let mut cmd = match self.user {
+            None => {
+                let mut cmd = Command::new(&self.bin);
+                cmd.env_clear()
+                    .env("PATH", path)
+                    .env("HOME", self.home())
+                    .env("KARAPACE_STORE", self.store());
+                cmd
+            }
+            Some(user) => {
+                // runuser keeps the caller's environment; `env -i` starts from nothing.
+                let mut cmd = Command::new("runuser");
+                cmd.args(["-u", user, "--", "env", "-i"])
+                    .arg(format!("PATH={path}"))
+                    .arg(format!("HOME={}", self.home().display()))
+                    .arg(format!("KARAPACE_STORE={}", self.store().display()))
+                    .arg(&self.bin);
+                cmd
+            }
+        };
+        cmd.args(args).current_dir(self.home()).process_group(0);
+        cmd
+    }
+
+    /// Runs to the end, reading stdout and stderr to EOF: a process that keeps them open
+    /// (a lingering sandbox that did not let go of them) is a hang, reported as such.
+    fn run(&self, args: &[&str]) -> Run {
+        let child = self
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let group = Pid::from_raw(child.id() as i32);
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let sent = tx.send(child.wait_with_output());
+            drop(sent);
+        });
+        match rx.recv_timeout(HUNG) {
+            Ok(output) => Run::from(output.expect("wait")),
+            Err(_) => {
+                let killed = killpg(group, Signal::SIGKILL);
+                panic!("`{}` hung (killed: {killed:?})", args.join(" "));
+            }
+        }
+    }
+
+    /// [`Cli::run`] on a thread, for a session that runs while the test does other things.
+    fn start(&self, args: &[&str]) -> thread::JoinHandle<Run> {
+        let cmd = self.command(args);
+        let shown = args.join(" ");
+        thread::spawn(move || run_command(cmd, &shown))
+    }
+
+    /// A background run whose three streams are /dev/null (to be killed by the test).
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn")
+    }
+
+    /// `exec deb -- sh -c SCRIPT`.
+    fn sh(&self, script: &str) -> Run {
+        self.run(&["exec", "deb", "--", "sh", "-c", script])
+    }
+
+    /// The `list --json` row of `deb`.
+    fn row(&self) -> Value {
+        let out = self.run(&["--json", "list"]);
+        out.expect_code(0);
+        let rows: Value = serde_json::from_str(&out.stdout).expect("list --json");
+        rows.as_array()
+            .and_then(|r| r.iter().find(|r| r["name"] == "deb"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no `deb` in {rows}"))
+    }
+
+    /// The environment's init record: (pid, start time), if one was written.
+    fn init(&self, id: &str) -> Option<(i32, u64)> {
+        let path = self.store().join("envs").join(id).join("init");
+        let text = fs::read_to_string(path).ok()?;
+        let mut fields = text.split_whitespace();
+        Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+    }
+}
+
+fn run_command(mut cmd: Command, shown: &str) -> Run {
+    let output = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap_or_else(|e| panic!("`{shown}`: {e}"));
+    Run::from(output)
+}
+
+impl Run {
+    #[track_caller]
+    fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "stdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Whether others have the `mode` bits on `path` and can search every directory above it.
+fn open_to_others(path: &Path, mode: u32) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.mode() & mode == mode)
+        && path
+            .ancestors()
+            .skip(1)
+            .all(|p| fs::metadata(p).is_ok_and(|m| m.mode() & 0o001 != 0))
+}
+
+/// Whether the process with this pid and start time still runs (not a zombie).
+fn alive(pid: i32, start_time: u64) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields.first().is_some_and(|s| *s != "Z" && *s != "X")
+        && fields.get(19).and_then(|t| t.parse().ok()) == Some(start_time)
+}
+
+#[track_caller]
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + HUNG;
+    while !done() {
+        assert!(Instant::now() < deadline, "waited {HUNG:?} for {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A fresh `Cli` with a built `deb`, or `None` (after a visible SKIPPED) where the namespace
+/// backend cannot run; returns the environment's id.
+fn built(test: &str, user: Option<&'static str>) -> Option<(Cli, String)> {
+    let (_fx, tarball) = setup(test)?;
+    let cli = Cli::new(user);
+    if user.is_some() {
+        if let Err(why) = user_can_run(&cli, &tarball) {
+            let required = std::env::var("KARAPACE_REQUIRE_SANDBOX").as_deref() == Ok("1");
+            assert!(!required, "KARAPACE_REQUIRE_SANDBOX=1 but {why}");
+            visible(&format!("SKIPPED: namespace::{test}: {why}"));
+            return None;
+        }
+    }
+    let project = cli.home().join("deb");
+    fs::create_dir(&project).expect("mkdir");
+    fs::write(project.join("karapace.toml"), manifest(&tarball, "")).expect("manifest");
+    if let Some(user) = user {
+        let status = Command::new("chown")
+            .args(["-R", user])
+            .arg(&project)
+            .status()
+            .expect("chown");
+        assert!(status.success());
+    }
+    let out = cli.run(&["--json", "build", "deb"]);
+    out.expect_code(0);
+    let built: Value = serde_json::from_str(&out.stdout).expect("build --json");
+    Some((cli, built["id"].as_str().expect("id").to_string()))
+}
+
+/// As the test user: it exists, can read the tarball, and its `doctor` finds the namespace
+/// backend available.
+fn user_can_run(cli: &Cli, tarball: &Path) -> Result<(), String> {
+    let exists = Command::new("id").args(["-u", TEST_USER]).output();
+    if !exists.is_ok_and(|o| o.status.success()) {
+        return Err(format!(
+            "the user {TEST_USER} does not exist (tests/sandbox.rs creates it)"
+        ));
+    }
+    if !open_to_others(tarball, 0o004) {
+        return Err(format!("{} is not readable by others", tarball.display()));
+    }
+    let doctor = cli.run(&["--json", "doctor"]);
+    let report: Value = serde_json::from_str(&doctor.stdout).map_err(|e| format!("{e}"))?;
+    let namespace = report["backends"]
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["backend"] == "namespace"))
+        .cloned()
+        .unwrap_or_default();
+    if namespace["available"] != true {
+        return Err(format!(
+            "the namespace backend is unavailable for {TEST_USER}: {}",
+            namespace["detail"]
+        ));
+    }
+    Ok(())
+}
+
+/// A session that writes `/tmp/NAME-up`, then waits for `/tmp/end-NAME` and says `NAME-done`.
+fn waiting_session(name: &str) -> String {
+    format!(
+        "echo {name} > /tmp/{name}-up; while [ ! -e /tmp/end-{name} ]; do sleep 0.05; done; \
+         echo {name}-done"
+    )
+}
+
+/// Starts the waiting session `name` and returns once it runs.
+fn start_waiting(cli: &Cli, id: &str, name: &str) -> thread::JoinHandle<Run> {
+    let script = waiting_session(name);
+    let session = cli.start(&["exec", "deb", "--", "sh", "-c", &script]);
+    wait_running(cli, id, name);
+    session
+}
+
+/// Waits until the waiting session `name` runs, which sessions that join see by its file.
+/// While the environment is not running, no such session may start: it would start the
+/// environment itself, and `name` would join it instead of being its first session. So a
+/// running init is awaited first (only `name` can start one then).
+fn wait_running(cli: &Cli, id: &str, name: &str) {
+    wait_until("the environment's init to run", || {
+        cli.init(id).is_some_and(|(pid, start)| alive(pid, start))
+    });
+    wait_until(&format!("session {name} to run"), || {
+        cli.sh(&format!("test -e /tmp/{name}-up")).code == Some(0)
+    });
+}
+
+/// A and B share the instance; A ends (its command returns while B runs); B ends; the init
+/// then goes by itself, and the next session starts cold.
+fn sessions_share_and_outlive_each_other(test: &str, user: Option<&'static str>) {
+    let Some((cli, id)) = built(test, user) else {
+        return;
+    };
+    let a = start_waiting(&cli, &id, "a");
+    let b = start_waiting(&cli, &id, "b");
+    // B sees A's file and A's process; both are counted.
+    assert_eq!(cli.sh("cat /tmp/a-up").stdout, "a\n");
+    let ps = cli.sh("cat /proc/[0-9]*/cmdline | tr '\\0' ' '");
+    assert!(
+        ps.stdout.contains("/tmp/end-a") && ps.stdout.contains("/tmp/end-b"),
+        "{ps:?}"
+    );
+    let row = cli.row();
+    assert_eq!(
+        (row["state"].as_str(), row["sessions"].as_u64()),
+        (Some("running"), Some(2))
+    );
+    if let Some(user) = user {
+        joined_sessions_have_the_cold_starts_ids(&cli, user);
+    }
+
+    // A ends: its command returns (stdout read to EOF), B runs on in the same instance.
+    cli.sh("touch /tmp/end-a").expect_code(0);
+    let a = a.join().expect("session a");
+    assert_eq!((a.code, a.stdout.as_str()), (Some(0), "a-done\n"), "{a:?}");
+    assert_eq!(
+        cli.sh("cat /tmp/b-up").stdout,
+        "b\n",
+        "B's instance is gone"
+    );
+    assert_eq!(cli.row()["sessions"], 1);
+    let (pid, start) = cli.init(&id).expect("an init record");
+    assert!(alive(pid, start), "the init went while B runs");
+
+    // B ends: the init has no session left and goes by itself.
+    cli.sh("touch /tmp/end-b").expect_code(0);
+    let b = b.join().expect("session b");
+    assert_eq!((b.code, b.stdout.as_str()), (Some(0), "b-done\n"), "{b:?}");
+    wait_until("the init to end by itself", || !alive(pid, start));
+    assert_eq!(cli.row()["state"], "built");
+    let cold = cli.sh("test -e /tmp/b-up");
+    assert_eq!(cold.code, Some(1), "not a cold start: {cold:?}");
+}
+
+/// Rootless, with the user's subordinate range (a line in /etc/subuid and /etc/subgid, and
+/// newuidmap/newgidmap on PATH): the cold start got the full range from its spawner, and a
+/// joined session is in that same user namespace (it wrote no maps of its own). Without the
+/// range, only the user's own ids, in both.
+fn joined_sessions_have_the_cold_starts_ids(cli: &Cli, user: &str) {
+    let id = |flag: &str| -> String {
+        let out = Command::new("id").args([flag, user]).output().expect("id");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let range = |file: &str| -> Option<String> {
+        let text = fs::read_to_string(file).ok()?;
+        text.lines().find_map(|line| {
+            let mut fields = line.split(':');
+            (fields.next() == Some(user)).then(|| {
+                let start = fields.next().unwrap_or_default();
+                let count = fields.next().unwrap_or_default();
+                format!("1 {start} {count}")
+            })
+        })
+    };
+    let on_path = |tool: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()))
+    };
+    let tools = on_path("newuidmap") && on_path("newgidmap");
+    let expected = |own: String, range: Option<String>| -> Vec<String> {
+        let mut lines = vec![format!("0 {own} 1")];
+        lines.extend(range.filter(|_| tools));
+        lines
+    };
+    let maps = cli.sh("cat /proc/self/uid_map; echo --; cat /proc/self/gid_map");
+    maps.expect_code(0);
+    let normalized: Vec<String> = maps
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let mut want = expected(id("-u"), range("/etc/subuid"));
+    want.push("--".to_string());
+    want.extend(expected(id("-g"), range("/etc/subgid")));
+    assert_eq!(normalized, want, "the id maps a joined session sees");
+}
+
+/// `stop` ends every session and the init; the next session starts cold.
+fn stop_ends_every_session(test: &str, user: Option<&'static str>) {
+    let Some((cli, id)) = built(test, user) else {
+        return;
+    };
+    let a = start_waiting(&cli, &id, "a");
+    let b = start_waiting(&cli, &id, "b");
+    // A background process of a session lives as long as the environment.
+    cli.sh("sleep 600 > /dev/null 2>&1 & echo started")
+        .expect_code(0);
+    let (pid, start) = cli.init(&id).expect("an init record");
+    cli.run(&["stop", "deb"]).expect_code(0);
+    for (name, session) in [("a", a), ("b", b)] {
+        let out = session.join().expect("session");
+        assert_ne!(out.code, Some(0), "{name} was not stopped: {out:?}");
+        assert!(!out.stdout.contains("done"), "{out:?}");
+    }
+    assert!(!alive(pid, start), "stop left the init running");
+    let row = cli.row();
+    assert_eq!(
+        (row["state"].as_str(), row["sessions"].as_u64()),
+        (Some("built"), Some(0))
+    );
+    let cold = cli.sh("test -e /tmp/a-up");
+    assert_eq!(cold.code, Some(1), "not a cold start: {cold:?}");
+    cli.run(&["destroy", "deb"]).expect_code(0);
+}
+
+#[test]
+fn sessions_join_a_running_environment() {
+    sessions_share_and_outlive_each_other("sessions_join_a_running_environment", None);
+}
+
+#[test]
+fn stop_ends_every_session_of_an_environment() {
+    stop_ends_every_session("stop_ends_every_session_of_an_environment", None);
+}
+
+#[test]
+fn sessions_join_a_running_environment_unprivileged() {
+    if !nix::unistd::geteuid().is_root() {
+        // This run already is unprivileged: the test above covers it.
+        return;
+    }
+    let test = "sessions_join_a_running_environment_unprivileged";
+    sessions_share_and_outlive_each_other(test, Some(TEST_USER));
+}
+
+#[test]
+fn stop_ends_every_session_of_an_environment_unprivileged() {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let test = "stop_ends_every_session_of_an_environment_unprivileged";
+    stop_ends_every_session(test, Some(TEST_USER));
+}
+
+/// SIGKILL of a joined session's command ends its program and nothing else; when that was the
+/// last session of a lingering init, the init goes by itself; SIGKILL of the first session's
+/// command, while its program runs, ends the environment (its init dies with it) and every
+/// session. The status counts what runs after each.
+#[test]
+fn killed_commands_leave_an_accurate_status() {
+    let Some((cli, id)) = built("killed_commands_leave_an_accurate_status", None) else {
+        return;
+    };
+    let running = |name: &str| {
+        cli.sh("cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
+            .stdout
+            .contains(&format!("/tmp/end-{name}"))
+    };
+    // Commands run with /dev/null streams, so that they can be killed.
+    let spawn = |name: &str| {
+        let child = cli.spawn(&["exec", "deb", "--", "sh", "-c", &waiting_session(name)]);
+        wait_running(&cli, &id, name);
+        child
+    };
+    let kill_command = |mut child: Child| {
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).expect("kill");
+        child.wait().expect("wait");
+    };
+
+    // A, then B joined and killed: B's program goes, A and the instance stay.
+    let a = cli.start(&["exec", "deb", "--", "sh", "-c", &waiting_session("a")]);
+    wait_running(&cli, &id, "a");
+    let (pid, start) = cli.init(&id).expect("an init record");
+    kill_command(spawn("b"));
+    wait_until("b's program to end", || !running("b"));
+    assert_eq!(cli.row()["sessions"], 1);
+    assert!(alive(pid, start));
+
+    // C joins; A ends and its init lingers for C; C's command killed: the init goes by itself.
+    let c = spawn("c");
+    cli.sh("touch /tmp/end-a").expect_code(0);
+    assert_eq!(a.join().expect("session a").code, Some(0));
+    assert!(alive(pid, start), "the init went while C runs");
+    kill_command(c);
+    wait_until("the lingering init to end by itself", || !alive(pid, start));
+    let row = cli.row();
+    assert_eq!(
+        (row["state"].as_str(), row["sessions"].as_u64()),
+        (Some("built"), Some(0))
+    );
+
+    // D starts afresh, E joins; D's command killed: the environment ends, E with it.
+    let d = spawn("d");
+    assert_eq!(
+        cli.sh("test -e /tmp/c-up").code,
+        Some(1),
+        "not a cold start"
+    );
+    let (pid, start) = cli.init(&id).expect("an init record");
+    let e = cli.start(&["exec", "deb", "--", "sh", "-c", &waiting_session("e")]);
+    wait_running(&cli, &id, "e");
+    kill_command(d);
+    let e = e.join().expect("session e");
+    assert_ne!(e.code, Some(0), "e outlived the environment: {e:?}");
+    wait_until("the init to end", || !alive(pid, start));
+    let row = cli.row();
+    assert_eq!(
+        (row["state"].as_str(), row["sessions"].as_u64()),
+        (Some("built"), Some(0))
+    );
+    assert_eq!(
+        cli.sh("test -e /tmp/d-up").code,
+        Some(1),
+        "not a cold start"
+    );
+}
