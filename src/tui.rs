@@ -122,7 +122,7 @@ impl Tui {
 /// (1004), bracketed paste (2004), application cursor keys (DECCKM, 1) and keypad (DECKPNM,
 /// `ESC >`), origin mode (6) off and autowrap (7) on, the whole screen as scroll region
 /// (DECSTBM), the default cursor shape (DECSCUSR 0), plain attributes.
-pub const PROGRAM_MODES_OFF: &[u8] = b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\x1b[?1006l\
+const PROGRAM_MODES_OFF: &[u8] = b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\x1b[?1006l\
     \x1b[?1015l\x1b[?1004l\x1b[?2004l\x1b[?1l\x1b>\x1b[?6l\x1b[?7h\x1b[r\x1b[0 q\x1b[0m";
 
 impl Drop for Tui {

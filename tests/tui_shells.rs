@@ -225,12 +225,17 @@ fn several_shells_run_at_once_and_a_resize_reaches_them() {
     tui.wait_for("Details: beta");
     tui.key(Key::Enter);
     wait_prompt(&mut tui);
-    // The shell sees the terminal's size, and a resize while attached reaches it.
+    // The shell sees the terminal's size, and a resize while attached reaches it (the shell
+    // waits for it: the resize travels as a signal and an event while keys go straight).
     run(&mut tui, "stty size");
     wait_line(&mut tui, "24 80");
+    run(
+        &mut tui,
+        "while [ \"$(stty size)\" = '24 80' ]; do sleep 0.05; done; stty size",
+    );
     tui.resize(30, 100);
-    run(&mut tui, "stty size");
     wait_line(&mut tui, "30 100");
+    wait_prompt(&mut tui);
     tui.key(DETACH);
     tui.wait_for("detached from shell #3 in beta");
     tui.send("S");
@@ -346,6 +351,25 @@ fn a_namespace_shell_runs_inside_the_environment_on_its_console() {
 
 const TEST_USER: &str = "karapace-test";
 
+/// The ordinary user of the rootless runs, created as tests/sandbox.rs does if missing.
+fn test_user() -> Result<nix::unistd::User, String> {
+    let lookup = || nix::unistd::User::from_name(TEST_USER).map_err(|e| e.to_string());
+    if let Some(user) = lookup()? {
+        return Ok(user);
+    }
+    let out = Command::new("useradd")
+        .args(["-m", TEST_USER])
+        .output()
+        .map_err(|e| format!("cannot run useradd: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "useradd {TEST_USER} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    lookup()?.ok_or_else(|| format!("useradd made no user {TEST_USER}"))
+}
+
 /// Run as root, the namespace shell again as an ordinary user (the sandbox's main use is
 /// rootless; CI runs as root): the UI, its shells and their sandbox all as that user.
 #[test]
@@ -358,13 +382,15 @@ fn a_namespace_shell_runs_rootless_too() {
     let Some((_fx, tarball)) = namespace_setup(test) else {
         return;
     };
-    let Some(user) = nix::unistd::User::from_name(TEST_USER).ok().flatten() else {
-        let why = format!("no user {TEST_USER} (tests/sandbox.rs creates it)");
-        if std::env::var("KARAPACE_REQUIRE_SANDBOX").as_deref() == Ok("1") {
-            panic!("KARAPACE_REQUIRE_SANDBOX=1 but {why}");
+    let user = match test_user() {
+        Ok(user) => user,
+        Err(why) => {
+            if std::env::var("KARAPACE_REQUIRE_SANDBOX").as_deref() == Ok("1") {
+                panic!("KARAPACE_REQUIRE_SANDBOX=1 but {why}");
+            }
+            visible(&format!("SKIPPED: tui_shells::{test}: {why}"));
+            return;
         }
-        visible(&format!("SKIPPED: tui_shells::{test}: {why}"));
-        return;
     };
     // Everything in a directory the user can reach; the store, home and project are the user's.
     let root = tempfile::Builder::new()

@@ -559,8 +559,8 @@ fn forward_keys(
 }
 
 /// Empty the SIGWINCH socket (non-blocking): several signals make one resize. It ends on
-/// WouldBlock (empty); no other error can come from a connected socket pair we hold both
-/// ends of, and at worst the next poll wakes again.
+/// WouldBlock (empty); the write end stays registered with signal-hook until `finish`, so
+/// no other error is expected, and if one came the next poll would only wake again.
 fn drain(mut socket: &UnixStream) {
     let mut buf = [0u8; 64];
     while matches!(socket.read(&mut buf), Ok(n) if n > 0) {}
