@@ -11,6 +11,9 @@
 //!   has a key.
 //! - Restoring writes `LeaveAlternateScreen` last, so the last bytes a session writes are
 //!   `ESC [ ? 1049 l` (tests check this).
+//! - While a shell has the screen ([`Tui::pass_through`]), whatever modes its programs switch
+//!   on (mouse reporting, bracketed paste, application keys, a scroll region) are switched off
+//!   again on every way back: [`Tui::take_back`], and the restore of a panic or a drop.
 
 use std::io::{self, Stdout, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,15 +35,23 @@ pub struct Tui {
     /// True while raw mode and the alternate screen are on; shared with the panic hook so a
     /// panic after a normal exit (or while suspended) does not write escape codes again.
     active: Arc<AtomicBool>,
+    /// True while a program's output passes straight to the terminal ([`Tui::pass_through`]):
+    /// restoring then also resets the modes it may have set.
+    passing: Arc<AtomicBool>,
 }
 
 impl Tui {
     /// Switch the terminal to raw mode and the alternate screen, and install the panic hook.
     pub fn enter() -> io::Result<Tui> {
         let active = Arc::new(AtomicBool::new(false));
-        install_panic_hook(Arc::clone(&active));
+        let passing = Arc::new(AtomicBool::new(false));
+        install_panic_hook(Arc::clone(&active), Arc::clone(&passing));
         let terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
-        let mut tui = Tui { terminal, active };
+        let mut tui = Tui {
+            terminal,
+            active,
+            passing,
+        };
         tui.resume()?;
         Ok(tui)
     }
@@ -70,14 +81,57 @@ impl Tui {
         self.terminal.clear()
     }
 
+    /// Give the screen to a shell whose bytes pass through unchanged (`crate::app` shells):
+    /// the main screen, so that its programs can switch to their own alternate screen and
+    /// back, and the cursor shown. Raw mode stays on: every key must reach the shell as the
+    /// terminal sends it (Ctrl-C as a byte, no echo, no line editing by the tty). The caller
+    /// must have paused the input thread.
+    pub fn pass_through(&mut self) -> io::Result<()> {
+        if self.active.load(Ordering::SeqCst) {
+            self.passing.store(true, Ordering::SeqCst);
+            execute!(self.terminal.backend_mut(), LeaveAlternateScreen, Show)?;
+        }
+        Ok(())
+    }
+
+    /// Take the screen back after [`Tui::pass_through`]: switch off what the shell's programs
+    /// may have switched on, enter the alternate screen again and repaint everything.
+    pub fn take_back(&mut self) -> io::Result<()> {
+        if self.passing.swap(false, Ordering::SeqCst) {
+            let out = self.terminal.backend_mut();
+            out.write_all(PROGRAM_MODES_OFF)?;
+            execute!(out, EnterAlternateScreen, Hide)?;
+        }
+        self.terminal.clear()
+    }
+
     /// Restore the terminal, reporting failure (the normal way out; `Drop` is the fallback).
     pub fn exit(mut self) -> io::Result<()> {
-        self.suspend()
+        let modes = if self.passing.swap(false, Ordering::SeqCst) {
+            self.terminal.backend_mut().write_all(PROGRAM_MODES_OFF)
+        } else {
+            Ok(())
+        };
+        let restored = self.suspend();
+        modes.and(restored)
     }
 }
 
+/// What a full-screen program may leave switched on, switched off (xterm's ctlseqs): mouse
+/// reporting in every mode and encoding (1000, 1002, 1003, 1005, 1006, 1015), focus events
+/// (1004), bracketed paste (2004), application cursor keys (DECCKM, 1) and keypad (DECKPNM,
+/// `ESC >`), origin mode (6) off and autowrap (7) on, the whole screen as scroll region
+/// (DECSTBM), the default cursor shape (DECSCUSR 0), plain attributes.
+const PROGRAM_MODES_OFF: &[u8] = b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\x1b[?1006l\
+    \x1b[?1015l\x1b[?1004l\x1b[?2004l\x1b[?1l\x1b>\x1b[?6l\x1b[?7h\x1b[r\x1b[0 q\x1b[0m";
+
 impl Drop for Tui {
     fn drop(&mut self) {
+        if self.passing.swap(false, Ordering::SeqCst) {
+            if let Err(e) = self.terminal.backend_mut().write_all(PROGRAM_MODES_OFF) {
+                eprintln!("karapace-tui: could not reset the terminal's modes: {e}; run `reset`");
+            }
+        }
         if self.active.swap(false, Ordering::SeqCst) {
             if let Err(e) = restore_terminal(&mut self.terminal) {
                 // Drop cannot return the error; stderr is the only place left to say it.
@@ -110,12 +164,17 @@ fn restore(out: &mut impl Write) -> io::Result<()> {
 /// Only a panic of the thread that owns the terminal ends the UI. Worker threads run their job
 /// under `catch_unwind` and report a panic as the job's error, so while the UI is up their
 /// panic message is not printed over the screen (the job's error popup carries it instead).
-fn install_panic_hook(active: Arc<AtomicBool>) {
+fn install_panic_hook(active: Arc<AtomicBool>, passing: Arc<AtomicBool>) {
     let ui_thread = std::thread::current().id();
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if std::thread::current().id() != ui_thread && active.load(Ordering::SeqCst) {
             return;
+        }
+        if passing.swap(false, Ordering::SeqCst) {
+            if let Err(e) = io::stdout().write_all(PROGRAM_MODES_OFF) {
+                eprintln!("karapace-tui: could not reset the terminal's modes: {e}; run `reset`");
+            }
         }
         if active.swap(false, Ordering::SeqCst) {
             if let Err(e) = restore(&mut io::stdout()) {

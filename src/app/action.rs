@@ -41,6 +41,16 @@ pub enum Action {
     Gc,
     Verify,
 
+    // Shells.
+    /// Open a login shell in the selected environment and attach to it.
+    Shell,
+    /// The list of shells.
+    Sessions,
+    /// Re-attach: the selected environment's running shell, or the one highlighted in the list.
+    Attach,
+    /// End a running shell (asks first), or dismiss an ended one.
+    EndSession,
+
     // The log pane.
     ToggleFollow,
     Search,

@@ -153,7 +153,8 @@ impl App {
 
     pub(super) fn quit_or_ask(&mut self) {
         let busy: Vec<String> = self.busy_jobs().map(|j| j.label.to_string()).collect();
-        if busy.is_empty() {
+        let shells = self.running_shell_titles();
+        if busy.is_empty() && shells.is_empty() {
             self.quit = true;
             return;
         }
@@ -162,13 +163,23 @@ impl App {
             self.quit = true;
             return;
         }
-        self.popups.push(Popup::Confirm(Confirm::new(
-            "Quit?",
-            format!(
+        let mut body = Vec::new();
+        if !busy.is_empty() {
+            body.push(format!(
                 "Still running: {}.\nQuitting stops it now; the store rolls back what it \
                  did not finish the next time it is used.",
                 busy.join(", ")
-            ),
+            ));
+        }
+        if !shells.is_empty() {
+            body.push(format!(
+                "Open: {}.\nQuitting ends them, as closing their terminal would.",
+                shells.join(", ")
+            ));
+        }
+        self.popups.push(Popup::Confirm(Confirm::new(
+            "Quit?",
+            body.join("\n"),
             "quit",
             Pending::Quit,
         )));

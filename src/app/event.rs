@@ -1,7 +1,8 @@
 //! Everything that wakes the event loop, and the threads that produce it.
 //!
 //! One `std::sync::mpsc` channel carries every [`AppEvent`]: terminal input from the input
-//! thread, engine events and results from workers (`jobs.rs`). Producers only send; the loop
+//! thread, engine events and results from workers (`jobs.rs`), shell output and exits from
+//! the pseudo-terminals' threads (`pty.rs`). Producers only send; the loop
 //! is the only reader and the only writer of UI state.
 //!
 //! The input thread polls the terminal with a timeout instead of blocking in `read`, so that
@@ -18,6 +19,7 @@ use std::time::Duration;
 use crossterm::event::Event as TermEvent;
 
 use super::jobs::{JobId, JobOutput};
+use super::shells::{Ending, SessionId};
 use crate::events::{Event, EventSink};
 
 /// How long the input thread waits for a key before it checks whether it should pause. Only
@@ -37,6 +39,12 @@ pub enum AppEvent {
         job: JobId,
         result: Result<JobOutput, String>,
     },
+    /// What a shell wrote on its pseudo-terminal (`pty.rs`).
+    ShellOutput { session: SessionId, bytes: Vec<u8> },
+    /// The detach key, typed while the shell was attached.
+    ShellDetach { session: SessionId },
+    /// The shell's `karapace-tui enter` ended.
+    ShellExited { session: SessionId, ending: Ending },
 }
 
 /// Forwards the engine's events into the loop's channel, tagged with the job that caused them.

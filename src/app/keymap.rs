@@ -29,6 +29,8 @@ pub enum Mode {
     Message,
     /// The key help overlay.
     Help,
+    /// The list of shells.
+    Sessions,
 }
 
 impl Mode {
@@ -103,15 +105,17 @@ pub enum Section {
     Global,
     Moving,
     Environments,
+    Shells,
     Log,
     Input,
     Dialogs,
 }
 
 impl Section {
-    pub const ALL: [Section; 6] = [
+    pub const ALL: [Section; 7] = [
         Section::Global,
         Section::Environments,
+        Section::Shells,
         Section::Log,
         Section::Moving,
         Section::Input,
@@ -123,6 +127,7 @@ impl Section {
             Section::Global => "Anywhere on the dashboard",
             Section::Moving => "Moving (list, log, help, reports)",
             Section::Environments => "Environment list",
+            Section::Shells => "Shells (Ctrl-] in a shell: back here, it keeps running)",
             Section::Log => "Log pane",
             Section::Input => "Typing (filter, search, prompts, commands)",
             Section::Dialogs => "Questions and reports",
@@ -158,6 +163,7 @@ const ALL: &[Mode] = &[
     Mode::Confirm,
     Mode::Message,
     Mode::Help,
+    Mode::Sessions,
 ];
 
 const fn bind(
@@ -197,6 +203,17 @@ use Section as S;
 /// Every binding, first match wins. The order is also the order of the status bar.
 #[rustfmt::skip]
 pub const BINDINGS: &[Binding] = &[
+    // Shells (`shells.rs`); in a shell only Ctrl-] is ours (`shells::split_detach`).
+    bind(&[code(KeyCode::Enter)], &[M::List], A::Shell, S::Shells, "open a login shell in it; Ctrl-] detaches, it keeps running").hint("shell").on_env(),
+    bind(&[ctrl(']')], &[M::List], A::Attach, S::Shells, "re-attach to its running shell").on_env(),
+    bind(&[ch('S')], PANES, A::Sessions, S::Shells, "list the shells: re-attach, end, dismiss").hint("shells"),
+    bind(&[code(KeyCode::Enter)], &[M::Sessions], A::Attach, S::Shells, "in the list: attach to the highlighted shell").hint("attach"),
+    bind(&[ch('x')], &[M::Sessions], A::EndSession, S::Shells, "in the list: end it (asks first), or dismiss an ended one").hint("end/dismiss"),
+    bind(&[code(KeyCode::Down), ch('j')], &[M::Sessions], A::Down, S::Shells, "in the list: next shell"),
+    bind(&[code(KeyCode::Up), ch('k')], &[M::Sessions], A::Up, S::Shells, "in the list: previous shell"),
+    bind(&[ch('g'), code(KeyCode::Home)], &[M::Sessions], A::Top, S::Shells, "in the list: first shell"),
+    bind(&[ch('G'), code(KeyCode::End)], &[M::Sessions], A::Bottom, S::Shells, "in the list: last shell"),
+    bind(&[code(KeyCode::Esc), ch('q'), ch('S')], &[M::Sessions], A::Back, S::Shells, "close the list of shells").hint("close"),
     // Environment list.
     bind(&[ch('b')], &[M::List], A::Build, S::Environments, "build a manifest (path prompt)").hint("build"),
     bind(&[ch('n')], &[M::List], A::New, S::Environments, "new: write a template into a directory and build it").hint("new"),
@@ -223,7 +240,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[ctrl('r')], PANES, A::Refresh, S::Global, "reload the list and the backends"),
     bind(&[ch('?')], PANES, A::Help, S::Global, "this help").hint("help"),
     bind(&[code(KeyCode::Esc)], PANES, A::Back, S::Global, "clear the filter / leave the full-screen log"),
-    bind(&[ch('q')], PANES, A::Quit, S::Global, "quit (asks first while a job changes the store)").hint("quit"),
+    bind(&[ch('q')], PANES, A::Quit, S::Global, "quit (asks first while a job changes the store or a shell runs)").hint("quit"),
     bind(&[ctrl('c')], ALL, A::Quit, S::Global, "quit, from anywhere"),
     // Moving.
     bind(&[code(KeyCode::Down), ch('j')], MOVING, A::Down, S::Moving, "down one line"),
@@ -265,6 +282,8 @@ pub fn action_for(mode: Mode, key: KeyEvent) -> Option<Action> {
     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
     // Terminals send Ctrl-letters as lowercase letters with CONTROL; normalise Ctrl-D too.
     let code = match key.code {
+        // crossterm reads GS (0x1d) as Ctrl-5; every keyboard sends it for Ctrl-].
+        KeyCode::Char('5') if ctrl => KeyCode::Char(']'),
         KeyCode::Char(c) if ctrl => KeyCode::Char(c.to_ascii_lowercase()),
         // Shift-Tab arrives as BackTab; it switches like Tab.
         KeyCode::BackTab => KeyCode::Tab,

@@ -23,12 +23,16 @@ pub mod list;
 pub mod log;
 pub mod palette;
 pub mod popup;
+pub mod pty;
 mod results;
 mod run;
+pub mod shells;
 mod update;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod shell_tests;
 #[cfg(test)]
 mod tests;
 
@@ -49,6 +53,7 @@ use self::input::LineInput;
 use self::list::EnvList;
 use self::log::LogBuffer;
 use self::popup::Popup;
+use self::shells::Shells;
 use crate::engine::EnvDetails;
 use crate::events::{Event, Level};
 use crate::runtime::backend::Availability;
@@ -126,6 +131,8 @@ pub struct App {
     pub(crate) log: LogBuffer,
     pub(crate) jobs: BTreeMap<JobId, RunningJob>,
     pub(crate) backends: Option<Vec<Availability>>,
+    /// Shell sessions on pseudo-terminals (`shells.rs`).
+    pub(crate) shells: Shells,
     /// The terminal's size.
     pub(crate) area: Rect,
     /// Frame of the spinner.
@@ -161,6 +168,7 @@ impl App {
             log: LogBuffer::default(),
             jobs: BTreeMap::new(),
             backends: None,
+            shells: Shells::default(),
             area: Rect::new(0, 0, 80, 24),
             spinner: 0,
             notice: None,
@@ -229,7 +237,10 @@ impl App {
                     self.apply(action);
                 }
             }
-            AppEvent::Input(TermEvent::Resize(w, h)) => self.area = Rect::new(0, 0, w, h),
+            AppEvent::Input(TermEvent::Resize(w, h)) => {
+                self.area = Rect::new(0, 0, w, h);
+                self.resize_shells();
+            }
             AppEvent::Input(_) => {}
             AppEvent::InputFailed(e) => {
                 self.fatal = Some(format!("reading the terminal failed: {e}"));
@@ -237,6 +248,9 @@ impl App {
             }
             AppEvent::Engine { job, event } => self.engine_event(job, event),
             AppEvent::JobDone { job, result } => self.job_done(job, result),
+            AppEvent::ShellOutput { session, bytes } => self.shell_output(session, &bytes),
+            AppEvent::ShellDetach { session } => self.shell_detached(session),
+            AppEvent::ShellExited { session, ending } => self.shell_exited(session, ending),
         }
         self.relayout();
     }
@@ -244,6 +258,7 @@ impl App {
     /// Set the terminal size (at start; resizes arrive as events).
     pub fn resize(&mut self, area: Rect) {
         self.area = area;
+        self.resize_shells();
         self.relayout();
     }
 

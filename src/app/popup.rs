@@ -4,6 +4,7 @@ use super::action::Action;
 use super::input::LineInput;
 use super::jobs::Job;
 use super::keymap::Mode;
+use super::shells::SessionId;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Popup {
@@ -19,6 +20,10 @@ pub enum Popup {
         error: Option<String>,
     },
     Message(Message),
+    /// The shells, `selected` highlighted (an index into `App::shells`).
+    Sessions {
+        selected: usize,
+    },
 }
 
 impl Popup {
@@ -50,6 +55,7 @@ impl Popup {
             Popup::Prompt(_) => Mode::Prompt,
             Popup::Palette { .. } => Mode::Palette,
             Popup::Message(_) => Mode::Message,
+            Popup::Sessions { .. } => Mode::Sessions,
         }
     }
 }
@@ -59,6 +65,8 @@ impl Popup {
 pub enum Pending {
     Job(Job),
     Quit,
+    /// Hang up a running shell.
+    EndShell(SessionId),
 }
 
 /// A yes/no question about something that cannot be undone. The highlighted button starts on

@@ -11,6 +11,7 @@ use ratatui::layout::Rect;
 
 use super::event::{AppEvent, CrosstermSource, InputControl};
 use super::jobs::Workers;
+use super::pty::ShellHost;
 use super::{App, Context};
 use crate::engine::{Engine, EngineError};
 use crate::events::NullSink;
@@ -36,14 +37,20 @@ pub fn run(store: PathBuf, parse_env: ParseEnv) -> Result<u8, EngineError> {
         home: parse_env.home.clone(),
         cwd,
     };
+    // Shells run this binary's `enter` (pty.rs).
+    let exe = std::env::current_exe().map_err(io_at("find this program", "/proc/self/exe"))?;
     let (tx, rx) = mpsc::channel();
+    let mut shells = ShellHost::new(exe, store.clone(), context.cwd.clone(), tx.clone());
     let workers = Workers::new(store, parse_env, tx.clone());
     let mut app = App::new(context, Theme::from_env());
 
     let mut tui = Tui::enter().map_err(io_at("set up the terminal", "/dev/tty"))?;
     let input =
         InputControl::spawn(CrosstermSource, tx).map_err(io_at("start the input thread", "-"))?;
-    let result = event_loop(&mut app, &mut tui, &rx, &workers);
+    let result = event_loop(&mut app, &mut tui, &rx, &workers, &mut shells, &input);
+    // Quitting ends the shells (the question said so); on an error the terminal's end hangs
+    // them up as well, when this process exits.
+    shells.end_all(&mut app, &rx);
     input.stop();
     // Restore first, whatever happened, then report: the message must land on a sane screen.
     let restored = tui
@@ -59,6 +66,8 @@ fn event_loop(
     tui: &mut Tui,
     rx: &Receiver<AppEvent>,
     workers: &Workers,
+    shells: &mut ShellHost,
+    input: &InputControl,
 ) -> Result<(), EngineError> {
     let size = tui
         .terminal()
@@ -72,6 +81,7 @@ fn event_loop(
                 app.job_not_started(id, &e);
             }
         }
+        shells.serve(app, tui, input)?;
         if let Some(fatal) = app.fatal() {
             return Err(io_at("read the terminal", "/dev/tty")(io::Error::other(
                 fatal.to_string(),
@@ -80,9 +90,12 @@ fn event_loop(
         if app.should_quit() {
             return Ok(());
         }
-        tui.terminal()
-            .draw(|frame| crate::ui::draw(app, frame))
-            .map_err(io_at("draw on the terminal", "/dev/tty"))?;
+        // An attached shell has the screen: its bytes pass through, nothing is drawn.
+        if app.attached_shell().is_none() {
+            tui.terminal()
+                .draw(|frame| crate::ui::draw(app, frame))
+                .map_err(io_at("draw on the terminal", "/dev/tty"))?;
+        }
 
         let first = if app.animating() {
             match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
@@ -96,9 +109,11 @@ fn event_loop(
             Some(event)
         };
         if let Some(event) = first {
+            shells.taken(&event);
             app.handle(event);
         }
         for event in rx.try_iter().take(MAX_BATCH) {
+            shells.taken(&event);
             app.handle(event);
         }
         // The spinner advances on time, also while events keep arriving.

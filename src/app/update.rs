@@ -19,6 +19,7 @@ impl App {
             Mode::Confirm => self.apply_confirm(action),
             Mode::Help | Mode::Message => self.apply_reader(action),
             Mode::List | Mode::Log => self.apply_pane(action),
+            Mode::Sessions => self.apply_sessions(action),
         }
     }
 
@@ -27,6 +28,7 @@ impl App {
             Action::Quit => self.quit_or_ask(),
             Action::Back => self.back_in_pane(),
             Action::Help => self.popups.push(Popup::Help { scroll: 0 }),
+            Action::Sessions => self.open_sessions(),
             Action::Palette => self.popups.push(Popup::Palette {
                 input: LineInput::default(),
                 error: None,
@@ -139,6 +141,8 @@ impl App {
     fn apply_env(&mut self, action: Action, env: &EnvSummary) {
         let target = target(env);
         match action {
+            Action::Shell => self.open_shell(env),
+            Action::Attach => self.attach_to_env(env),
             Action::Rebuild => self.confirm_rebuild(env.manifest.clone(), &display(env)),
             Action::Stop => self.confirm_stop(target, &display(env), env.sessions),
             Action::Destroy => self.confirm_destroy(target, &display(env), env.sessions, false),
@@ -213,8 +217,12 @@ impl App {
             Action::Yes | Action::Submit => {
                 let then = confirm.then.clone();
                 self.popups.pop();
-                if let Pending::Job(job) = then {
-                    self.start(job);
+                match then {
+                    Pending::Job(job) => {
+                        self.start(job);
+                    }
+                    Pending::EndShell(id) => self.hang_up(id),
+                    Pending::Quit => {}
                 }
             }
             Action::No | Action::Back => {

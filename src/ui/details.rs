@@ -24,8 +24,14 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
         None => "Details".to_string(),
     };
     let block = pane(theme, &title, Vec::new(), false).padding(Padding::horizontal(1));
-    let inner = block.inner(area);
+    let mut inner = block.inner(area);
     frame.render_widget(block, area);
+    // A shell of this UI in it: the lower half shows its screen.
+    if let Some(session) = selected.and_then(|env| app.shells.shown_for(&env.id)) {
+        let (details, preview) = super::shell::split(inner);
+        super::shell::preview(app, frame, preview, session);
+        inner = details;
+    }
     let lines = match selected.map(|env| (env, app.details.get(&env.id))) {
         None => vec![Line::styled("nothing selected", theme.dim())],
         Some((_, None | Some(Details::Loading))) => vec![Line::styled("loading…", theme.dim())],

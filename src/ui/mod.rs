@@ -10,9 +10,12 @@ mod header;
 mod help;
 mod log;
 mod popup;
+mod shell;
 mod status;
 pub mod theme;
 
+#[cfg(test)]
+mod shell_tests;
 #[cfg(test)]
 mod tests;
 

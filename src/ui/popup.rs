@@ -24,12 +24,19 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
                 palette_popup(&app.theme, frame, area, input, error.as_deref(), active)
             }
             Popup::Message(m) => message(&app.theme, frame, area, m),
+            Popup::Sessions { selected } => super::shell::sessions(app, frame, area, *selected),
         }
     }
 }
 
 /// A bordered box with a title, cleared underneath.
-fn boxed(theme: &Theme, frame: &mut Frame, rect: Rect, title: &str, error: bool) -> Rect {
+pub(super) fn boxed(
+    theme: &Theme,
+    frame: &mut Frame,
+    rect: Rect,
+    title: &str,
+    error: bool,
+) -> Rect {
     let style = if error {
         theme.error()
     } else {

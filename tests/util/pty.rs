@@ -99,6 +99,29 @@ impl PtyCommand {
         }
     }
 
+    /// `bin` run as `user` through runuser(1) with only `PATH`, `TERM=xterm-256color` and
+    /// `vars` in its environment, in `cwd`, on an 80×24 terminal.
+    pub fn as_user(user: &str, bin: &Path, vars: &[(&str, &Path)], cwd: &Path) -> PtyCommand {
+        let mut cmd = CommandBuilder::new("runuser");
+        cmd.args(["-u", user, "--", "env", "-i"]);
+        cmd.arg(format!(
+            "PATH={}",
+            std::env::var("PATH").unwrap_or_default()
+        ));
+        cmd.arg("TERM=xterm-256color");
+        for (key, value) in vars {
+            cmd.arg(format!("{key}={}", value.display()));
+        }
+        cmd.arg(bin);
+        cmd.cwd(cwd);
+        PtyCommand {
+            cmd,
+            rows: 24,
+            cols: 80,
+            shown: format!("runuser -u {user} -- {}", bin.display()),
+        }
+    }
+
     pub fn arg(mut self, arg: &str) -> PtyCommand {
         self.cmd.arg(arg);
         self.shown.push(' ');
