@@ -32,6 +32,7 @@ pub mod builder;
 pub mod check;
 pub mod error;
 pub mod exec;
+pub mod fork;
 pub mod helper;
 pub mod idmap;
 pub mod join;
