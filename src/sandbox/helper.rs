@@ -6,41 +6,37 @@
 //!   Reads the JSON plan from the file and deletes it (a file, not the environment: the
 //!   program's environment must be exactly the plan's; not stdin: the program owns stdin).
 //!   Runs the namespace steps (with `--id-maps`, the spawner writes a subordinate range's maps
-//!   while we wait: `spawn.rs`), then re-executes `/proc/self/exe __sandbox-init --stage2 FD
-//!   REPORT_FD [RECORD]`, which becomes PID 1 of the new PID namespace, and waits for it,
-//!   forwarding signals. `--parent-pid` closes the race in which the spawner dies before
-//!   `PR_SET_PDEATHSIG` is set.
+//!   while we wait: `spawn.rs`), then forks PID 1 of the new PID namespace (`program.rs`,
+//!   `fork.rs`: a fork, not a second exec of this binary, so the plan stays in memory) and
+//!   waits for it, forwarding signals. `--parent-pid` closes the race in which the spawner dies
+//!   before `PR_SET_PDEATHSIG` is set.
 //!   `--session RECORD` makes the run a session of an environment that other sessions may
 //!   join (see `join.rs`): under the init record's lock, stage 1 joins the running init if the
 //!   record names one, instead of building a second root (and tells the spawner over
-//!   `--id-maps` that no maps are needed: the user namespace it enters has them); otherwise it
-//!   clears the overlay's volatile marker (`volatile.rs`: nothing has the overlay mounted
-//!   now, and nothing can mount it before we do), starts cold and records its stage 2 once
-//!   stage 2 reports the root ready. A join that finds the init gone after it entered the
-//!   namespaces exits 125 and leaves the plan file in place: nothing ran, and the runtime
-//!   starts the session again.
-//! - `--stage2 FD REPORT_FD [RECORD]` — stage 2 (internal). Reads the rest of the plan from an
-//!   inherited pipe (one JSON line; stage 1 keeps its end open for its whole life, so EOF after
-//!   the line means stage 1 is already gone), mounts the root overlay, starts the exec shim,
-//!   runs the other file-system steps, `pivot_root` and the process attributes, then releases
-//!   the shim, which execs the program with exactly the plan's environment, and reports
-//!   `ready` on REPORT_FD. It forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to
-//!   the program, reaps every zombie (it is init) and exits with the program's code (128+N for
-//!   signal N). When PID 1 exits the kernel kills everything left in the namespace, and the
-//!   last process leaving the mount namespace takes every mount with it. With RECORD, if
-//!   joined sessions still run when the program ends, it reports `exit CODE` instead (stage 1
-//!   exits with it) and stays as their init until none is left (`supervise::after_program`).
-//! - `--exec GO READY -- ARGV…` — the exec shim (internal, see `program.rs`): started by stage 2
-//!   before the root is built (or by a joining stage 1), released once it is; clears the signal
-//!   mask and execs ARGV.
+//!   `--id-maps` that no maps are needed: the user namespace it enters has them), and forks
+//!   the program there; otherwise it clears the overlay's volatile marker (`volatile.rs`:
+//!   nothing has the overlay mounted now, and nothing can mount it before we do), starts cold
+//!   and records its PID 1 once PID 1 reports the root ready. A join that finds the init gone
+//!   after it entered the namespaces exits 125 and leaves the plan file in place: nothing ran,
+//!   and the runtime starts the session again.
+//!
+//!   PID 1 ([`init`]) runs the file-system steps (the root overlay first, then `pivot_root` and
+//!   the process attributes), forks the program, whose process execs it with exactly the plan's
+//!   environment, and reports `ready START_TIME` to stage 1 over a pipe. It forwards SIGTERM,
+//!   SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the program, reaps every zombie (it is
+//!   init) and exits with the program's code (128+N for signal N). When PID 1 exits the kernel
+//!   kills everything left in the namespace, and the last process leaving the mount namespace
+//!   takes every mount with it. With RECORD, if joined sessions still run when the program
+//!   ends, it reports `exit CODE` instead (stage 1 exits with it) and stays as their init until
+//!   none is left (`supervise::after_program`).
 //! - `--probe [--id-maps FD] PLAN_FILE` — runs every step of the plan in this process and exits
 //!   0; used by [`super::check`] to find out what the kernel allows.
 //! - `--remove-tree [--id-maps FD] PLAN_FILE TREE` — runs the plan's user-namespace steps, then
 //!   deletes TREE as root of that namespace: files a sandbox gave to subordinate ids, which the
 //!   user cannot delete on the host ([`super::remove`]).
 //!
-//! Every stage sets `PR_SET_PDEATHSIG` to SIGKILL, so the sandbox dies with whoever started
-//! it; only an init that stays for joined sessions clears it (after its own session ended).
+//! Every process of the helper sets `PR_SET_PDEATHSIG` to SIGKILL, so the sandbox dies with
+//! whoever started it; only an init that stays for joined sessions clears it (after its own session ended).
 //! Exit codes: the program's, or 125 (setup failed), 126 (cannot execute), 127 (not found).
 
 use std::ffi::OsString;
