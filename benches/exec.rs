@@ -1117,8 +1117,8 @@ fn stages(input: StageInput) -> Res<()> {
         diff_ms(sa.median, se.median)
     );
     println!(
-        "  E - B = {:>9}  the helper over bwrap: two more start-ups of karapace-tui (stage 2, \
-         exec shim), the overlay and its teardown, /sys, /tmp",
+        "  E - B = {:>9}  the helper over bwrap: the overlay and its teardown, /sys, /tmp, \
+         the record and the session's lock (PID 1 and the program are forks, not execs)",
         diff_ms(se.median, sb.median)
     );
     if let Ok(sf) = get("F") {
@@ -1129,8 +1129,8 @@ fn stages(input: StageInput) -> Res<()> {
         );
     }
     println!(
-        "  D - C = {:>9}  start-up of karapace-tui over /bin/true; A starts karapace-tui 4 times \
-         (CLI, stage 1, stage 2, exec shim), B starts bwrap once",
+        "  D - C = {:>9}  start-up of karapace-tui over /bin/true; A starts karapace-tui twice \
+         (CLI, helper), B starts bwrap once",
         diff_ms(sd.median, sc.median)
     );
     println!();

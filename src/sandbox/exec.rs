@@ -344,8 +344,8 @@ impl Executor<'_> {
     }
 
     /// `fuse-overlayfs -o OPTIONS TARGET` mounts, daemonises and returns. The daemon lives in
-    /// the sandbox's PID namespace (stage 2 is its init and reaps it), so it is killed when
-    /// the sandbox ends, whatever the exit path; the mount exists only in the sandbox's mount
+    /// the sandbox's PID namespace (the helper's PID 1 is its init and reaps it), so it is
+    /// killed when the sandbox ends, whatever the exit path; the mount exists only in the sandbox's mount
     /// namespaces. `kernel_refused` is the kernel's answer when this is the fallback.
     fn fuse_overlay(
         &mut self,

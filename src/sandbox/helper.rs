@@ -6,49 +6,45 @@
 //!   Reads the JSON plan from the file and deletes it (a file, not the environment: the
 //!   program's environment must be exactly the plan's; not stdin: the program owns stdin).
 //!   Runs the namespace steps (with `--id-maps`, the spawner writes a subordinate range's maps
-//!   while we wait: `spawn.rs`), then re-executes `/proc/self/exe __sandbox-init --stage2 FD
-//!   REPORT_FD [RECORD]`, which becomes PID 1 of the new PID namespace, and waits for it,
-//!   forwarding signals. `--parent-pid` closes the race in which the spawner dies before
-//!   `PR_SET_PDEATHSIG` is set.
+//!   while we wait: `spawn.rs`), then forks PID 1 of the new PID namespace (`program.rs`,
+//!   `fork.rs`: a fork, not a second exec of this binary, so the plan stays in memory) and
+//!   waits for it, forwarding signals. `--parent-pid` closes the race in which the spawner dies
+//!   before `PR_SET_PDEATHSIG` is set.
 //!   `--session RECORD` makes the run a session of an environment that other sessions may
 //!   join (see `join.rs`): under the init record's lock, stage 1 joins the running init if the
 //!   record names one, instead of building a second root (and tells the spawner over
-//!   `--id-maps` that no maps are needed: the user namespace it enters has them); otherwise it
-//!   clears the overlay's volatile marker (`volatile.rs`: nothing has the overlay mounted
-//!   now, and nothing can mount it before we do), starts cold and records its stage 2 once
-//!   stage 2 reports the root ready. A join that finds the init gone after it entered the
-//!   namespaces exits 125 and leaves the plan file in place: nothing ran, and the runtime
-//!   starts the session again.
-//! - `--stage2 FD REPORT_FD [RECORD]` — stage 2 (internal). Reads the rest of the plan from an
-//!   inherited pipe (one JSON line; stage 1 keeps its end open for its whole life, so EOF after
-//!   the line means stage 1 is already gone), mounts the root overlay, starts the exec shim,
-//!   runs the other file-system steps, `pivot_root` and the process attributes, then releases
-//!   the shim, which execs the program with exactly the plan's environment, and reports
-//!   `ready` on REPORT_FD. It forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to
-//!   the program, reaps every zombie (it is init) and exits with the program's code (128+N for
-//!   signal N). When PID 1 exits the kernel kills everything left in the namespace, and the
-//!   last process leaving the mount namespace takes every mount with it. With RECORD, if
-//!   joined sessions still run when the program ends, it reports `exit CODE` instead (stage 1
-//!   exits with it) and stays as their init until none is left (`supervise::after_program`).
-//! - `--exec GO READY -- ARGV…` — the exec shim (internal, see `program.rs`): started by stage 2
-//!   before the root is built (or by a joining stage 1), released once it is; clears the signal
-//!   mask and execs ARGV.
+//!   `--id-maps` that no maps are needed: the user namespace it enters has them), and forks
+//!   the program there; otherwise it clears the overlay's volatile marker (`volatile.rs`:
+//!   nothing has the overlay mounted now, and nothing can mount it before we do), starts cold
+//!   and records its PID 1 once PID 1 reports the root ready. A join that finds the init gone
+//!   after it entered the namespaces exits 125 and leaves the plan file in place: nothing ran,
+//!   and the runtime starts the session again.
+//!
+//!   PID 1 ([`init`]) runs the file-system steps (the root overlay first, then `pivot_root` and
+//!   the process attributes), forks the program, whose process execs it with exactly the plan's
+//!   environment, and reports `ready START_TIME` to stage 1 over a pipe. It forwards SIGTERM,
+//!   SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the program, reaps every zombie (it is
+//!   init) and exits with the program's code (128+N for signal N). When PID 1 exits the kernel
+//!   kills everything left in the namespace, and the last process leaving the mount namespace
+//!   takes every mount with it. With RECORD, if joined sessions still run when the program
+//!   ends, it reports `exit CODE` instead (stage 1 exits with it) and stays as their init until
+//!   none is left (`supervise::after_program`).
 //! - `--probe [--id-maps FD] PLAN_FILE` — runs every step of the plan in this process and exits
 //!   0; used by [`super::check`] to find out what the kernel allows.
 //! - `--remove-tree [--id-maps FD] PLAN_FILE TREE` — runs the plan's user-namespace steps, then
 //!   deletes TREE as root of that namespace: files a sandbox gave to subordinate ids, which the
 //!   user cannot delete on the host ([`super::remove`]).
 //!
-//! Every stage sets `PR_SET_PDEATHSIG` to SIGKILL, so the sandbox dies with whoever started
-//! it; only an init that stays for joined sessions clears it (after its own session ended).
+//! Every process of the helper sets `PR_SET_PDEATHSIG` to SIGKILL, so the sandbox dies with
+//! whoever started it; only an init that stays for joined sessions clears it (after its own session ended).
 //! Exit codes: the program's, or 125 (setup failed), 126 (cannot execute), 127 (not found).
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::{self, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::io;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode};
+use std::process::ExitCode;
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
@@ -56,9 +52,10 @@ use nix::sys::signal::{SigSet, Signal};
 
 use super::error::{Result, SandboxError, EXIT_SETUP_FAILED};
 use super::exec::{apply_steps_in, apply_steps_with};
-use super::join::{try_join, InitRecord, Join, RecordFile, RecordLock};
+use super::fork::ThreadCount;
+use super::join::{try_join, Join, ProcStat, RecordFile, RecordLock};
 use super::plan::{SandboxPlan, SetupStep, Stage};
-use super::program::{exec_shim, pipe_to_child, read_line, ChildEnd, ExecAttrs, PendingProgram};
+use super::program::{exec_program, fork_tied, ExecAttrs, Started};
 use super::supervise::{
     after_program, block_forwarded_signals, supervise, supervise_stage2, Report,
 };
@@ -66,7 +63,7 @@ use super::sys::{IdMapSync, LinuxSys};
 use super::volatile;
 use super::HELPER_VERB;
 
-/// The environment variable that turns on a trace line per step (passed through to stage 2).
+/// The environment variable that turns on a trace line per step (PID 1 inherits it).
 pub const TRACE_VAR: &str = "KARAPACE_SANDBOX_TRACE";
 
 enum Mode {
@@ -76,11 +73,6 @@ enum Mode {
         session: Option<PathBuf>,
         id_maps: Option<IdMapSync>,
     },
-    Stage2 {
-        fd: RawFd,
-        report: RawFd,
-        session: Option<PathBuf>,
-    },
     Probe {
         plan_file: PathBuf,
         id_maps: Option<IdMapSync>,
@@ -89,11 +81,6 @@ enum Mode {
         plan_file: PathBuf,
         tree: PathBuf,
         id_maps: Option<IdMapSync>,
-    },
-    Exec {
-        go: RawFd,
-        ready: RawFd,
-        argv: Vec<OsString>,
     },
 }
 
@@ -107,18 +94,12 @@ pub fn main() -> ExitCode {
             session,
             id_maps,
         } => stage1(&plan_file, parent, session.as_deref(), id_maps),
-        Mode::Stage2 {
-            fd,
-            report,
-            session,
-        } => stage2(fd, report, session.as_deref()),
         Mode::Probe { plan_file, id_maps } => probe(&plan_file, id_maps),
         Mode::RemoveTree {
             plan_file,
             tree,
             id_maps,
         } => remove_tree(&plan_file, &tree, id_maps),
-        Mode::Exec { go, ready, argv } => Ok(exec_shim(go, ready, &argv)),
     });
     match result {
         Ok(code) => ExitCode::from(code),
@@ -134,19 +115,10 @@ fn parse_args(args: &[OsString]) -> Result<Mode> {
         SandboxError::InvalidPlan(format!(
             "usage: {HELPER_VERB} [--parent-pid PID] [--session RECORD] [--id-maps FD] \
              PLAN_FILE | {HELPER_VERB} --probe [--id-maps FD] PLAN_FILE | {HELPER_VERB} \
-             --remove-tree [--id-maps FD] PLAN_FILE TREE (internal: --stage2 FD REPORT_FD \
-             [RECORD])"
+             --remove-tree [--id-maps FD] PLAN_FILE TREE"
         ))
     };
-    if args.len() >= 4 && args[0] == "--exec" && args[3] == "--" {
-        let fd = |a: &OsString| a.to_str().and_then(|s| s.parse().ok()).ok_or_else(usage);
-        return Ok(Mode::Exec {
-            go: fd(&args[1])?,
-            ready: fd(&args[2])?,
-            argv: args[4..].to_vec(),
-        });
-    }
-    // `--id-maps FD` may stand before the plan file of every form but `--stage2`.
+    // `--id-maps FD` may stand before the plan file of every form.
     let mut args: Vec<&OsString> = args.iter().collect();
     let id_maps = match args.iter().position(|a| *a == "--id-maps") {
         Some(i) if i + 1 < args.len() => {
@@ -161,16 +133,7 @@ fn parse_args(args: &[OsString]) -> Result<Mode> {
     };
     let path = |i: usize| PathBuf::from(args[i]);
     let text: Vec<&str> = args.iter().map(|a| a.to_str().unwrap_or("")).collect();
-    let fd = |s: &str| s.parse::<RawFd>().map_err(|_| usage());
     match text.as_slice() {
-        ["--stage2", plan, report, rest @ ..] if rest.len() <= 1 && id_maps.is_none() => {
-            Ok(Mode::Stage2 {
-                fd: fd(plan)?,
-                report: fd(report)?,
-                session: args.get(3).map(PathBuf::from),
-            })
-        }
-        ["--stage2", ..] => Err(usage()),
         ["--probe", _] => Ok(Mode::Probe {
             plan_file: path(1),
             id_maps,
@@ -239,22 +202,25 @@ fn stage1(
     plan.validate()?;
     cloexec_inherited_fds()?;
     let signals = block_forwarded_signals()?;
+    let threads = ThreadCount::open().map_err(SandboxError::io(
+        "open (to count the helper's threads)",
+        "/proc/self/status",
+    ))?;
     let record = match session {
         None => None,
         Some(path) => {
             let lock = RecordLock::acquire(path)?;
-            match try_join(&lock, &plan)? {
-                Join::Started(program, attrs) => {
+            match try_join(&lock, &plan, &threads)? {
+                Join::Started(program, _tie) => {
                     file.consume()?;
                     if let Some(sync) = id_maps {
                         sync.not_needed().map_err(SandboxError::helper(
                             "tell the spawner over the id-map channel that no maps are needed",
                         ))?;
                     }
-                    // The shim is inside the PID namespace now: the init will count it.
+                    // The program is inside the PID namespace now: the init will count it.
                     drop(lock);
-                    let child = program.release(&attrs)?;
-                    return supervise(child, &signals, false);
+                    return supervise(program, &signals, false);
                 }
                 Join::Vanished => {
                     // Silent: the runtime says that it starts the session again.
@@ -269,16 +235,18 @@ fn stage1(
     if record.is_some() {
         reuse_overlay_work(&plan)?;
     }
-    cold_start(plan, &signals, record, id_maps)
+    cold_start(plan, &signals, record, id_maps, &threads)
 }
 
-/// Creates the namespaces and starts stage 2 in them; with a session, `record` is locked and
-/// stays locked until stage 2 is ready and recorded as the environment's init.
+/// Creates the namespaces and forks PID 1 of the new PID namespace ([`init`]); with a session,
+/// `record` is locked and stays locked until PID 1 reports the root ready and is recorded as
+/// the environment's init.
 fn cold_start(
     plan: SandboxPlan,
     signals: &SigSet,
     record: Option<RecordLock>,
     id_maps: Option<IdMapSync>,
+    threads: &ThreadCount,
 ) -> Result<u8> {
     apply_steps_with(&mut LinuxSys, &plan.stage_steps(Stage::Namespaces), id_maps)?;
     let rest = SandboxPlan {
@@ -286,41 +254,63 @@ fn cold_start(
         ..plan
     };
     let session = record.as_ref().map(|r| PathBuf::from(r.path()));
-    let Stage2 {
-        child,
-        plan_pipe: _plan_pipe,
-        report,
-        init,
-    } = spawn_stage2(&rest, session.as_deref())?;
-    // `_plan_pipe` stays open until we exit: stage 2 uses it to see that we are alive.
-    supervise_stage2(child, signals, report, record.zip(init))
+    let (report_read, report_write) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SandboxError::helper("pipe2"))?;
+    match fork_tied(threads, "fork PID 1 of the sandbox")? {
+        Started::Child => {
+            drop(report_read);
+            if let Some(lock) = record {
+                // Stage 1's lock: closing our copy leaves it held by stage 1.
+                lock.close_in_child()?;
+            }
+            let code = match init(rest, fs::File::from(report_write), session.as_deref()) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("karapace-tui: {e}");
+                    EXIT_SETUP_FAILED
+                }
+            };
+            std::process::exit(i32::from(code))
+        }
+        Started::Parent(pid, _tie) => {
+            drop(report_write);
+            let record = record.map(|lock| (lock, pid.as_raw()));
+            supervise_stage2(pid, signals, fs::File::from(report_read), record)
+        }
+    }
 }
 
-fn stage2(fd: RawFd, report: RawFd, session: Option<&Path>) -> Result<u8> {
-    die_with_parent()?;
-    // Stage 1 validated the whole plan; these are its file-system steps.
-    let plan = read_plan_pipe(fd)?;
-    let mut report = reopen_fd(report, "the report pipe")?;
+/// PID 1 of the sandbox, forked by stage 1 with the root's steps: builds the root, forks the
+/// program, reports `ready`, reaps, and (with a session) stays for joined sessions.
+fn init(plan: SandboxPlan, mut report: fs::File, session: Option<&Path>) -> Result<u8> {
+    // Blocked already (fork keeps the mask); this returns the set.
     let signals = block_forwarded_signals()?;
-    // Opened before pivot_root hides the host's file system.
+    // Opened before pivot_root hides the host's file system (and its /proc).
+    let threads = ThreadCount::open().map_err(SandboxError::io(
+        "open (to count PID 1's threads)",
+        "/proc/self/status",
+    ))?;
+    let start_time = ProcStat::of_self()
+        .map_err(SandboxError::io(
+            "read the start time of PID 1 from",
+            "/proc/self/stat",
+        ))?
+        .start_time;
     let record = session.map(RecordFile::open).transpose()?;
-    // The root overlay comes first: a fuse-overlayfs root moves us into a new mount namespace
-    // (see `exec.rs`), and the program must start in that one.
     let root = plan.steps.iter().find_map(|s| match s {
         SetupStep::PivotRoot { new_root } => Some(new_root.as_str()),
         _ => None,
     });
-    let split = plan
-        .steps
-        .iter()
-        .position(|s| matches!(s, SetupStep::MountOverlay { .. }))
-        .map_or(0, |i| i + 1);
-    apply_steps_in(&mut LinuxSys, &plan.steps[..split], root)?;
-    let program = PendingProgram::start(&plan)?;
-    apply_steps_in(&mut LinuxSys, &plan.steps[split..], root)?;
-    let child = program.release(&ExecAttrs::of(&plan))?;
-    Report::Ready.send(&mut report)?;
-    let code = supervise(child, &signals, true)?;
+    // A fuse-overlayfs root moves us into a new mount namespace after the overlay (see
+    // `exec.rs`); the program is forked after every step, so it starts in that one.
+    apply_steps_in(&mut LinuxSys, &plan.steps, root)?;
+    let attrs = ExecAttrs::of(&plan);
+    let (program, _tie) = match fork_tied(&threads, "fork the program")? {
+        Started::Child => std::process::exit(i32::from(exec_program(&plan, &attrs, None))),
+        Started::Parent(pid, tie) => (pid, tie),
+    };
+    Report::Ready { start_time }.send(&mut report)?;
+    let code = supervise(program, &signals, true)?;
     match record {
         Some(record) => after_program(code, record, report, &signals),
         None => Ok(code),
@@ -444,18 +434,6 @@ impl Drop for PlanFileGuard<'_> {
     }
 }
 
-/// An inherited descriptor as an owned, close-on-exec file: reopened through `/proc/self/fd`
-/// (no unsafe code), then the inherited one is closed.
-fn reopen_fd(fd: RawFd, what: &'static str) -> Result<fs::File> {
-    let path = format!("/proc/self/fd/{fd}");
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .map_err(SandboxError::io("reopen", format!("{what} ({path})")))?;
-    nix::unistd::close(fd).map_err(SandboxError::helper("close an inherited pipe"))?;
-    Ok(file)
-}
-
 /// Descriptors the spawner leaked to us must not reach the program: mark them close-on-exec.
 fn cloexec_inherited_fds() -> Result<()> {
     let dir = fs::read_dir("/proc/self/fd").map_err(SandboxError::io("list", "/proc/self/fd"))?;
@@ -471,76 +449,6 @@ fn cloexec_inherited_fds() -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Stage 2 and stage 1's ends of its pipes.
-struct Stage2 {
-    child: Child,
-    /// Open until stage 1 exits (stage 2 checks that stage 1 lives through it).
-    plan_pipe: fs::File,
-    /// What stage 2 reports (see [`Report`]).
-    report: fs::File,
-    /// With a session, stage 2 as the environment's init. Read before stage 2 gets its plan:
-    /// its `pivot_root` moves us too (pivot_root(2): every process of the mount namespace whose
-    /// root is the old root), and our `/proc` then is the new PID namespace's.
-    init: Option<InitRecord>,
-}
-
-/// Starts stage 2 with the plan on an inherited pipe and a second pipe for its reports.
-fn spawn_stage2(rest: &SandboxPlan, session: Option<&Path>) -> Result<Stage2> {
-    let (read_end, write_end) = pipe_to_child(ChildEnd::Read)?;
-    let (report_read, report_write) = pipe_to_child(ChildEnd::Write)?;
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg(HELPER_VERB)
-        .arg("--stage2")
-        .arg(read_end.as_raw_fd().to_string())
-        .arg(report_write.as_raw_fd().to_string())
-        .args(session)
-        .env_clear();
-    if let Some(trace) = std::env::var_os(TRACE_VAR) {
-        cmd.env(TRACE_VAR, trace);
-    }
-    let child = cmd
-        .spawn()
-        .map_err(SandboxError::io("start stage 2 of", "/proc/self/exe"))?;
-    drop(read_end);
-    drop(report_write);
-    let init = match session {
-        Some(_) => Some(InitRecord::running_init(child.id() as i32)?),
-        None => None,
-    };
-    let mut pipe = fs::File::from(write_end);
-    let mut line = rest.to_json()?;
-    line.push('\n');
-    match pipe.write_all(line.as_bytes()) {
-        // Stage 2 died before reading; its exit status tells why.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        other => other.map_err(SandboxError::io("send the plan to stage 2 over", "a pipe"))?,
-    }
-    Ok(Stage2 {
-        child,
-        plan_pipe: pipe,
-        report: fs::File::from(report_read),
-        init,
-    })
-}
-
-/// Reads one JSON line from `fd`, checks that stage 1 still holds the other end, closes `fd`.
-fn read_plan_pipe(fd: RawFd) -> Result<SandboxPlan> {
-    let text = read_line(fd)?
-        .ok_or_else(|| SandboxError::helper("read the plan from stage 1")(Errno::EPIPE))?;
-    // PR_SET_PDEATHSIG is set by now; if stage 1 died before that, its end is closed and a
-    // non-blocking read sees EOF instead of EAGAIN.
-    fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
-        .map_err(SandboxError::helper("fcntl(O_NONBLOCK)"))?;
-    let alive = SandboxError::helper("check that stage 1 is alive");
-    match nix::unistd::read(fd, &mut [0u8; 1]) {
-        Err(Errno::EAGAIN) => {}
-        Ok(_) => return Err(alive(Errno::ESRCH)),
-        Err(errno) => return Err(alive(errno)),
-    }
-    nix::unistd::close(fd).map_err(SandboxError::helper("close the plan pipe"))?;
-    SandboxPlan::from_json(text.trim_end())
 }
 
 #[cfg(test)]
@@ -574,21 +482,6 @@ mod tests {
         assert!(matches!(&session, Some(Mode::Run {
                     parent: Some(42), session: Some(s), plan_file, id_maps: None
                 }) if s.to_str() == Some("/env/init") && plan_file.to_str() == Some("/p.json")),);
-        assert!(matches!(
-            parse(&["--stage2", "5", "6"]),
-            Some(Mode::Stage2 {
-                fd: 5,
-                report: 6,
-                session: None
-            })
-        ));
-        assert!(matches!(
-            parse(&["--stage2", "5", "6", "/env/init"]),
-            Some(Mode::Stage2 {
-                session: Some(_),
-                ..
-            })
-        ));
         assert!(matches!(
             parse(&["--probe", "/p.json"]),
             Some(Mode::Probe { id_maps: None, .. })
@@ -627,11 +520,6 @@ mod tests {
             Some(Mode::RemoveTree { id_maps, tree, .. }) if id_maps == fd(8)
                 && tree.as_os_str() == "/tree"
         ));
-        let exec = parse(&["--exec", "3", "4", "--", "sh", "-c", "--stage2"]);
-        assert!(
-            matches!(&exec, Some(Mode::Exec { go: 3, ready: 4, argv }) if argv.len() == 3),
-            "the program's own arguments are not parsed"
-        );
         for bad in [
             &[][..],
             &["--stage2", "5"],
@@ -643,11 +531,11 @@ mod tests {
             &["--session", "/a"],
             &["--bogus", "/p"],
             &["/a", "/b"],
-            &["--exec", "3", "--"],
+            &["--exec", "3", "4", "--", "true"],
             &["--id-maps", "x", "/p"],
             &["/p", "--id-maps"],
             &["--id-maps", "7", "--id-maps", "8", "/p"],
-            &["--stage2", "--id-maps", "3", "5", "6"],
+            &["--stage2", "5", "6"],
             &["--remove-tree", "/p"],
         ] {
             assert!(parse(bad).is_none(), "{bad:?}");

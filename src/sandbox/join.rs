@@ -6,11 +6,11 @@
 //!
 //! **The init record** is a small file beside the environment (its path is given to the helper
 //! with `--session`), holding `PID STARTTIME STATE`: the host pid of the environment's init
-//! (stage 2, PID 1 of its PID namespace), its start time (field 22 of `/proc/PID/stat`, so a
+//! (PID 1 of its PID namespace, forked by stage 1), its start time (field 22 of `/proc/PID/stat`, so a
 //! recycled pid is never taken for it), and `running` or `exiting`. Its flock serialises the
 //! decisions that must not interleave:
 //! - a starting session (stage 1) holds it while it decides to join or to start cold, and, when
-//!   it starts cold, until its stage 2 has built the root and the record names it; so two cold
+//!   it starts cold, until its PID 1 has built the root and the record names it; so two cold
 //!   starts of one environment never race to mount the same upper directory;
 //! - a joining session holds it until its process exists inside the PID namespace;
 //! - the init holds it while it decides to exit (its program ended and no joined session is
@@ -30,10 +30,9 @@
 //! the user namespace first (setns(2): the others are owned by it, and entering them needs
 //! CAP_SYS_ADMIN there; as real root there is none to enter), then ipc, uts, net and pid — any
 //! that is already ours is skipped (the host's network when it is not isolated). A PID namespace
-//! join only affects children, so the program is started through the exec shim, which is
-//! spawned while the host's root is still ours (its loader needs our libraries), then enters
-//! the mount namespace itself — setns(CLONE_NEWNS) sets its root and working directory to the
-//! namespace's root, the pivoted overlay — and execs the program there.
+//! join only affects children, so the helper forks the program's process, which enters the
+//! mount namespace itself — setns(CLONE_NEWNS) sets its root and working directory to the
+//! namespace's root, the pivoted overlay — and execs the program there (`program.rs`).
 //!
 //! A joined program's parent (the joining helper) lives outside the PID namespace, so inside it
 //! the program's parent pid reads 0: that is how the init counts joined sessions
@@ -48,12 +47,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, FdFlag, Flock, FlockArg};
+use nix::fcntl::{Flock, FlockArg};
 use nix::sched::CloneFlags;
+use nix::unistd::Pid;
 
 use super::error::{Result, SandboxError};
+use super::fork::ThreadCount;
 use super::plan::SandboxPlan;
-use super::program::{ExecAttrs, PendingProgram};
+use super::program::{exec_program, fork_tied, ExecAttrs, Started, Tie};
 
 /// How long a starter waits for an init that is exiting (or was killed) to be gone.
 const GONE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,11 +83,20 @@ impl ProcStat {
         })
     }
 
-    /// The process `pid` as this process's `/proc` shows it now.
-    pub fn of(pid: i32) -> io::Result<ProcStat> {
-        let text = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    /// This process, from `/proc/self/stat`.
+    pub fn of_self() -> io::Result<ProcStat> {
+        Self::read("/proc/self/stat")
+    }
+
+    fn read(path: &str) -> io::Result<ProcStat> {
+        let text = fs::read_to_string(path)?;
         ProcStat::parse(&text)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc stat"))
+    }
+
+    /// The process `pid` as this process's `/proc` shows it now.
+    pub fn of(pid: i32) -> io::Result<ProcStat> {
+        Self::read(&format!("/proc/{pid}/stat"))
     }
 
     /// Exited (a zombie not reaped yet, or dead): it runs nothing any more.
@@ -275,6 +285,15 @@ impl RecordLock {
         }
     }
 
+    /// In a process forked while this lock was held: closes this process's copy of the
+    /// descriptor without `LOCK_UN`, which would release the parent's lock (flock(2): the lock
+    /// belongs to the open file description, which both processes share).
+    pub fn close_in_child(self) -> Result<()> {
+        let fd = self.lock.as_raw_fd();
+        std::mem::forget(self);
+        nix::unistd::close(fd).map_err(SandboxError::helper("close the init record's copy"))
+    }
+
     /// Lets go of the lock, keeping the file open.
     pub fn unlock(self) -> Result<RecordFile> {
         let RecordLock { lock, path } = self;
@@ -289,8 +308,9 @@ impl RecordLock {
 
 /// What [`try_join`] found.
 pub enum Join {
-    /// The program's exec shim runs inside the environment; release it with the attributes.
-    Started(PendingProgram, ExecAttrs),
+    /// The program runs inside the environment; the parent end of its tie must stay open
+    /// while we wait for it.
+    Started(Pid, Tie),
     /// No running init: start the environment cold (the lock is still held).
     NotRunning,
     /// The init died while we were entering its namespaces: nothing ran, and this process can
@@ -299,7 +319,7 @@ pub enum Join {
 }
 
 /// Joins the init named by the record under `lock`, if it runs (see the module documentation).
-pub fn try_join(lock: &RecordLock, plan: &SandboxPlan) -> Result<Join> {
+pub fn try_join(lock: &RecordLock, plan: &SandboxPlan, threads: &ThreadCount) -> Result<Join> {
     let Some(record) = lock.read()? else {
         return Ok(Join::NotRunning);
     };
@@ -313,15 +333,12 @@ pub fn try_join(lock: &RecordLock, plan: &SandboxPlan) -> Result<Join> {
         _ => return Ok(Join::NotRunning),
     };
     namespaces.enter_all_but_mount()?;
-    let mount_fd = namespaces.mount_fd_for_child()?;
-    match PendingProgram::start(plan) {
-        Ok(program) => {
-            let attrs = ExecAttrs {
-                mount_ns_fd: Some(mount_fd),
-                ..ExecAttrs::of(plan)
-            };
-            Ok(Join::Started(program, attrs))
+    match fork_tied(threads, "fork the program into the environment") {
+        Ok(Started::Child) => {
+            let code = exec_program(plan, &ExecAttrs::of(plan), Some(&namespaces.mnt));
+            std::process::exit(i32::from(code))
         }
+        Ok(Started::Parent(pid, tie)) => Ok(Join::Started(pid, tie)),
         Err(e) if is_enomem(&e) => {
             // A fork into a PID namespace whose init has exited fails with ENOMEM
             // (pid_namespaces(7)); a real shortage of memory leaves the init alive.
@@ -333,10 +350,16 @@ pub fn try_join(lock: &RecordLock, plan: &SandboxPlan) -> Result<Join> {
 }
 
 fn is_enomem(e: &SandboxError) -> bool {
-    matches!(e, SandboxError::Io { source, .. } if source.raw_os_error() == Some(Errno::ENOMEM as i32))
+    matches!(
+        e,
+        SandboxError::Helper {
+            errno: Errno::ENOMEM,
+            ..
+        }
+    )
 }
 
-/// The namespaces of one process, opened by path; `mnt` is entered by the exec shim.
+/// The namespaces of one process, opened by path; `mnt` is entered by the program's child.
 struct Namespaces {
     pid: i32,
     /// In the order they are entered.
@@ -344,7 +367,7 @@ struct Namespaces {
     mnt: File,
 }
 
-/// setns(2): the user namespace first; the mount namespace last (by the shim).
+/// setns(2): the user namespace first; the mount namespace last (by the program's child).
 const ORDER: [(&str, CloneFlags); 5] = [
     ("user", CloneFlags::CLONE_NEWUSER),
     ("ipc", CloneFlags::CLONE_NEWIPC),
@@ -401,14 +424,6 @@ impl Namespaces {
             })?;
         }
         Ok(())
-    }
-
-    /// The mount namespace's descriptor, made inheritable for the exec shim (which closes it).
-    fn mount_fd_for_child(&self) -> Result<i32> {
-        let fd = self.mnt.as_raw_fd();
-        fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))
-            .map_err(SandboxError::helper("fcntl(clear FD_CLOEXEC)"))?;
-        Ok(fd)
     }
 }
 

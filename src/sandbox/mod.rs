@@ -9,8 +9,10 @@
 //! - [`exec`]: runs steps with a `Sys`, in order, aborting at the first failure with an error
 //!   naming the step, the path and the errno ([`SandboxError`]).
 //! - [`helper`]: `karapace-tui __sandbox-init`, dispatched by `main` before any thread starts
-//!   (stage 1 creates the namespaces, stage 2 is PID 1 and builds the root, then runs the
-//!   program and reaps); [`supervise`]: its signal forwarding and reaping.
+//!   (stage 1 creates the namespaces and forks PID 1, which builds the root, then forks the
+//!   program and reaps); [`program`]: those forks and the program's exec; [`fork`]: the one
+//!   module with unsafe code, fork(2) for a verified single-threaded process; [`supervise`]:
+//!   signal forwarding and reaping.
 //! - [`join`]: several sessions in one running environment — the init record and its lock,
 //!   and joining the running init's namespaces with `setns`.
 //! - [`spawn`]: how the runtime starts a plan ([`spawn()`], or [`PlanFile`] + [`command`]) or
@@ -22,7 +24,7 @@
 //! - [`volatile`]: clearing a `volatile` overlay's marker before the work directory's next
 //!   mount.
 //!
-//! Invariants: no unsafe code; the process that unshares is always the fresh helper, never the
+//! Invariants: no unsafe code outside [`fork`]; the process that unshares is always the fresh helper, never the
 //! (threaded) TUI; nothing propagates to the host's mounts (`/` is made a slave first); the
 //! helper dies with its parent (`PR_SET_PDEATHSIG`), and the sandbox with the helper (its PID 1)
 //! — except an init that outlives its own session for joined ones, which ends when the last
@@ -32,6 +34,7 @@ pub mod builder;
 pub mod check;
 pub mod error;
 pub mod exec;
+pub mod fork;
 pub mod helper;
 pub mod idmap;
 pub mod join;

@@ -5,7 +5,7 @@
 //! system of the new root, then `pivot_root`, then the process attributes. [`SandboxPlan::validate`]
 //! enforces the invariants the executor relies on, before any syscall:
 //! - every namespace step comes before every file-system step, so the helper can run the first
-//!   group in stage 1 and the rest in stage 2 (PID 1 of the new PID namespace);
+//!   group in stage 1 and the rest in PID 1 of the new PID namespace (forked by stage 1);
 //! - nothing is mounted unless a mount namespace was created first, and the hostname is only
 //!   set inside a new UTS namespace (as real root either would change the host);
 //! - all paths are absolute and free of NUL; overlay paths have no `,` `:` or `\` (the kernel

@@ -5,11 +5,11 @@
 //! signals stay pending, so none is lost between spawn and wait; and blocked signals are never
 //! discarded as "ignored" — which matters for PID 1 of a PID namespace, to which the kernel
 //! otherwise delivers only signals it has a handler for (pid_namespaces(7)). The mask is
-//! inherited across fork and exec, so the program is started through an exec shim that clears
-//! it first (`program.rs`).
+//! inherited across fork and exec, so the program's forked child clears it just before it
+//! execs (`program.rs`).
 //!
 //! Where a wait must also watch a pipe or a clock, the same blocked set is read through a
-//! signalfd (signalfd(2)) and `poll`ed: stage 1 watches stage 2's report pipe (see
+//! signalfd (signalfd(2)) and `poll`ed: stage 1 watches PID 1's report pipe (see
 //! [`Report`]), and an init whose program has ended lingers for joined sessions
 //! ([`after_program`]): it polls its own `/proc` every [`LINGER_POLL`], the only periodic
 //! wake-up, and only while it lingers.
@@ -17,7 +17,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -55,11 +54,10 @@ pub fn block_forwarded_signals() -> Result<SigSet> {
     Ok(set)
 }
 
-/// Waits for `child`, forwarding `signals` (minus SIGCHLD) to it. With `reap_all` (PID 1) every
+/// Waits for the child `pid`, forwarding `signals` (minus SIGCHLD) to it. With `reap_all` (PID 1) every
 /// exited descendant is reaped, not only `child`. Returns the child's exit code, 128+N for a
 /// death by signal N.
-pub fn supervise(child: Child, signals: &SigSet, reap_all: bool) -> Result<u8> {
-    let pid = pid_of(&child)?;
+pub fn supervise(pid: Pid, signals: &SigSet, reap_all: bool) -> Result<u8> {
     loop {
         if let Some(code) = reap(pid, reap_all)? {
             return Ok(code);
@@ -73,12 +71,6 @@ pub fn supervise(child: Child, signals: &SigSet, reap_all: bool) -> Result<u8> {
             Err(errno) => return Err(SandboxError::helper("forward a signal")(errno)),
         }
     }
-}
-
-fn pid_of(child: &Child) -> Result<Pid> {
-    i32::try_from(child.id())
-        .map(Pid::from_raw)
-        .map_err(|_| SandboxError::helper("pid")(Errno::ERANGE))
 }
 
 /// Reaps what has exited without blocking; `Some(code)` once `main` has.
@@ -99,12 +91,15 @@ fn reap(main: Pid, reap_all: bool) -> Result<Option<u8>> {
     }
 }
 
-/// What stage 2 tells stage 1 over the report pipe, one line each.
+/// What PID 1 tells stage 1 over the report pipe, one line each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Report {
-    /// The root is built and the program released: the environment can be joined.
-    Ready,
-    /// The program exited with this code while joined sessions run: stage 2 stays as their
+    /// The root is built and the program started: the environment can be joined. PID 1's
+    /// start time (field 22 of its `/proc/PID/stat`), which PID 1 reads before `pivot_root`:
+    /// afterwards stage 1, in the same mount namespace, sees the new PID namespace's `/proc`,
+    /// where PID 1's host pid means nothing.
+    Ready { start_time: u64 },
+    /// The program exited with this code while joined sessions run: PID 1 stays as their
     /// init, no longer tied to stage 1, which exits with the code.
     Exited(u8),
 }
@@ -112,7 +107,7 @@ pub enum Report {
 impl Report {
     pub fn line(&self) -> String {
         match self {
-            Report::Ready => "ready\n".to_string(),
+            Report::Ready { start_time } => format!("ready {start_time}\n"),
             Report::Exited(code) => format!("exit {code}\n"),
         }
     }
@@ -127,7 +122,10 @@ impl Report {
 
     pub fn parse(line: &str) -> Option<Report> {
         match line.trim_end().split_once(' ') {
-            None if line.trim_end() == "ready" => Some(Report::Ready),
+            Some(("ready", start)) => start
+                .parse()
+                .ok()
+                .map(|start_time| Report::Ready { start_time }),
             Some(("exit", code)) => code.parse().ok().map(Report::Exited),
             _ => None,
         }
@@ -139,17 +137,17 @@ fn signal_fd(signals: &SigSet) -> Result<SignalFd> {
         .map_err(SandboxError::helper("signalfd"))
 }
 
-/// Stage 1's wait: like [`supervise`] (stage 2 is `child`), and reading stage 2's `report`
-/// pipe. On [`Report::Ready`] `init` (stage 2) is written into the locked record and the lock
-/// released; on [`Report::Exited`] this returns at once, leaving stage 2 to its joined
-/// sessions. EOF on the pipe means stage 2 is exiting: its status gives the code.
+/// Stage 1's wait: like [`supervise`] (PID 1 is `pid`), and reading PID 1's `report` pipe.
+/// On [`Report::Ready`] PID 1 (its host pid is the second half of `record`) is written into
+/// the locked record and the lock released; on [`Report::Exited`] this returns at once,
+/// leaving PID 1 to its joined sessions. EOF on the pipe means PID 1 is exiting: its status
+/// gives the code.
 pub fn supervise_stage2(
-    child: Child,
+    pid: Pid,
     signals: &SigSet,
     report: File,
-    mut record: Option<(RecordLock, InitRecord)>,
+    mut record: Option<(RecordLock, i32)>,
 ) -> Result<u8> {
-    let pid = pid_of(&child)?;
     let sigfd = signal_fd(signals)?;
     let mut report = Some(Reports {
         pipe: report,
@@ -185,13 +183,21 @@ pub fn supervise_stage2(
         if let Some(code) = exited(&received) {
             return Ok(code);
         }
-        if received.contains(&Report::Ready) {
+        let ready = received.iter().find_map(|r| match r {
+            Report::Ready { start_time } => Some(*start_time),
+            Report::Exited(_) => None,
+        });
+        if let Some(start_time) = ready {
             if let Some((lock, init)) = record.take() {
-                lock.write(&init)?;
+                lock.write(&InitRecord {
+                    pid: init,
+                    start_time,
+                    exiting: false,
+                })?;
             }
         }
         if reports.closed {
-            // Stage 2 is exiting (ready or not); the lock goes with the record.
+            // PID 1 is exiting (ready or not); the lock goes with the record.
             report = None;
             record = None;
         }
@@ -201,7 +207,7 @@ pub fn supervise_stage2(
 fn exited(reports: &[Report]) -> Option<u8> {
     reports.iter().find_map(|r| match r {
         Report::Exited(code) => Some(*code),
-        Report::Ready => None,
+        Report::Ready { .. } => None,
     })
 }
 
@@ -210,7 +216,7 @@ struct Reports {
     pipe: File,
     /// A line not complete yet.
     pending: Vec<u8>,
-    /// EOF seen: stage 2 is exiting.
+    /// EOF seen: PID 1 is exiting.
     closed: bool,
 }
 
@@ -223,24 +229,20 @@ impl Reports {
             Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                return Err(SandboxError::io(
-                    "read the report of stage 2 from",
-                    "a pipe",
-                )(e))
+                return Err(SandboxError::io("read the report of PID 1 from", "a pipe")(
+                    e,
+                ))
             }
         }
         self.lines()
     }
 
-    /// After stage 2 has exited (no writer is left): everything it reported and we did not read.
+    /// After PID 1 has exited (no writer is left): everything it reported and we did not read.
     fn rest(&mut self) -> Result<Vec<Report>> {
         if !self.closed {
             self.pipe
                 .read_to_end(&mut self.pending)
-                .map_err(SandboxError::io(
-                    "read the report of stage 2 from",
-                    "a pipe",
-                ))?;
+                .map_err(SandboxError::io("read the report of PID 1 from", "a pipe"))?;
             self.closed = true;
         }
         self.lines()
@@ -252,7 +254,7 @@ impl Reports {
             let line: Vec<u8> = self.pending.drain(..=end).collect();
             let text = String::from_utf8_lossy(&line);
             let report = Report::parse(&text)
-                .ok_or_else(|| SandboxError::InvalidPlan(format!("stage 2 reported {text:?}")))?;
+                .ok_or_else(|| SandboxError::InvalidPlan(format!("PID 1 reported {text:?}")))?;
             reports.push(report);
         }
         Ok(reports)
@@ -293,7 +295,7 @@ fn read_signal(sigfd: &SignalFd) -> Result<Option<Signal>> {
     }
 }
 
-/// Stage 2 of a session (`--session`), once its program has exited with `code`. Under the
+/// PID 1 of a session (`--session`), once its program has exited with `code`. Under the
 /// record's lock: with no joined session left, the record is marked `exiting` and the init
 /// exits (the kernel then ends whatever is left in the namespace). Otherwise the init detaches
 /// (see [`detach`]), tells stage 1 the code over `report` (so the first session's command
@@ -402,8 +404,11 @@ mod tests {
     #[test]
     fn reports_are_read_whole_lines_at_a_time() {
         let (mut reports, mut writer) = pipe();
-        writer.write_all(b"ready\nex").expect("write");
-        assert_eq!(reports.read().expect("read"), vec![Report::Ready]);
+        writer.write_all(b"ready 42\nex").expect("write");
+        assert_eq!(
+            reports.read().expect("read"),
+            vec![Report::Ready { start_time: 42 }]
+        );
         writer.write_all(b"it 3\n").expect("write");
         assert_eq!(reports.read().expect("read"), vec![Report::Exited(3)]);
         drop(writer);
@@ -417,7 +422,7 @@ mod tests {
     #[test]
     fn a_code_reported_before_stage_2_ended_wins() {
         let (mut reports, mut writer) = pipe();
-        writer.write_all(b"ready\nexit 7\n").expect("write");
+        writer.write_all(b"ready 1\nexit 7\n").expect("write");
         drop(writer);
         let rest = reports.rest().expect("rest");
         assert_eq!(exited(&rest), Some(7));
@@ -428,10 +433,22 @@ mod tests {
 
     #[test]
     fn reports_round_trip_and_nothing_else_parses() {
-        for r in [Report::Ready, Report::Exited(0), Report::Exited(137)] {
+        for r in [
+            Report::Ready { start_time: 987654 },
+            Report::Exited(0),
+            Report::Exited(137),
+        ] {
             assert_eq!(Report::parse(&r.line()), Some(r));
         }
-        for bad in ["", "ready now", "exit", "exit 256", "exit -1", "done 0"] {
+        for bad in [
+            "",
+            "ready",
+            "ready now",
+            "exit",
+            "exit 256",
+            "exit -1",
+            "done 0",
+        ] {
             assert_eq!(Report::parse(bad), None, "{bad}");
         }
     }

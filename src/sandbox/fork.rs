@@ -1,0 +1,140 @@
+//! fork(2) for the single-threaded helper: the crate's one module with unsafe code.
+//!
+//! The helper used to start each new process of a sandbox (PID 1, the program) by executing
+//! its own 8 MB binary again, because std's `Command` cannot clear the blocked signal mask in
+//! the child without `pre_exec`, and forking is unsafe in Rust. Every such exec cost about a
+//! millisecond. A plain fork costs a few dozen microseconds, and the child keeps the plan in
+//! memory. [`fork`] is the safe wrapper: it forks only after it has verified, from the
+//! kernel's own count, that the calling process has exactly one thread.
+
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use nix::errno::Errno;
+use nix::unistd::{ForkResult, Pid};
+
+/// `/proc/self/status` of the process that opened it, kept open so that the count can be
+/// read again after `pivot_root` has replaced `/proc` (or when the plan mounts none).
+pub struct ThreadCount {
+    status: File,
+    /// The process that opened it (a forked child must open its own).
+    owner: Pid,
+}
+
+impl ThreadCount {
+    pub fn open() -> io::Result<ThreadCount> {
+        Ok(ThreadCount {
+            status: File::open("/proc/self/status")?,
+            owner: nix::unistd::getpid(),
+        })
+    }
+
+    /// The `Threads:` line of proc(5)'s status file, read afresh (a read at offset 0
+    /// regenerates a proc file's text).
+    fn threads(&self) -> io::Result<u64> {
+        let mut buf = vec![0u8; 4096];
+        let mut len = 0;
+        loop {
+            if len == buf.len() {
+                buf.resize(len * 2, 0);
+            }
+            let n = self.status.read_at(&mut buf[len..], len as u64)?;
+            if n == 0 {
+                break;
+            }
+            len += n;
+        }
+        String::from_utf8_lossy(&buf[..len])
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse().ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Threads: line"))
+    }
+}
+
+/// Which side of the fork this is.
+pub enum Forked {
+    /// The new process's pid, as this process sees it.
+    Parent(Pid),
+    Child,
+}
+
+/// Why [`fork`] did not fork.
+#[derive(Debug)]
+pub enum ForkError {
+    /// The status file could not be read, or belongs to another process.
+    Count(io::Error),
+    /// More than one thread: forking could leave the child with a lock held forever.
+    Threaded(u64),
+    /// fork(2) itself failed (ENOMEM: the PID namespace's init has exited).
+    Fork(Errno),
+}
+
+/// fork(2), refused unless `threads` says this process runs exactly one thread.
+///
+/// The child returns from this call like the parent and may do anything a process may do; it
+/// must end with `exec` or `std::process::exit`, never by returning into code that assumes
+/// it is the parent.
+pub fn fork(threads: &ThreadCount) -> Result<Forked, ForkError> {
+    if threads.owner != nix::unistd::getpid() {
+        return Err(ForkError::Count(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the thread count was opened by another process",
+        )));
+    }
+    match threads.threads().map_err(ForkError::Count)? {
+        1 => {}
+        n => return Err(ForkError::Threaded(n)),
+    }
+    // SAFETY: fork(2) in a multi-threaded process copies only the calling thread, so the
+    // child could find a lock (malloc's, stdio's, std's environment lock) held forever by a
+    // thread that does not exist in it; that is why nix marks fork unsafe and POSIX allows
+    // only async-signal-safe calls in such a child. The kernel has just counted exactly one
+    // thread in this process, and nothing here starts one between that count and the fork
+    // (this is straight-line code; a thread can only be created by this very thread). With a
+    // single thread, every lock is either free or held by the forking thread itself, which is
+    // inside this function and holds none, so the child is an ordinary copy of the process
+    // and may call any function, as after fork in a single-threaded C program.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Parent { child }) => Ok(Forked::Parent(child)),
+        Ok(ForkResult::Child) => Ok(Forked::Child),
+        Err(errno) => Err(ForkError::Fork(errno)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ThreadCount;
+
+    #[test]
+    fn the_thread_count_is_read_again_on_every_call() {
+        // Other tests start and end threads meanwhile: only lower bounds are certain.
+        let count = ThreadCount::open().expect("open /proc/self/status");
+        assert!(count.threads().expect("count") >= 1);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let extra = std::thread::spawn(move || rx.recv());
+        assert!(
+            count.threads().expect("count") >= 2,
+            "the new thread is counted"
+        );
+        drop(tx);
+        extra.join().expect("join").ok();
+    }
+
+    #[test]
+    fn a_threaded_process_is_refused() {
+        // The test harness runs tests on threads: there is more than one here.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let extra = std::thread::spawn(move || rx.recv());
+        let count = ThreadCount::open().expect("open");
+        assert!(matches!(
+            super::fork(&count),
+            Err(super::ForkError::Threaded(n)) if n >= 2
+        ));
+        drop(tx);
+        extra.join().expect("join").ok();
+    }
+}
