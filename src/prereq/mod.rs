@@ -254,7 +254,8 @@ pub fn run(host: &dyn Host, context: &Context) -> Report {
     }
 }
 
-/// Only the checks of one backend (no store), for that backend's own availability.
+/// Only the checks of one backend (no store), for that backend's own availability. (The OCI
+/// group asks the OCI backend for its own verdict, so that backend must not call this.)
 pub fn backend_availability(host: &dyn Host, backend: BackendKind) -> Availability {
     let distro = Distro::detect(host);
     let fixes = Fixes {
@@ -272,7 +273,7 @@ pub fn backend_availability(host: &dyn Host, backend: BackendKind) -> Availabili
         BackendKind::Mock => vec![backend_check(host, BackendKind::Mock)],
     };
     Report {
-        distro: distro.clone(),
+        distro,
         default_backend: BackendKind::default(),
         checks,
     }
