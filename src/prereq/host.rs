@@ -101,9 +101,10 @@ pub trait Host {
 
     /// Creating user, mount, PID, UTS, IPC and network namespaces as this user.
     fn userns_probe(&self) -> Result<(), String>;
-    /// Mounting kernel overlayfs the way the sandbox does, with scratch directories in
-    /// `scratch` (the store's file system) or, without one, in the temporary directory.
-    fn kernel_overlay_probe(&self, scratch: Option<&Path>) -> Result<(), String>;
+    /// Mounting kernel overlayfs the way the sandbox does. Its directories go to the
+    /// temporary directory, not the store: a probe cut short (the TUI quit meanwhile) must
+    /// not leave there what gc does not collect.
+    fn kernel_overlay_probe(&self) -> Result<(), String>;
     /// fuse-overlayfs found and `/dev/fuse` opened for reading and writing.
     fn fuse_overlayfs(&self) -> Result<String, FuseProblem>;
     /// newuidmap and newgidmap found, and able to gain the privilege they need.
@@ -212,16 +213,11 @@ impl Host for SystemHost {
         check::unprivileged_userns(self.helper()?)
     }
 
-    fn kernel_overlay_probe(&self, scratch: Option<&Path>) -> Result<(), String> {
+    fn kernel_overlay_probe(&self) -> Result<(), String> {
         let helper = self.helper()?;
-        match scratch {
-            Some(dir) => check::kernel_overlay(helper, &self.at(dir)),
-            None => {
-                let dir = tempfile::tempdir()
-                    .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
-                check::kernel_overlay(helper, dir.path())
-            }
-        }
+        let dir =
+            tempfile::tempdir().map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+        check::kernel_overlay(helper, dir.path())
     }
 
     fn fuse_overlayfs(&self) -> Result<String, FuseProblem> {

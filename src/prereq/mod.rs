@@ -239,11 +239,7 @@ pub fn run(host: &dyn Host, context: &Context) -> Report {
     };
     let mut checks = store::checks(host, &context.store);
     let cgroups = cgroup::layout(host);
-    checks.extend(namespace::checks(
-        host,
-        &fixes,
-        store::scratch(host, &context.store),
-    ));
+    checks.extend(namespace::checks(host, &fixes));
     checks.push(cgroup::check(host, &fixes, &cgroups));
     checks.extend(oci::checks(host, &fixes, &cgroups));
     checks.push(backend_check(host, BackendKind::Mock));
@@ -265,7 +261,7 @@ pub fn backend_availability(host: &dyn Host, backend: BackendKind) -> Availabili
     let checks = match backend {
         BackendKind::Namespace => {
             let cgroups = cgroup::layout(host);
-            let mut checks = namespace::checks(host, &fixes, None);
+            let mut checks = namespace::checks(host, &fixes);
             checks.push(cgroup::check(host, &fixes, &cgroups));
             checks
         }

@@ -3,7 +3,7 @@
 //! id mapping (newuidmap/newgidmap with a subordinate range, for package managers that switch
 //! users). As real root no user namespace is used, so neither namespaces nor ids are limited.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::distro::{Fixes, Package};
 use super::host::Host;
@@ -14,9 +14,9 @@ use crate::sandbox::IdMapping;
 
 const G: Group = Group::Namespace;
 
-pub fn checks(host: &dyn Host, fixes: &Fixes, scratch: Option<PathBuf>) -> Vec<Check> {
+pub fn checks(host: &dyn Host, fixes: &Fixes) -> Vec<Check> {
     let mut checks = vec![userns(host, fixes)];
-    checks.extend(overlay(host, fixes, scratch.as_deref()));
+    checks.extend(overlay(host, fixes));
     checks.push(ids(host, fixes));
     checks
 }
@@ -98,7 +98,7 @@ fn userns(host: &dyn Host, fixes: &Fixes) -> Check {
 
 /// The root overlay: the kernel's, and fuse-overlayfs (the fallback, or the choice of
 /// `KARAPACE_OVERLAY=fuse`). Two checks, judged together.
-fn overlay(host: &dyn Host, fixes: &Fixes, scratch: Option<&Path>) -> [Check; 2] {
+fn overlay(host: &dyn Host, fixes: &Fixes) -> [Check; 2] {
     let setting = match OverlaySetting::parse(host.env(OVERLAY_VAR).as_deref()) {
         Ok(setting) => setting,
         Err(why) => {
@@ -108,7 +108,7 @@ fn overlay(host: &dyn Host, fixes: &Fixes, scratch: Option<&Path>) -> [Check; 2]
             return [bad, fuse(host, fixes, OverlaySetting::Auto, true)];
         }
     };
-    let kernel = host.kernel_overlay_probe(scratch);
+    let kernel = host.kernel_overlay_probe();
     let fuse_usable = host.fuse_overlayfs().is_ok();
     let how = if host.ids().is_root() {
         "as root, in a mount namespace"

@@ -17,6 +17,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{Flock, FlockArg};
 use serde_json::json;
 
 use super::cgroup::{Hierarchy, Layout};
@@ -173,11 +174,66 @@ fn version(program: &Path) -> Result<String, String> {
         .to_string())
 }
 
-fn try_container(program: &Path, ids: &Ids) -> Result<(), String> {
+/// Names of probe directories in the temporary directory start with this.
+const PROBE_PREFIX: &str = ".karapace-oci-probe-";
+
+/// A probe directory is only judged a leftover after this long (it is locked microseconds
+/// after it is made, but another probe could look in between).
+const STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// A private temporary directory, flocked while in use. A probe whose process ends first (the
+/// TUI quit while its checks ran: other threads' destructors never run) leaves its directory
+/// behind, unlocked; the next probe removes such leftovers.
+fn probe_dir() -> Result<(tempfile::TempDir, Flock<std::fs::File>), String> {
+    remove_leftovers(&std::env::temp_dir());
     let dir = tempfile::Builder::new()
-        .prefix(".karapace-oci-probe-")
+        .prefix(PROBE_PREFIX)
         .tempdir()
         .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+    let handle = std::fs::File::open(dir.path())
+        .map_err(|e| format!("cannot open {}: {e}", dir.path().display()))?;
+    let lock = Flock::lock(handle, FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| format!("cannot lock {}: {e}", dir.path().display()))?;
+    Ok((dir, lock))
+}
+
+/// Remove this user's unlocked probe directories older than [`STALE_AFTER`] from `tmp`.
+/// Best effort: what cannot be removed now is tried again by the next probe, and it is no
+/// concern of the check being run.
+fn remove_leftovers(tmp: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(PROBE_PREFIX)
+        {
+            continue;
+        }
+        let path = entry.path();
+        let old = std::fs::symlink_metadata(&path).is_ok_and(|m| {
+            m.is_dir()
+                && m.uid() == me
+                && m.modified()
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > STALE_AFTER)
+        });
+        let Some(handle) = old.then(|| std::fs::File::open(&path).ok()).flatten() else {
+            continue;
+        };
+        if let Ok(_unused) = Flock::lock(handle, FlockArg::LockExclusiveNonblock) {
+            drop(std::fs::remove_dir_all(&path));
+        }
+    }
+}
+
+fn try_container(program: &Path, ids: &Ids) -> Result<(), String> {
+    let (dir, _lock) = probe_dir()?;
     let bundle = dir.path().join("bundle");
     let state = dir.path().join("state");
     let config = bundle_config(&bundle, ids)?;
@@ -344,4 +400,40 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> Result<Output, String> {
         stdout: read(&mut out)?,
         stderr: read(&mut err)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    fn aged(path: &Path) {
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::open(path)
+            .and_then(|f| f.set_modified(old))
+            .expect("set mtime");
+    }
+
+    #[test]
+    fn leftovers_are_removed_but_not_directories_in_use_or_new_or_foreign() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = |name: &str| {
+            let path = tmp.path().join(name);
+            std::fs::create_dir_all(path.join("bundle/rootfs")).expect("mkdir");
+            path
+        };
+        let leftover = dir(&format!("{PROBE_PREFIX}old"));
+        let in_use = dir(&format!("{PROBE_PREFIX}busy"));
+        let fresh = dir(&format!("{PROBE_PREFIX}new"));
+        let other = dir("someone-elses");
+        for path in [&leftover, &in_use, &other] {
+            aged(path);
+        }
+        let handle = std::fs::File::open(&in_use).expect("open");
+        let _held = Flock::lock(handle, FlockArg::LockExclusiveNonblock).expect("lock");
+        remove_leftovers(tmp.path());
+        assert!(!leftover.exists());
+        assert!(in_use.exists() && fresh.exists() && other.exists());
+    }
 }

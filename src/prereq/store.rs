@@ -3,7 +3,7 @@
 //! that [`Store::open`](crate::store::Store::open) would refuse, and changes nothing.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::host::Host;
 use super::{Check, Group, Status};
@@ -23,13 +23,6 @@ pub fn checks(host: &dyn Host, store: &Path) -> Vec<Check> {
         format(host, store),
         space(host, store),
     ]
-}
-
-/// Where overlay probes make their scratch directories: the store's own `tmp/`, so the probe
-/// tests the file system the environments live on.
-pub fn scratch(host: &dyn Host, store: &Path) -> Option<PathBuf> {
-    let tmp = store.join("tmp");
-    host.is_dir(&tmp).then_some(tmp)
 }
 
 /// The store, or the directory it would be created in.

@@ -180,7 +180,7 @@ impl Host for FakeHost {
         self.userns.clone()
     }
 
-    fn kernel_overlay_probe(&self, _scratch: Option<&Path>) -> Result<(), String> {
+    fn kernel_overlay_probe(&self) -> Result<(), String> {
         self.probe("overlay");
         self.kernel_overlay.clone()
     }
