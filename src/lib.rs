@@ -37,6 +37,7 @@ pub mod lock;
 pub mod manifest;
 pub mod packages;
 pub mod policy;
+pub mod prereq;
 pub mod runtime;
 pub mod sandbox;
 pub mod store;

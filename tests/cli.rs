@@ -465,10 +465,42 @@ fn an_unavailable_backend_is_a_missing_prerequisite() {
         .filter(|b| b["available"] == false)
         .map(|b| s(b, "backend"))
         .collect();
-    if missing.is_empty() {
-        doctor.ok();
-    } else {
+    // Exit code 4 means the default backend cannot run here; another one missing is reported
+    // but does not fail the command.
+    let default = s(&doctor.json(), "default_backend");
+    assert_eq!(default, "namespace");
+    if missing.contains(&default) {
         doctor.expect_code(4);
+    } else {
+        doctor.ok();
+    }
+    // Every check, each with its group, id, status, meaning and whether it decides.
+    let checks = doctor.json()["checks"].as_array().cloned().expect("checks");
+    for group in ["store", "namespace", "oci", "mock"] {
+        assert!(
+            checks.iter().any(|c| c["group"] == group),
+            "{group}: {checks:?}"
+        );
+    }
+    for c in &checks {
+        assert!(
+            ["pass", "warn", "fail"].contains(&c["status"].as_str().unwrap_or("")),
+            "{c}"
+        );
+        assert!(s(c, "id").starts_with(&s(c, "group")), "{c}");
+        assert!(
+            !s(c, "meaning").is_empty() && c["required"].is_boolean(),
+            "{c}"
+        );
+    }
+    // A backend is available exactly when no required check of it or of the store fails.
+    for b in &backends {
+        let blocked = checks.iter().any(|c| {
+            (c["group"] == b["backend"] || c["group"] == "store")
+                && c["status"] == "fail"
+                && c["required"] == true
+        });
+        assert_eq!(b["available"], !blocked, "{b}");
     }
     for backend in missing {
         let dir = fx.path(&format!("p-{backend}"));
@@ -482,4 +514,50 @@ fn an_unavailable_backend_is_a_missing_prerequisite() {
         assert!(out.stderr.contains(&backend), "{out:?}");
         assert!(fx.list().is_empty(), "{backend}: something was built");
     }
+}
+
+/// `doctor` reads the store without opening it: it diagnoses a store that every other command
+/// refuses, and leaves a missing one uncreated.
+#[test]
+fn doctor_diagnoses_a_store_it_cannot_open_and_creates_nothing() {
+    let fx = Fixture::new();
+    let store = fx.store();
+    assert!(!store.exists());
+    let doctor = fx.run(&["doctor"]);
+    assert!(!store.exists(), "doctor created the store: {doctor:?}");
+    let text = doctor.stdout();
+    for heading in [
+        "store",
+        "namespace (the default): ",
+        "oci: ",
+        "mock: can run here",
+    ] {
+        assert!(text.contains(&format!("\n{heading}")), "{heading}\n{text}");
+    }
+    assert!(
+        text.contains("does not exist yet; it is created in"),
+        "{text}"
+    );
+
+    fs::create_dir_all(&store).expect("mkdir");
+    fs::write(store.join("version"), "karapace-tui store format 99\n").expect("write");
+    fx.run(&["list"]).expect_code(3);
+    let doctor = fx.run(&["--json", "doctor"]);
+    doctor.expect_code(4);
+    let json = doctor.json();
+    let format = json["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["id"] == "store.format").cloned())
+        .expect("store.format");
+    assert_eq!(format["status"], "fail");
+    assert!(s(&format, "meaning").contains("format 99"), "{format}");
+    assert!(
+        s(&format, "fix").starts_with("upgrade karapace-tui"),
+        "{format}"
+    );
+    let backends = json["backends"].as_array().cloned().expect("backends");
+    assert!(
+        backends.iter().all(|b| b["available"] == false),
+        "{backends:?}"
+    );
 }

@@ -223,3 +223,89 @@ fn last_rows(screen: &vt100::Screen, n: u16) -> String {
     let (rows, cols) = screen.size();
     screen.contents_between(rows - n, 0, rows - 1, cols)
 }
+
+#[test]
+fn the_prerequisite_screen_lists_every_check_and_runs_them_again() {
+    let fx = Fixture::new();
+    let mut tui = open(&fx);
+    tui.wait_for("No environments yet");
+    tui.send("p");
+    tui.wait_for(" Prerequisites ");
+    tui.wait_for("namespace (the default)");
+    // The namespace backend's checks, each with a status word (readable without colour).
+    for title in [
+        "user namespaces",
+        "kernel overlayfs",
+        "fuse-overlayfs",
+        "id mapping",
+    ] {
+        tui.wait_until(&format!("the {title} check with its status"), |s| {
+            s.contents().lines().any(|l| {
+                l.contains(title) && (l.contains("ok") || l.contains("warn") || l.contains("FAIL"))
+            })
+        });
+    }
+    tui.wait_for("store (every backend)");
+    tui.send("r");
+    tui.wait_for("namespace (the default)");
+    tui.send("G");
+    tui.wait_for("mock — can run here");
+    tui.key(Key::Esc);
+    tui.wait_for("No environments yet");
+    // `:doctor` opens the same screen.
+    tui.send(":");
+    tui.wait_for("Command");
+    tui.send("doctor");
+    tui.key(Key::Enter);
+    tui.wait_for(" Prerequisites ");
+    tui.send("q");
+    assert!(tui.wait_exit().success(), "{}", tui.dump());
+}
+
+#[test]
+fn a_template_edited_fixed_saved_and_built_in_the_editor() {
+    let fx = Fixture::new();
+    let dir = fx.path("edited");
+    let mut tui = open(&fx);
+    tui.wait_for("No environments yet");
+    tui.send("E");
+    tui.wait_for("New manifest in the editor");
+    tui.key(Key::Ctrl('u'));
+    tui.send(&dir.display().to_string());
+    tui.key(Key::Enter);
+    tui.wait_for("template minimal");
+    tui.wait_for("✓ valid");
+    // Ctrl-End (CSI 1;5F): the end of the last line, `backend = "namespace"` (line 12).
+    tui.send("\x1b[1;5F");
+    tui.key(Key::Enter);
+    tui.send("oops");
+    tui.wait_for("✗ line 13, column 5:");
+    for _ in 0.."oops".len() + 1 {
+        tui.key(Key::Backspace);
+    }
+    tui.wait_for("✓ valid");
+    // `namespace"` becomes `mock"`, then a comment in other scripts.
+    for _ in 0.."namespace\"".len() {
+        tui.key(Key::Backspace);
+    }
+    tui.send("mock\"");
+    tui.key(Key::Enter);
+    tui.send("# Grüße, 漢字 🦀");
+    tui.wait_for("backend mock");
+    assert!(!dir.join("karapace.toml").exists(), "written before saving");
+    // Save and build in one key; the build's log streams under the editor.
+    tui.key(Key::Ctrl('b'));
+    tui.wait_for("[build edited] built: ");
+    let saved = std::fs::read_to_string(dir.join("karapace.toml")).expect("saved manifest");
+    assert!(
+        saved.ends_with("backend = \"mock\"\n# Grüße, 漢字 🦀\n"),
+        "{saved}"
+    );
+    tui.key(Key::Esc);
+    tui.wait_until("a built row for edited", |s| {
+        let rows = list_rows(&s.contents());
+        row_of(&rows, "edited").is_some_and(|r| r.contains("built") && r.contains("mock"))
+    });
+    tui.send("q");
+    assert!(tui.wait_exit().success(), "{}", tui.dump());
+}

@@ -1,8 +1,9 @@
 //! What a key asks for, separate from what happens: `keymap.rs` maps keys to an [`Action`]
 //! (pure), `update.rs` applies it to the state and queues the jobs to start.
 
-/// Everything a key can ask for. `Copy` and free of data except a typed character, so the key
-/// map can be a constant table (and the help overlay generated from it).
+/// Everything a key can ask for. `Copy` and free of data except a typed character (or, in the
+/// editor, the key itself), so the key map can be a constant table (and the help overlay
+/// generated from it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     // Anywhere.
@@ -78,4 +79,20 @@ pub enum Action {
     Yes,
     No,
     SwitchButton,
+
+    // The prerequisite screen and the manifest editor (`prereq.rs`, `edit.rs`).
+    /// Open the prerequisite screen.
+    Prerequisites,
+    /// Run the prerequisite checks again.
+    Recheck,
+    /// Edit the selected environment's manifest.
+    EditManifest,
+    /// A new manifest from a template, in the editor.
+    NewInEditor,
+    Save,
+    SaveAndBuild,
+    /// Move the editor's cursor to the manifest's problem.
+    GotoProblem,
+    /// A key for the editor's text area: every key its table does not bind.
+    EditorKey(crossterm::event::KeyEvent),
 }

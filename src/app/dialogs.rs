@@ -41,6 +41,10 @@ impl App {
                     template: template.to_string(),
                 });
             }
+            PromptKind::NewInEditor => {
+                let template = prompt.choice.as_ref().map_or("minimal", Choice::value);
+                self.new_in_editor(text, template)?;
+            }
             PromptKind::Rename { env } => {
                 crate::engine::validate_name(text).map_err(|e| e.to_string())?;
                 self.start(Job::Rename {
@@ -103,14 +107,8 @@ impl App {
             Command::Verify => {
                 self.start(Job::Verify);
             }
-            Command::Doctor => match &self.backends {
-                Some(backends) => {
-                    let text = crate::cli::output_text::doctor(backends);
-                    self.popups
-                        .push(Popup::Message(Message::info("Backends", text)));
-                }
-                None => self.doctor_wanted = true,
-            },
+            Command::Doctor => self.open_prereq(),
+            Command::Edit { template, target } => self.edit_command(template, target)?,
             Command::Refresh => self.apply_pane(Action::Refresh),
             Command::Help => self.popups.push(Popup::Help { scroll: 0 }),
             Command::Quit => self.quit_or_ask(),

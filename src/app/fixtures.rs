@@ -10,7 +10,6 @@ use super::jobs::{Job, JobOutput};
 use super::{App, AppEvent, Context};
 use crate::engine::{EnvDetails, EnvSummary, StateView};
 use crate::lock::{LockFile, LockedBase, LockedMount, LockedPackage, LockedRuntime};
-use crate::runtime::backend::Availability;
 use crate::types::{BackendKind, EnvId};
 use crate::ui::theme::Theme;
 
@@ -109,27 +108,10 @@ pub fn details(env: &EnvSummary) -> EnvDetails {
     }
 }
 
-pub fn backends() -> Vec<Availability> {
-    vec![
-        Availability {
-            backend: BackendKind::Namespace,
-            available: true,
-            detail: "user namespaces and overlayfs work".into(),
-            fix: None,
-        },
-        Availability {
-            backend: BackendKind::Oci,
-            available: false,
-            detail: "the oci backend is not implemented yet".into(),
-            fix: Some("use backend = \"namespace\"".into()),
-        },
-        Availability {
-            backend: BackendKind::Mock,
-            available: true,
-            detail: "always available (no isolation)".into(),
-            fix: None,
-        },
-    ]
+/// The prerequisite checks of a rootless user on the Debian fixture host, where every probe
+/// succeeds (`crate::prereq::tests::FakeHost`): namespace and mock can run, oci cannot.
+pub fn report() -> crate::prereq::Report {
+    crate::prereq::tests::FakeHost::new("debian").run()
 }
 
 /// A fresh app of this size, in a fixed home, with colours.
@@ -157,7 +139,7 @@ pub fn answer(app: &mut App, rows: &[EnvSummary]) -> Vec<(super::JobId, Job)> {
                     envs: rows.to_vec(),
                     broken: Vec::new(),
                 },
-                Job::Backends => JobOutput::Backends(backends()),
+                Job::Backends => JobOutput::Backends(Box::new(report())),
                 Job::Inspect(env) => match rows.iter().find(|r| &r.id == env) {
                     Some(row) => JobOutput::Details(Box::new(details(row))),
                     None => {

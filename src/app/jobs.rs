@@ -23,7 +23,6 @@ use super::event::{AppEvent, ChannelSink};
 use super::list::BrokenRow;
 use crate::engine::{BuildOptions, BuildOutcome, Engine, EngineError, EnvDetails, EnvSummary};
 use crate::manifest::ParseEnv;
-use crate::runtime::backend::Availability;
 use crate::store::{GcReport, VerifyReport};
 use crate::types::EnvId;
 
@@ -153,7 +152,8 @@ pub enum JobOutput {
         envs: Vec<EnvSummary>,
         broken: Vec<BrokenRow>,
     },
-    Backends(Vec<Availability>),
+    /// Every prerequisite check (each backend's availability derives from them).
+    Backends(Box<crate::prereq::Report>),
     Details(Box<EnvDetails>),
     Built {
         outcome: Box<BuildOutcome>,
@@ -236,7 +236,7 @@ pub fn run(engine: &Engine, job: Job) -> Result<JobOutput, EngineError> {
                 .collect();
             JobOutput::List { envs, broken }
         }
-        Job::Backends => JobOutput::Backends(engine.backends()),
+        Job::Backends => JobOutput::Backends(Box::new(engine.doctor())),
         Job::Inspect(id) => JobOutput::Details(Box::new(engine.inspect(id.as_str())?)),
         Job::Build { manifest, name } => JobOutput::Built {
             outcome: Box::new(engine.build(&build_options(manifest, name))?),

@@ -1,8 +1,8 @@
 //! The key map: a constant table of bindings, and a pure function (mode, key) → action.
 //!
 //! The `?` overlay and the status bar are generated from [`BINDINGS`], so what they show is
-//! what the keys do. Later screens (shells, the manifest editor, the prerequisite screen) add
-//! their own [`Mode`]s and rows here.
+//! what the keys do. Screens add their own [`Mode`]s and rows here; the manifest editor binds
+//! a few keys and hands every other one to its text area ([`Action::EditorKey`]).
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -31,6 +31,10 @@ pub enum Mode {
     Help,
     /// The list of shells.
     Sessions,
+    /// The prerequisite screen.
+    Prereq,
+    /// The manifest editor: unbound keys go to its text area.
+    Editor,
 }
 
 impl Mode {
@@ -109,10 +113,12 @@ pub enum Section {
     Log,
     Input,
     Dialogs,
+    Prereq,
+    Editor,
 }
 
 impl Section {
-    pub const ALL: [Section; 7] = [
+    pub const ALL: [Section; 9] = [
         Section::Global,
         Section::Environments,
         Section::Shells,
@@ -120,6 +126,8 @@ impl Section {
         Section::Moving,
         Section::Input,
         Section::Dialogs,
+        Section::Prereq,
+        Section::Editor,
     ];
 
     pub fn title(self) -> &'static str {
@@ -131,6 +139,8 @@ impl Section {
             Section::Log => "Log pane",
             Section::Input => "Typing (filter, search, prompts, commands)",
             Section::Dialogs => "Questions and reports",
+            Section::Prereq => "Prerequisite screen (p, :doctor)",
+            Section::Editor => "Manifest editor (e, E, :edit)",
         }
     }
 }
@@ -151,7 +161,13 @@ pub struct Binding {
 }
 
 const PANES: &[Mode] = &[Mode::List, Mode::Log];
-const MOVING: &[Mode] = &[Mode::List, Mode::Log, Mode::Help, Mode::Message];
+const MOVING: &[Mode] = &[
+    Mode::List,
+    Mode::Log,
+    Mode::Help,
+    Mode::Message,
+    Mode::Prereq,
+];
 const INPUTS: &[Mode] = &[Mode::Filter, Mode::Search, Mode::Prompt, Mode::Palette];
 const ALL: &[Mode] = &[
     Mode::List,
@@ -164,6 +180,8 @@ const ALL: &[Mode] = &[
     Mode::Message,
     Mode::Help,
     Mode::Sessions,
+    Mode::Prereq,
+    Mode::Editor,
 ];
 
 const fn bind(
@@ -228,6 +246,8 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[ch('O')], &[M::List], A::SortReverse, S::Environments, "reverse the sort order"),
     bind(&[ch('C')], &[M::List], A::Gc, S::Environments, "collect garbage in the store (asks first)"),
     bind(&[ch('V')], &[M::List], A::Verify, S::Environments, "verify the store"),
+    bind(&[ch('e')], &[M::List], A::EditManifest, S::Environments, "edit its manifest (checked as you type)").hint("edit").on_env(),
+    bind(&[ch('E')], &[M::List], A::NewInEditor, S::Environments, "new manifest from a template, in the editor"),
     // Log pane.
     bind(&[ch('f')], &[M::Log], A::ToggleFollow, S::Log, "follow new lines on / off").hint("follow"),
     bind(&[ch('/')], &[M::Log], A::Search, S::Log, "search the log").hint("search"),
@@ -238,6 +258,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[ch(':')], PANES, A::Palette, S::Global, "command palette (:build PATH, :gc, :destroy NAME …)").hint("cmd"),
     bind(&[code(KeyCode::Tab)], PANES, A::FocusNext, S::Global, "focus the list / the log").hint("focus"),
     bind(&[ctrl('r')], PANES, A::Refresh, S::Global, "reload the list and the backends"),
+    bind(&[ch('p')], PANES, A::Prerequisites, S::Global, "prerequisites: every check of doctor with its fix").hint("prereqs"),
     bind(&[ch('?')], PANES, A::Help, S::Global, "this help").hint("help"),
     bind(&[code(KeyCode::Esc)], PANES, A::Back, S::Global, "clear the filter / leave the full-screen log"),
     bind(&[ch('q')], PANES, A::Quit, S::Global, "quit (asks first while a job changes the store or a shell runs)").hint("quit"),
@@ -272,12 +293,25 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[code(KeyCode::Enter)], &[M::Confirm], A::Submit, S::Dialogs, "press the highlighted button"),
     bind(&[code(KeyCode::Esc), code(KeyCode::Enter), ch('q')], &[M::Message], A::Back, S::Dialogs, "close the report").hint("close"),
     bind(&[code(KeyCode::Esc), ch('?'), ch('q')], &[M::Help], A::Back, S::Dialogs, "close this help").hint("close"),
+    // The prerequisite screen.
+    bind(&[ch('r')], &[M::Prereq], A::Recheck, S::Prereq, "run every check again").hint("re-run"),
+    bind(&[code(KeyCode::Esc)], &[M::Prereq], A::Back, S::Prereq, "back to the dashboard").hint("back"),
+    bind(&[ch(':')], &[M::Prereq], A::Palette, S::Prereq, "command palette").hint("cmd"),
+    bind(&[ch('?')], &[M::Prereq], A::Help, S::Prereq, "this help").hint("help"),
+    bind(&[ch('q')], &[M::Prereq], A::Quit, S::Prereq, "quit").hint("quit"),
+    // The manifest editor; every other key edits the text.
+    bind(&[ctrl('s')], &[M::Editor], A::Save, S::Editor, "save (atomically)").hint("save"),
+    bind(&[ctrl('b')], &[M::Editor], A::SaveAndBuild, S::Editor, "save and build (a rebuild, asked first, if an environment was built from it)").hint("save+build"),
+    bind(&[ctrl('g')], &[M::Editor], A::GotoProblem, S::Editor, "go to the problem's line and column").hint("go to error"),
+    bind(&[code(KeyCode::Esc)], &[M::Editor], A::Back, S::Editor, "back to the dashboard (asks first with unsaved changes)").hint("back"),
+    bind(&[code(KeyCode::F(1))], &[M::Editor], A::Help, S::Editor, "this help").hint("help"),
 ];
 
 /// The action for a key in a mode, or `None` when the key does nothing there.
 pub fn action_for(mode: Mode, key: KeyEvent) -> Option<Action> {
     if key.modifiers.contains(KeyModifiers::ALT) {
-        return None;
+        // Alt combinations are not bound; the editor's text area has some (word moves).
+        return (mode == Mode::Editor).then_some(Action::EditorKey(key));
     }
     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
     // Terminals send Ctrl-letters as lowercase letters with CONTROL; normalise Ctrl-D too.
@@ -294,6 +328,10 @@ pub fn action_for(mode: Mode, key: KeyEvent) -> Option<Action> {
         .iter()
         .find(|b| b.modes.contains(&mode) && b.keys.contains(&pressed))
         .map(|b| b.action);
+    if mode == Mode::Editor {
+        // The text area takes every key the table leaves free, with its modifiers.
+        return Some(bound.unwrap_or(Action::EditorKey(key)));
+    }
     match (bound, code) {
         (Some(action), _) => Some(action),
         (None, KeyCode::Char(c)) if mode.is_text_input() && !ctrl => Some(Action::Insert(c)),
@@ -446,6 +484,64 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_editor_types_every_unbound_key_including_alt_and_non_ascii() {
+        for c in ['a', 'é', '漢', '🦀', 'q', '?', ':'] {
+            let k = key(KeyCode::Char(c));
+            assert_eq!(action_for(Mode::Editor, k), Some(A::EditorKey(k)));
+        }
+        for k in [
+            with(KeyCode::Char('f'), KeyModifiers::ALT),
+            with(KeyCode::Char('k'), KeyModifiers::CONTROL),
+            key(KeyCode::Enter),
+            key(KeyCode::Tab),
+            key(KeyCode::Backspace),
+        ] {
+            assert_eq!(action_for(Mode::Editor, k), Some(A::EditorKey(k)), "{k:?}");
+        }
+        let ctrl_s = with(KeyCode::Char('s'), KeyModifiers::CONTROL);
+        assert_eq!(action_for(Mode::Editor, ctrl_s), Some(A::Save));
+        let ctrl_b = with(KeyCode::Char('b'), KeyModifiers::CONTROL);
+        assert_eq!(action_for(Mode::Editor, ctrl_b), Some(A::SaveAndBuild));
+        assert_eq!(action_for(Mode::Editor, key(KeyCode::Esc)), Some(A::Back));
+        let ctrl_c = with(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(action_for(Mode::Editor, ctrl_c), Some(A::Quit));
+        // Elsewhere Alt stays unbound.
+        assert_eq!(
+            action_for(Mode::List, with(KeyCode::Char('f'), KeyModifiers::ALT)),
+            None
+        );
+    }
+
+    #[test]
+    fn the_prerequisite_screen_reruns_scrolls_and_goes_back() {
+        assert_eq!(
+            action_for(Mode::List, key(KeyCode::Char('p'))),
+            Some(A::Prerequisites)
+        );
+        assert_eq!(
+            action_for(Mode::Log, key(KeyCode::Char('p'))),
+            Some(A::Prerequisites)
+        );
+        assert_eq!(
+            action_for(Mode::Prereq, key(KeyCode::Char('r'))),
+            Some(A::Recheck)
+        );
+        assert_eq!(
+            action_for(Mode::Prereq, key(KeyCode::Char('j'))),
+            Some(A::Down)
+        );
+        assert_eq!(action_for(Mode::Prereq, key(KeyCode::Esc)), Some(A::Back));
+        assert_eq!(
+            action_for(Mode::List, key(KeyCode::Char('e'))),
+            Some(A::EditManifest)
+        );
+        assert_eq!(
+            action_for(Mode::List, key(KeyCode::Char('E'))),
+            Some(A::NewInEditor)
+        );
     }
 
     #[test]

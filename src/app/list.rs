@@ -102,13 +102,20 @@ impl EnvList {
     /// Running sessions of the environment a CLI-style query names (exact name, or an id
     /// prefix of at least 4 characters), as last listed; 0 when it is not in the list.
     pub fn sessions_of(&self, query: &str) -> usize {
-        self.rows
-            .iter()
-            .find(|e| {
-                e.name.as_deref() == Some(query)
-                    || (query.len() >= 4 && e.id.as_str().starts_with(query))
-            })
-            .map_or(0, |e| e.sessions)
+        self.find(query).map_or(0, |e| e.sessions)
+    }
+
+    /// The environment a CLI-style query names, as last listed.
+    pub fn find(&self, query: &str) -> Option<&EnvSummary> {
+        self.rows.iter().find(|e| {
+            e.name.as_deref() == Some(query)
+                || (query.len() >= 4 && e.id.as_str().starts_with(query))
+        })
+    }
+
+    /// Every environment, as last listed, whatever the filter.
+    pub fn rows(&self) -> &[EnvSummary] {
+        &self.rows
     }
 
     pub fn want(&mut self, id: EnvId) {

@@ -8,13 +8,16 @@
 //! Nothing wakes the loop while idle; a tick arrives only while a spinner turns.
 //!
 //! State is grouped by what it belongs to: the environment list (`list.rs`), the log
-//! (`log.rs`), the popup stack (`popup.rs`), running jobs. [`Screen`] says what fills the
-//! terminal; later screens (a shell, the manifest editor, the prerequisite screen) are new
-//! variants with their own key [`Mode`]s.
+//! (`log.rs`), the popup stack (`popup.rs`), running jobs, the prerequisite screen
+//! (`prereq.rs`) and the manifest editor (`editor.rs` holds its text and verdict, `edit.rs`
+//! what its keys do). [`Screen`] says what fills the terminal; each screen has its own key
+//! [`Mode`]s.
 
 pub mod action;
 mod complete;
 mod dialogs;
+mod edit;
+pub mod editor;
 pub mod event;
 pub mod input;
 pub mod jobs;
@@ -23,6 +26,7 @@ pub mod list;
 pub mod log;
 pub mod palette;
 pub mod popup;
+pub mod prereq;
 pub mod pty;
 mod results;
 mod run;
@@ -31,6 +35,8 @@ mod update;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod screen_tests;
 #[cfg(test)]
 mod shell_tests;
 #[cfg(test)]
@@ -67,6 +73,10 @@ pub enum Screen {
     Dashboard,
     /// The log pane over the whole height (`z`).
     Log,
+    /// Every prerequisite check with its fix (`p`, `:doctor`).
+    Prereq,
+    /// The manifest editor, with the log pane under it.
+    Editor,
 }
 
 /// Which dashboard pane gets the movement keys.
@@ -133,6 +143,10 @@ pub struct App {
     pub(crate) backends: Option<Vec<Availability>>,
     /// Shell sessions on pseudo-terminals (`shells.rs`).
     pub(crate) shells: Shells,
+    /// The prerequisite checks (they also give `backends`).
+    pub(crate) prereq: prereq::PrereqView,
+    /// The manifest being edited (shown on [`Screen::Editor`]).
+    pub(crate) editor: Option<editor::Editor>,
     /// The terminal's size.
     pub(crate) area: Rect,
     /// Frame of the spinner.
@@ -146,8 +160,6 @@ pub struct App {
     list_again: bool,
     /// The environment an `inspect` is running for.
     inspecting: Option<EnvId>,
-    /// Show the backends as a report when they arrive (`:doctor`).
-    doctor_wanted: bool,
     quit: bool,
     fatal: Option<String>,
 }
@@ -169,6 +181,8 @@ impl App {
             jobs: BTreeMap::new(),
             backends: None,
             shells: Shells::default(),
+            prereq: prereq::PrereqView::default(),
+            editor: None,
             area: Rect::new(0, 0, 80, 24),
             spinner: 0,
             notice: None,
@@ -177,12 +191,11 @@ impl App {
             list_running: false,
             list_again: false,
             inspecting: None,
-            doctor_wanted: false,
             quit: false,
             fatal: None,
         };
         app.request_list();
-        app.start(Job::Backends);
+        app.request_doctor();
         app.relayout();
         app
     }
@@ -195,6 +208,8 @@ impl App {
         match (&self.editing, self.screen, self.focus) {
             (Some(Editing::Filter(_)), _, _) => Mode::Filter,
             (Some(Editing::Search(_)), _, _) => Mode::Search,
+            (None, Screen::Prereq, _) => Mode::Prereq,
+            (None, Screen::Editor, _) => Mode::Editor,
             (None, Screen::Log, _) | (None, _, Focus::Log) => Mode::Log,
             (None, Screen::Dashboard, Focus::List) => Mode::List,
         }
@@ -216,7 +231,9 @@ impl App {
 
     /// Whether something turns (a spinner), so the loop should tick.
     pub fn animating(&self) -> bool {
-        !self.envs.loaded() || self.jobs.values().any(|j| !j.job.is_query())
+        !self.envs.loaded()
+            || self.jobs.values().any(|j| !j.job.is_query())
+            || (self.screen == Screen::Prereq && self.prereq.running)
     }
 
     /// Advance the spinner.

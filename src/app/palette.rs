@@ -23,6 +23,10 @@ pub const VERBS: &[Verb] = &[
         usage: "new [--template T] DIR",
     },
     Verb {
+        name: "edit",
+        usage: "edit [--template T] [PATH|ENV]",
+    },
+    Verb {
         name: "stop",
         usage: "stop [ENV]",
     },
@@ -86,17 +90,39 @@ const ALIASES: &[(&str, &str)] = &[
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Build { path: String, name: Option<String> },
-    Rebuild { path: Option<String> },
-    New { dir: String, template: String },
+    Build {
+        path: String,
+        name: Option<String>,
+    },
+    Rebuild {
+        path: Option<String>,
+    },
+    New {
+        dir: String,
+        template: String,
+    },
+    /// The manifest editor: a new manifest from `template` in the directory `target`, or the
+    /// manifest at `target` (a path, or an environment), or the selection's.
+    Edit {
+        template: Option<String>,
+        target: Option<String>,
+    },
     Stop(Option<String>),
-    Destroy { env: Option<String>, force: bool },
+    Destroy {
+        env: Option<String>,
+        force: bool,
+    },
     Freeze(Option<String>),
     Unfreeze(Option<String>),
     Archive(Option<String>),
     Unarchive(Option<String>),
-    Rename { env: Option<String>, name: String },
-    Gc { dry_run: bool },
+    Rename {
+        env: Option<String>,
+        name: String,
+    },
+    Gc {
+        dry_run: bool,
+    },
     Verify,
     Doctor,
     Refresh,
@@ -134,6 +160,14 @@ pub fn parse(line: &str) -> Result<Command, String> {
                 template: template.unwrap_or_else(|| "minimal".into()),
                 dir: args.one().ok_or_else(usage)?,
             }
+        }
+        "edit" => {
+            let template = args.value("--template").map_err(|_| usage())?;
+            let target = args.opt();
+            if template.is_some() && target.is_none() {
+                return Err(usage());
+            }
+            Command::Edit { template, target }
         }
         "stop" => Command::Stop(args.opt()),
         "destroy" => Command::Destroy {

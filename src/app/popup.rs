@@ -67,6 +67,8 @@ pub enum Pending {
     Quit,
     /// Hang up a running shell.
     EndShell(SessionId),
+    /// Close the manifest editor, dropping its unsaved changes.
+    LeaveEditor,
 }
 
 /// A yes/no question about something that cannot be undone. The highlighted button starts on
@@ -105,6 +107,8 @@ pub enum PromptKind {
     Build,
     /// A directory to write a template into (the choice is the template).
     New,
+    /// A directory for a new manifest opened in the editor from the chosen template.
+    NewInEditor,
     /// The new name of an environment.
     Rename { env: String },
 }

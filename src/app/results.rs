@@ -34,6 +34,7 @@ impl App {
                     self.request_list();
                 }
             }
+            (Job::Backends, result) => self.doctor_done(&label, result),
             (Job::Inspect(env), result) => {
                 self.inspecting = None;
                 let details = match result {
@@ -66,14 +67,7 @@ impl App {
     fn job_output(&mut self, label: &Arc<str>, output: JobOutput) {
         let source = Some(Arc::clone(label));
         match output {
-            JobOutput::Backends(backends) => {
-                if std::mem::take(&mut self.doctor_wanted) {
-                    let text = crate::cli::output_text::doctor(&backends);
-                    self.popups
-                        .push(Popup::Message(Message::info("Backends", text)));
-                }
-                self.backends = Some(backends);
-            }
+            JobOutput::Backends(_) => {}
             JobOutput::Built { outcome, .. } => {
                 let env = &outcome.env;
                 let verb = if outcome.built { "built" } else { "up to date" };
@@ -119,7 +113,7 @@ impl App {
     }
 
     /// A failed job: a line in the log and a popup, never a crash.
-    fn report_error(&mut self, label: &Arc<str>, error: String) {
+    pub(super) fn report_error(&mut self, label: &Arc<str>, error: String) {
         for line in error.lines() {
             self.log.push(
                 Level::Warn,

@@ -52,7 +52,7 @@ fn the_selection_loads_its_details_one_inspect_at_a_time() {
                 envs: fixtures::envs(),
                 broken: Vec::new(),
             },
-            _ => JobOutput::Backends(fixtures::backends()),
+            _ => JobOutput::Backends(Box::new(fixtures::report())),
         };
         app.handle(AppEvent::JobDone {
             job: id,

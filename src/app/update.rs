@@ -20,6 +20,8 @@ impl App {
             Mode::Help | Mode::Message => self.apply_reader(action),
             Mode::List | Mode::Log => self.apply_pane(action),
             Mode::Sessions => self.apply_sessions(action),
+            Mode::Prereq => self.apply_prereq(action),
+            Mode::Editor => self.apply_editor(action),
         }
     }
 
@@ -36,8 +38,9 @@ impl App {
             Action::Refresh => {
                 self.details.clear();
                 self.request_list();
-                self.start(Job::Backends);
+                self.request_doctor();
             }
+            Action::Prerequisites => self.open_prereq(),
             Action::FocusNext if self.screen == Screen::Dashboard => {
                 self.focus = match self.focus {
                     Focus::List => Focus::Log,
@@ -48,6 +51,7 @@ impl App {
                 self.screen = match self.screen {
                     Screen::Dashboard => Screen::Log,
                     Screen::Log => Screen::Dashboard,
+                    other => other,
                 };
                 if self.screen == Screen::Log {
                     self.focus = Focus::Log;
@@ -126,6 +130,7 @@ impl App {
             Action::Build => self.prompt_build(),
             Action::New => self.prompt_new(),
             Action::Gc => self.confirm_gc(),
+            Action::NewInEditor => self.prompt_new_in_editor(),
             Action::Verify => {
                 self.start(Job::Verify);
             }
@@ -144,6 +149,7 @@ impl App {
             Action::Shell => self.open_shell(env),
             Action::Attach => self.attach_to_env(env),
             Action::Rebuild => self.confirm_rebuild(env.manifest.clone(), &display(env)),
+            Action::EditManifest => self.edit_env(env),
             Action::Stop => self.confirm_stop(target, &display(env), env.sessions),
             Action::Destroy => self.confirm_destroy(target, &display(env), env.sessions, false),
             Action::ToggleFreeze => {
@@ -214,6 +220,10 @@ impl App {
                 self.popups.pop();
                 self.quit = true;
             }
+            Action::Yes | Action::Submit if matches!(confirm.then, Pending::LeaveEditor) => {
+                self.popups.pop();
+                self.close_editor();
+            }
             Action::Yes | Action::Submit => {
                 let then = confirm.then.clone();
                 self.popups.pop();
@@ -222,7 +232,8 @@ impl App {
                         self.start(job);
                     }
                     Pending::EndShell(id) => self.hang_up(id),
-                    Pending::Quit => {}
+                    // Handled above.
+                    Pending::Quit | Pending::LeaveEditor => {}
                 }
             }
             Action::No | Action::Back => {

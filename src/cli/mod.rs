@@ -207,6 +207,16 @@ fn dispatch(cli: &Cli, out: &Printer) -> Result<u8, EngineError> {
             out.raw(&buf)?;
             return Ok(0);
         }
+        Command::Doctor => {
+            let parse_env = ParseEnv::from_process()?;
+            let store = cli
+                .store
+                .clone()
+                .unwrap_or_else(|| default_store(&parse_env));
+            let store = std::path::absolute(&store)
+                .map_err(|source| io_error("resolve the store path", source))?;
+            return output::doctor(&store, out);
+        }
         Command::New {
             template,
             force,

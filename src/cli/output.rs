@@ -7,7 +7,9 @@ use serde_json::json;
 
 use super::Command;
 use crate::engine::{exit, BuildOptions, BuildOutcome, Engine, EngineError, EnvSummary};
+use crate::prereq;
 use crate::store::VerifyReport;
+use crate::types::BackendKind;
 
 /// Writes results to stdout, as text or JSON, and errors to stderr (and, with `--json`, as a
 /// JSON document on stdout too, so a script always gets exactly one document).
@@ -148,19 +150,34 @@ pub(super) fn run_command(
         }
         Command::VerifyStore => return verify(engine, out),
         Command::Images { action } => images(engine, action.as_ref(), out)?,
-        Command::Doctor => {
-            let backends = engine.backends();
-            let text = super::output_text::doctor(&backends);
-            out.result(&json!({"backends": backends}), &text)?;
-            if backends.iter().any(|b| !b.available) {
-                return Ok(exit::PREREQUISITE);
-            }
-        }
-        Command::New { .. } | Command::Completions { .. } | Command::Man => {
+        Command::Doctor | Command::New { .. } | Command::Completions { .. } | Command::Man => {
             unreachable_command()?;
         }
     }
     Ok(0)
+}
+
+/// `doctor`: every prerequisite check, without opening the store (it diagnoses a store that
+/// cannot be opened too). Exit code 4 when the default backend cannot run here.
+pub(super) fn doctor(store: &std::path::Path, out: &Printer) -> Result<u8, EngineError> {
+    let context = prereq::Context {
+        store: store.to_path_buf(),
+        default_backend: BackendKind::default(),
+    };
+    let report = prereq::run(&prereq::SystemHost::new(), &context);
+    let text = super::output_text::doctor(&report);
+    let doc = json!({
+        "distro": report.distro,
+        "default_backend": report.default_backend,
+        "backends": report.backends(),
+        "checks": report.checks,
+    });
+    out.result(&doc, &text)?;
+    Ok(if report.default_can_run() {
+        0
+    } else {
+        exit::PREREQUISITE
+    })
 }
 
 /// The store-free commands are handled before the engine is opened; reaching here is a bug

@@ -16,7 +16,7 @@ macro_rules! outw {
 }
 
 use crate::engine::{BrokenEnv, EnvDetails, EnvSummary, ImageInfo};
-use crate::runtime::backend::Availability;
+use crate::prereq::{Group, Report};
 use crate::store::{GcReport, VerifyReport};
 
 /// Pad `s` to `width` characters (not bytes: names and images may be non-ASCII).
@@ -236,18 +236,63 @@ pub fn verify(report: &VerifyReport) -> String {
     out
 }
 
-pub fn doctor(backends: &[Availability]) -> String {
+/// `doctor`: the distribution, then every check grouped by backend, one line each with its
+/// status and meaning, and the fix under it.
+pub fn doctor(report: &Report) -> String {
     let mut out = String::new();
-    for b in backends {
-        let mark = if b.available { "ok  " } else { "FAIL" };
-        outln!(
-            out,
-            "[{mark}] {} {}",
-            pad(&format!("{}:", b.backend), 10),
-            b.detail
-        );
-        if let Some(fix) = &b.fix {
-            outln!(out, "       fix: {fix}");
+    let manager = report
+        .distro
+        .package_manager
+        .map_or_else(String::new, |m| format!(", packages: {m}"));
+    outln!(
+        out,
+        "{} ({}{manager})",
+        report.distro.name,
+        report.distro.id
+    );
+    // Checks that decide nothing alone (one of several OCI runtimes) say so.
+    let title = |c: &crate::prereq::Check| {
+        if c.required {
+            c.title.clone()
+        } else {
+            format!("{} (optional)", c.title)
+        }
+    };
+    let width = report
+        .checks
+        .iter()
+        .map(|c| title(c).chars().count())
+        .max()
+        .unwrap_or(0);
+    for group in Group::ALL {
+        out.push('\n');
+        match group.backend() {
+            None => outln!(out, "store"),
+            Some(backend) => {
+                let default = if backend == report.default_backend {
+                    " (the default)"
+                } else {
+                    ""
+                };
+                let verdict = if report.availability(backend).available {
+                    "can run here"
+                } else {
+                    "cannot run here"
+                };
+                outln!(out, "{backend}{default}: {verdict}");
+            }
+        }
+        for check in report.group(group) {
+            outln!(
+                out,
+                "  [{}] {} {}",
+                pad(check.status.label(), 4),
+                pad(&title(check), width),
+                check.meaning
+            );
+            if let Some(fix) = &check.fix {
+                outln!(out, "         fix: {fix}");
+            }
         }
     }
     out

@@ -84,12 +84,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Availability of every backend on this host.
+    /// Every prerequisite check of every backend on this host, and of this store
+    /// (`crate::prereq`; what `doctor` prints).
+    pub fn doctor(&self) -> crate::prereq::Report {
+        let context = crate::prereq::Context {
+            store: self.store.root().to_path_buf(),
+            default_backend: BackendKind::default(),
+        };
+        crate::prereq::run(&crate::prereq::SystemHost::new(), &context)
+    }
+
+    /// Availability of every backend on this host, derived from [`Engine::doctor`].
     pub fn backends(&self) -> Vec<Availability> {
-        BackendKind::ALL
-            .iter()
-            .map(|kind| self.backend(*kind).availability())
-            .collect()
+        self.doctor().backends()
     }
 }
 

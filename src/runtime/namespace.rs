@@ -112,44 +112,8 @@ impl RuntimeBackend for NamespaceBackend {
     }
 
     fn availability(&self) -> Availability {
-        let userns_fix = "allow unprivileged user namespaces (sysctl \
-                          kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0), \
-                          or use backend = \"mock\"";
-        let probe = || -> Result<String, (String, String)> {
-            let helper = helper_exe().map_err(|e| (e.to_string(), userns_fix.to_string()))?;
-            let namespaces = if nix::unistd::geteuid().is_root() {
-                "running as root: mount, pid, uts and ipc namespaces without a user namespace"
-                    .to_string()
-            } else {
-                sandbox::check::unprivileged_userns(&helper)
-                    .map_err(|why| (why, userns_fix.to_string()))?;
-                let ids = sandbox::check::id_mapping(&helper).map_err(|why| {
-                    (
-                        why,
-                        "fix the subordinate id range named above, or remove it from \
-                         /etc/subuid and /etc/subgid"
-                            .to_string(),
-                    )
-                })?;
-                format!("user namespaces work for this user; {ids}")
-            };
-            let overlay = overlay_report(&helper)?;
-            Ok(format!("{namespaces}; {overlay}"))
-        };
-        match probe() {
-            Ok(detail) => Availability {
-                backend: KIND,
-                available: true,
-                detail,
-                fix: None,
-            },
-            Err((reason, fix)) => Availability {
-                backend: KIND,
-                available: false,
-                detail: reason,
-                fix: Some(fix),
-            },
-        }
+        // The same checks as `doctor` (user namespaces, the root overlay, the id mapping).
+        crate::prereq::backend_availability(&crate::prereq::SystemHost::new(), KIND)
     }
 
     fn resolve(&self, req: &ResolveRequest) -> Result<Resolution, BackendError> {
@@ -471,69 +435,6 @@ impl NamespaceBackend {
             env: environment(req),
             cwd: "/root".to_string(),
         })
-    }
-}
-
-/// How the root overlay will be mounted here, for `doctor`: both drivers are probed and
-/// reported; `Err((why, fix))` when neither the chosen nor the fallback driver works.
-fn overlay_report(helper: &Path) -> Result<String, (String, String)> {
-    use sandbox::check::{self, OverlaySetting};
-    let setting = OverlaySetting::from_env().map_err(|why| {
-        (
-            why,
-            format!(
-                "unset {} or set it to auto, kernel or fuse",
-                check::OVERLAY_VAR
-            ),
-        )
-    })?;
-    let scratch = tempfile::tempdir()
-        .map_err(|e| (format!("temp directory: {e}"), "check TMPDIR".to_string()))?;
-    let kernel = check::kernel_overlay(helper, scratch.path());
-    let fuse = check::fuse_overlayfs();
-    let fuse_text = match &fuse {
-        Ok(program) => format!("fuse-overlayfs: usable ({program})"),
-        Err(why) => format!("fuse-overlayfs: unusable ({why})"),
-    };
-    let kernel_text = match &kernel {
-        Ok(()) => "kernel overlayfs: works".to_string(),
-        Err(why) => format!("kernel overlayfs: refused ({why})"),
-    };
-    let both = format!("{kernel_text}; {fuse_text}");
-    let fuse_fix = "install fuse-overlayfs and make /dev/fuse readable and writable by this user \
-                    (chmod 0666 /dev/fuse)";
-    match (setting, kernel.is_ok(), fuse.is_ok()) {
-        (OverlaySetting::Auto, true, _) => Ok(format!("root overlay by the kernel; {both}")),
-        (OverlaySetting::Auto, false, true) => {
-            Ok(format!("root overlay by fuse-overlayfs; {both}"))
-        }
-        (OverlaySetting::Kernel, true, _) => Ok(format!(
-            "root overlay by the kernel ({}=kernel); {both}",
-            check::OVERLAY_VAR
-        )),
-        (OverlaySetting::Fuse, _, true) => Ok(format!(
-            "root overlay by fuse-overlayfs ({}=fuse); {both}",
-            check::OVERLAY_VAR
-        )),
-        (OverlaySetting::Auto, false, false) => Err((
-            format!("no way to mount the root overlay: {both}"),
-            format!("use Linux >= 5.11 (overlayfs in user namespaces), or {fuse_fix}"),
-        )),
-        (OverlaySetting::Kernel, false, fuse_ok) => Err((
-            format!("{}=kernel, but {both}", check::OVERLAY_VAR),
-            if fuse_ok {
-                format!(
-                    "unset {}: fuse-overlayfs can mount the root here",
-                    check::OVERLAY_VAR
-                )
-            } else {
-                format!("use Linux >= 5.11 (overlayfs in user namespaces), or {fuse_fix}")
-            },
-        )),
-        (OverlaySetting::Fuse, _, false) => Err((
-            format!("{}=fuse, but {both}", check::OVERLAY_VAR),
-            fuse_fix.to_string(),
-        )),
     }
 }
 

@@ -196,23 +196,59 @@ pub fn overlay_driver(
 /// The fuse-overlayfs program (an absolute path found on `PATH`), if `/dev/fuse` can be
 /// opened for reading and writing by this user; else why not and how to fix it.
 pub fn fuse_overlayfs() -> Result<String, String> {
-    let program = find_program("fuse-overlayfs").ok_or(
-        "fuse-overlayfs is not installed (not found on PATH); install it (Debian and Ubuntu: \
-         `apt-get install fuse-overlayfs`)",
-    )?;
-    let device = "/dev/fuse";
-    match fs::OpenOptions::new().read(true).write(true).open(device) {
+    fuse_overlayfs_status().map_err(|problem| problem.to_string())
+}
+
+/// The device fuse-overlayfs needs.
+pub const FUSE_DEVICE: &str = "/dev/fuse";
+
+/// Why fuse-overlayfs cannot be used, as data (`doctor` words the fix per distribution).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FuseProblem {
+    NotInstalled,
+    /// The program is there, but the device cannot be opened for reading and writing.
+    Device {
+        program: String,
+        error: String,
+    },
+}
+
+impl std::fmt::Display for FuseProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FuseProblem::NotInstalled => f.write_str(
+                "fuse-overlayfs is not installed (not found on PATH); install it (Debian and \
+                 Ubuntu: `apt-get install fuse-overlayfs`)",
+            ),
+            FuseProblem::Device { program, error } => write!(
+                f,
+                "{program} is installed, but {FUSE_DEVICE} cannot be opened for reading and \
+                 writing by this user ({error}); load the module (`modprobe fuse`) and make the \
+                 device usable by everyone (`chmod 0666 {FUSE_DEVICE}`, as the fuse packages' \
+                 udev rule does)"
+            ),
+        }
+    }
+}
+
+/// [`fuse_overlayfs`] with the reason as data.
+pub fn fuse_overlayfs_status() -> Result<String, FuseProblem> {
+    let program = find_program("fuse-overlayfs").ok_or(FuseProblem::NotInstalled)?;
+    match fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(FUSE_DEVICE)
+    {
         Ok(_) => Ok(program),
-        Err(e) => Err(format!(
-            "{program} is installed, but {device} cannot be opened for reading and writing by \
-             this user ({e}); load the module (`modprobe fuse`) and make the device usable by \
-             everyone (`chmod 0666 {device}`, as the fuse packages' udev rule does)"
-        )),
+        Err(e) => Err(FuseProblem::Device {
+            program,
+            error: e.to_string(),
+        }),
     }
 }
 
 /// `name` in the absolute directories of `PATH` (or the standard ones), if executable.
-fn find_program(name: &str) -> Option<String> {
+pub fn find_program(name: &str) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     std::env::split_paths(&path)

@@ -279,7 +279,7 @@ impl Host {
 
 /// `NoNewPrivs:` of /proc/self/status (proc(5)); unreadable counts as not set, and the
 /// helpers' own failure then says what is wrong.
-fn no_new_privs() -> bool {
+pub fn no_new_privs() -> bool {
     fs::read_to_string("/proc/self/status").is_ok_and(|status| {
         status
             .lines()

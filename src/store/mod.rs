@@ -56,7 +56,7 @@ pub const FORMAT_VERSION: u32 = 1;
 /// The `version` file holds this prefix followed by the format number and a newline.
 const VERSION_PREFIX: &str = "karapace-tui store format ";
 
-const VERSION_FILE: &str = "version";
+pub const VERSION_FILE: &str = "version";
 const OBJECTS: &str = "objects";
 const ENVS: &str = "envs";
 const JOURNAL: &str = "journal";
@@ -180,7 +180,7 @@ impl Store {
         // Two rounds: another process may be creating the same new store right now.
         for _ in 0..2 {
             match fs::read(&path) {
-                Ok(bytes) => return parse_version(&path, &bytes),
+                Ok(bytes) => return parse_version(&path, &bytes).map(|_format| ()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     if self.init_version()? {
                         return Ok(());
@@ -236,8 +236,9 @@ impl Store {
     }
 }
 
-/// Check the content of a `version` file.
-fn parse_version(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Check the content of a `version` file; returns the format number it names (at most
+/// [`FORMAT_VERSION`]). `doctor` uses it without opening the store.
+pub fn parse_version(path: &Path, bytes: &[u8]) -> Result<u32> {
     let corrupt = |detail: String| StoreError::Corrupt {
         path: path.to_path_buf(),
         detail,
@@ -260,5 +261,5 @@ fn parse_version(path: &Path, bytes: &[u8]) -> Result<()> {
             supported: FORMAT_VERSION,
         });
     }
-    Ok(())
+    Ok(found)
 }

@@ -119,7 +119,32 @@ fn welcome(app: &App) -> Paragraph<'_> {
              run in a rootless sandbox.",
         ),
         Line::default(),
-        Line::styled("No environments yet. Next step:", theme.bold()),
+    ];
+    let namespace = app
+        .backends
+        .as_ref()
+        .and_then(|list| list.iter().find(|b| b.backend == BackendKind::Namespace));
+    // When the default backend cannot run, finding out why is the first step.
+    if let Some(b) = namespace.filter(|b| !b.available) {
+        lines.push(Line::from(vec![
+            Span::styled(
+                "No environments yet, and the default backend (namespace) cannot run here: ",
+                theme.warn(),
+            ),
+            Span::raw(b.detail.clone()),
+        ]));
+        lines.push(Line::from(vec![
+            key("p"),
+            Span::raw("see every prerequisite check with its fix "),
+            Span::styled("(the mock backend runs anywhere)", theme.dim()),
+        ]));
+    } else {
+        lines.push(Line::styled(
+            "No environments yet. Next step:",
+            theme.bold(),
+        ));
+    }
+    lines.extend([
         Line::from(vec![
             key("b"),
             Span::raw("build a manifest (a karapace.toml or its directory)"),
@@ -129,30 +154,16 @@ fn welcome(app: &App) -> Paragraph<'_> {
             Span::raw("write a template into a directory and build it"),
         ]),
         Line::from(vec![
+            key("E"),
+            Span::raw("start from a template in the editor, checked as you type"),
+        ]),
+        Line::from(vec![
             key(":"),
-            Span::raw("commands (:build PATH, :new DIR, :doctor)   "),
+            Span::raw("commands (:build PATH, :edit PATH, :doctor)   "),
             Span::styled("?", theme.key()),
             Span::raw(" all keys"),
         ]),
-    ];
-    let namespace = app
-        .backends
-        .as_ref()
-        .and_then(|list| list.iter().find(|b| b.backend == BackendKind::Namespace));
-    if let Some(b) = namespace.filter(|b| !b.available) {
-        lines.push(Line::default());
-        lines.push(Line::from(vec![
-            Span::styled(
-                " The default backend (namespace) cannot run here: ",
-                theme.warn(),
-            ),
-            Span::raw(b.detail.clone()),
-            Span::styled(
-                " (:doctor shows the fix; the mock backend runs anywhere)",
-                theme.dim(),
-            ),
-        ]));
-    }
+    ]);
     Paragraph::new(lines)
         .wrap(Wrap { trim: false })
         .block(Block::new().padding(Padding::horizontal(1)))

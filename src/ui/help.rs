@@ -28,6 +28,26 @@ pub fn lines(app: &App) -> Vec<Line<'static>> {
                 Span::raw(b.help),
             ]));
         }
+        if section == Section::Editor {
+            for (keys, what) in [
+                ("any other key", "edits the text (any script)"),
+                (
+                    "arrows Home End",
+                    "move; Ctrl-Home/Ctrl-End: first/last line",
+                ),
+                ("PgUp PgDn", "scroll a page"),
+                ("Ctrl-u Ctrl-r", "undo, redo"),
+                (
+                    "Ctrl-k Ctrl-w",
+                    "delete to the end of the line, the word before",
+                ),
+            ] {
+                out.push(Line::from(vec![
+                    Span::styled(format!("   {keys:<16}"), theme.key()),
+                    Span::raw(what),
+                ]));
+            }
+        }
         if section == Section::Input {
             out.push(Line::from(vec![
                 Span::styled(format!("   {:<16}", "any character"), theme.key()),

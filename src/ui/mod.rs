@@ -5,15 +5,19 @@
 //! visible rows of the list and the log are turned into widgets, whatever their length.
 
 mod details;
+mod editor;
 mod envs;
 mod header;
 mod help;
 mod log;
 mod popup;
+pub mod prereq;
 mod shell;
 mod status;
 pub mod theme;
 
+#[cfg(test)]
+mod screen_tests;
 #[cfg(test)]
 mod shell_tests;
 #[cfg(test)]
@@ -35,6 +39,8 @@ pub struct Areas {
     pub list: Rect,
     pub details: Rect,
     pub log: Rect,
+    /// The body of the prerequisite screen or of the editor (above its log pane).
+    pub main: Rect,
     pub jobs: Rect,
     pub status: Rect,
 }
@@ -70,12 +76,24 @@ pub fn layout(app: &App) -> Areas {
         list: none,
         details: none,
         log: none,
+        main: none,
         jobs,
         status,
     };
-    if app.screen == Screen::Log {
-        areas.log = body;
-        return areas;
+    match app.screen {
+        Screen::Log => {
+            areas.log = body;
+            return areas;
+        }
+        Screen::Prereq => {
+            areas.main = body;
+            return areas;
+        }
+        Screen::Editor => {
+            [areas.main, areas.log] = editor::split(body);
+            return areas;
+        }
+        Screen::Dashboard => {}
     }
     // The first-run text needs the room the details pane would take.
     let no_details = !app.envs.loaded() || app.envs.store_is_empty();
@@ -108,9 +126,14 @@ pub fn layout(app: &App) -> Areas {
 pub fn draw(app: &App, frame: &mut Frame) {
     let areas = layout(app);
     header::draw(app, frame, areas.header);
-    if app.screen == Screen::Dashboard {
-        envs::draw(app, frame, areas.list);
-        details::draw(app, frame, areas.details);
+    match app.screen {
+        Screen::Dashboard => {
+            envs::draw(app, frame, areas.list);
+            details::draw(app, frame, areas.details);
+        }
+        Screen::Prereq => prereq::draw(app, frame, areas.main),
+        Screen::Editor => editor::draw(app, frame, areas.main),
+        Screen::Log => {}
     }
     log::draw(app, frame, areas.log);
     status::draw_jobs(app, frame, areas.jobs);

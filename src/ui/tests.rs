@@ -17,7 +17,7 @@ use crate::ui::theme::Theme;
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
 
-fn draw(app: &App) -> Buffer {
+pub(super) fn draw(app: &App) -> Buffer {
     let backend = TestBackend::new(app.area.width, app.area.height);
     let mut terminal = Terminal::new(backend).expect("test terminal");
     terminal
@@ -27,7 +27,7 @@ fn draw(app: &App) -> Buffer {
 }
 
 /// The buffer's text, one line per row, trailing spaces removed.
-fn text(buffer: &Buffer) -> String {
+pub(super) fn text(buffer: &Buffer) -> String {
     let area = buffer.area;
     let mut out = String::new();
     for y in area.top()..area.bottom() {
@@ -42,7 +42,7 @@ fn text(buffer: &Buffer) -> String {
 }
 
 /// Snapshot the screen that `make` sets up, at both sizes.
-fn snapshot(name: &str, make: impl Fn(u16, u16) -> App) {
+pub(super) fn snapshot(name: &str, make: impl Fn(u16, u16) -> App) {
     for (w, h) in SIZES {
         let app = make(w, h);
         insta::assert_snapshot!(format!("{name}_{w}x{h}"), text(&draw(&app)));
@@ -50,7 +50,7 @@ fn snapshot(name: &str, make: impl Fn(u16, u16) -> App) {
 }
 
 /// A loaded dashboard with some build output in the log.
-fn with_log(w: u16, h: u16) -> App {
+pub(super) fn with_log(w: u16, h: u16) -> App {
     let mut app = loaded(w, h);
     for line in [
         "started: build /home/user/src/web",
