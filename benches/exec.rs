@@ -33,14 +33,12 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-use sha2::{Digest as _, Sha256};
 
 use karapace_tui::sandbox::{
     self, IdMapping, OverlayDriver, RootfsSpec, SandboxPlan, SandboxStdio,
@@ -55,7 +53,6 @@ const GOAL_JOIN: f64 = 1.0;
 /// Written into the running instance's /tmp (a tmpfs) by the session that keeps it running.
 const JOIN_MARK: &str = "/tmp/karapace-bench-join";
 /// Where `.ci/run` caches the debootstrap'd bookworm tarball.
-const CI_TARBALL: &str = "/var/cache/karapace-ci/bookworm-minbase.tar.xz";
 /// The environment's name (its manifest directory's name).
 const ENV_NAME: &str = "exec-bench";
 /// The unprivileged user CI creates; as root, the bench says how to take rootless numbers.
@@ -64,7 +61,10 @@ const ROOTLESS_USER: &str = "karapace-test";
 const SANDBOX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 mod common;
-use common::{binary, children_cpu, exit_code, percentile, ratio, target_dir, Res};
+use common::{
+    binary, children_cpu, env_flag, exit_code, find_on_path, json, make_writable, percentile,
+    ratio, sha256_file, tarball, target_dir, Res,
+};
 
 fn main() -> ExitCode {
     exit_code(run())
@@ -373,74 +373,6 @@ fn print_table(cases: &[Case], st: &[Stats], reference: Option<usize>) {
 // ---------------------------------------------------------------------------------------------
 // Set-up
 
-fn env_flag(name: &str, default: bool) -> bool {
-    match std::env::var(name) {
-        Ok(v) => !matches!(v.trim(), "" | "0" | "no" | "false"),
-        Err(_) => default,
-    }
-}
-
-/// The image tarball, or why there is none (a SKIPPED reason).
-fn tarball() -> Result<PathBuf, String> {
-    match std::env::var_os("KARAPACE_TEST_ROOTFS_TARBALL") {
-        Some(p) if !p.is_empty() => {
-            let p = PathBuf::from(p);
-            if p.is_file() {
-                // The manifest would resolve a relative path against its own directory.
-                p.canonicalize()
-                    .map_err(|e| format!("canonicalize {}: {e}", p.display()))
-            } else {
-                Err(format!(
-                    "KARAPACE_TEST_ROOTFS_TARBALL={} is not a file",
-                    p.display()
-                ))
-            }
-        }
-        _ => {
-            let p = PathBuf::from(CI_TARBALL);
-            if p.is_file() {
-                Ok(p)
-            } else {
-                Err(format!(
-                    "KARAPACE_TEST_ROOTFS_TARBALL is not set and {CI_TARBALL} does not exist \
-                     (`.ci/run` makes it; nothing is downloaded by this bench)"
-                ))
-            }
-        }
-    }
-}
-
-fn find_on_path(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(tool))
-            .find(|c| c.is_file())
-    })
-}
-
-fn sha256_file(path: &Path) -> Res<String> {
-    let mut f = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| format!("read {}: {e}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>())
-}
-
-fn json(text: &str, what: &str) -> Res<serde_json::Value> {
-    serde_json::from_str(text).map_err(|e| format!("{what}: not JSON ({e}): {text}"))
-}
-
 /// The `list --json` row of our environment.
 fn env_row(bin: &Path, store: &str) -> Res<serde_json::Value> {
     let rows = json(
@@ -451,24 +383,6 @@ fn env_row(bin: &Path, store: &str) -> Res<serde_json::Value> {
         .and_then(|r| r.iter().find(|r| r["name"] == ENV_NAME))
         .cloned()
         .ok_or_else(|| format!("`list --json` has no environment named {ENV_NAME}: {rows}"))
-}
-
-/// Every directory under `path` gets u+rwx, so the tree can be removed without root (overlayfs
-/// leaves `work/work` with mode 000; image trees may hold read-only directories).
-fn make_writable(path: &Path) {
-    let Ok(meta) = fs::symlink_metadata(path) else {
-        return;
-    };
-    if meta.is_dir() {
-        let mut perms = meta.permissions();
-        perms.set_mode(perms.mode() | 0o700);
-        let _best_effort = fs::set_permissions(path, perms);
-        if let Ok(entries) = fs::read_dir(path) {
-            for e in entries.flatten() {
-                make_writable(&e.path());
-            }
-        }
-    }
 }
 
 /// The plan `karapace-tui exec` makes for `true` in this environment: the same spec as

@@ -32,23 +32,20 @@
 //! (another binary to measure), `KARAPACE_BENCH_KEEP=1` (keep the scratch directory), and
 //! `KARAPACE_TEST_ROOTFS_TARBALL` (the image, which must use apt).
 
-use std::fs::{self, File};
+use std::fs::{self};
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use sha2::{Digest as _, Sha256};
 
 const WARMUPS: usize = 1;
 const DEFAULT_ROUNDS: usize = 5;
 /// Package build time ÷ `apt-get update && apt-get install` time, on the medians.
 const GOAL: f64 = 1.2;
 /// Where `.ci/run` caches the debootstrap'd bookworm tarball.
-const CI_TARBALL: &str = "/var/cache/karapace-ci/bookworm-minbase.tar.xz";
 /// The package installed, and what its program must print.
 const PACKAGE: &str = "hello";
 const GREETING: &str = "Hello, world!";
@@ -72,7 +69,10 @@ const PROXY_VARS: [&str; 6] = [
 const TAIL_LINES: usize = 20;
 
 mod common;
-use common::{binary, children_cpu, exit_code, percentile, ratio, Res};
+use common::{
+    binary, children_cpu, env_flag, exit_code, find_on_path, json, make_writable, percentile,
+    ratio, sha256_file, tarball, Res,
+};
 
 fn main() -> ExitCode {
     exit_code(run())
@@ -544,51 +544,6 @@ impl Reference<'_> {
 // ---------------------------------------------------------------------------------------------
 // Set-up
 
-fn env_flag(name: &str, default: bool) -> bool {
-    match std::env::var(name) {
-        Ok(v) => !matches!(v.trim(), "" | "0" | "no" | "false"),
-        Err(_) => default,
-    }
-}
-
-/// The image tarball, or why there is none (a SKIPPED reason).
-fn tarball() -> Result<PathBuf, String> {
-    match std::env::var_os("KARAPACE_TEST_ROOTFS_TARBALL") {
-        Some(p) if !p.is_empty() => {
-            let p = PathBuf::from(p);
-            if p.is_file() {
-                // The manifest would resolve a relative path against its own directory.
-                p.canonicalize()
-                    .map_err(|e| format!("canonicalize {}: {e}", p.display()))
-            } else {
-                Err(format!(
-                    "KARAPACE_TEST_ROOTFS_TARBALL={} is not a file",
-                    p.display()
-                ))
-            }
-        }
-        _ => {
-            let p = PathBuf::from(CI_TARBALL);
-            if p.is_file() {
-                Ok(p)
-            } else {
-                Err(format!(
-                    "KARAPACE_TEST_ROOTFS_TARBALL is not set and {CI_TARBALL} does not exist \
-                     (`.ci/run` makes it; nothing is downloaded by this bench)"
-                ))
-            }
-        }
-    }
-}
-
-fn find_on_path(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(tool))
-            .find(|c| c.is_file())
-    })
-}
-
 /// Why the mirror cannot be reached, if it cannot (a SKIPPED reason). With a proxy set, apt
 /// goes through it, and the direct probe would prove nothing.
 fn mirror_unreachable() -> Option<String> {
@@ -611,29 +566,6 @@ fn mirror_unreachable() -> Option<String> {
         }
     }
     Some(last)
-}
-
-fn sha256_file(path: &Path) -> Res<String> {
-    let mut f = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| format!("read {}: {e}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>())
-}
-
-fn json(text: &str, what: &str) -> Res<serde_json::Value> {
-    serde_json::from_str(text).map_err(|e| format!("{what}: not JSON ({e}): {text}"))
 }
 
 /// A manifest for the namespace backend on `image` (pinned to `sha256` if given), with
@@ -686,24 +618,6 @@ fn mounts_below(dir: &Path) -> Res<Vec<PathBuf>> {
         }
     }
     Ok(found)
-}
-
-/// Every directory under `path` gets u+rwx, so the tree can be removed (overlayfs leaves
-/// `work/work` with mode 000).
-fn make_writable(path: &Path) {
-    let Ok(meta) = fs::symlink_metadata(path) else {
-        return;
-    };
-    if meta.is_dir() {
-        let mut perms = meta.permissions();
-        perms.set_mode(perms.mode() | 0o700);
-        let _best_effort = fs::set_permissions(path, perms);
-        if let Ok(entries) = fs::read_dir(path) {
-            for e in entries.flatten() {
-                make_writable(&e.path());
-            }
-        }
-    }
 }
 
 /// The scratch directory, removed when dropped (on every path, SKIPPED ones included), but

@@ -1,8 +1,13 @@
 //! Pieces the benchmarks share: the binary under test, the harness's exit, statistics.
 
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
 
 use nix::sys::resource::{getrusage, UsageWho};
 
@@ -93,4 +98,103 @@ pub fn target_dir() -> PathBuf {
         .and_then(|exe| exe.ancestors().nth(3).map(Path::to_path_buf))
         .filter(|p| p.is_dir())
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Set-up shared by the benchmarks that run the namespace backend on the Debian image.
+
+/// Where `.ci/run` caches the debootstrap'd bookworm tarball.
+#[allow(dead_code)]
+pub const CI_TARBALL: &str = "/var/cache/karapace-ci/bookworm-minbase.tar.xz";
+
+#[allow(dead_code)]
+pub fn env_flag(name: &str, default: bool) -> bool {
+    match std::env::var(name) {
+        Ok(v) => !matches!(v.trim(), "" | "0" | "no" | "false"),
+        Err(_) => default,
+    }
+}
+
+/// The image tarball, or why there is none (a SKIPPED reason).
+#[allow(dead_code)]
+pub fn tarball() -> Result<PathBuf, String> {
+    match std::env::var_os("KARAPACE_TEST_ROOTFS_TARBALL") {
+        Some(p) if !p.is_empty() => {
+            let p = PathBuf::from(p);
+            if p.is_file() {
+                // The manifest would resolve a relative path against its own directory.
+                p.canonicalize()
+                    .map_err(|e| format!("canonicalize {}: {e}", p.display()))
+            } else {
+                Err(format!(
+                    "KARAPACE_TEST_ROOTFS_TARBALL={} is not a file",
+                    p.display()
+                ))
+            }
+        }
+        _ => {
+            let p = PathBuf::from(CI_TARBALL);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(format!(
+                    "KARAPACE_TEST_ROOTFS_TARBALL is not set and {CI_TARBALL} does not exist \
+                     (`.ci/run` makes it; nothing is downloaded by this bench)"
+                ))
+            }
+        }
+    }
+}
+
+#[allow(dead_code)]
+pub fn find_on_path(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(tool))
+            .find(|c| c.is_file())
+    })
+}
+
+#[allow(dead_code)]
+pub fn sha256_file(path: &Path) -> Res<String> {
+    let mut f = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| format!("read {}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>())
+}
+
+/// Every directory under `path` gets u+rwx, so the tree can be removed (overlayfs leaves
+/// `work/work` with mode 000).
+#[allow(dead_code)]
+pub fn make_writable(path: &Path) {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return;
+    };
+    if meta.is_dir() {
+        let mut perms = meta.permissions();
+        perms.set_mode(perms.mode() | 0o700);
+        let _best_effort = fs::set_permissions(path, perms);
+        if let Ok(entries) = fs::read_dir(path) {
+            for e in entries.flatten() {
+                make_writable(&e.path());
+            }
+        }
+    }
+}
+
+#[allow(dead_code)]
+pub fn json(text: &str, what: &str) -> Res<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| format!("{what}: not JSON ({e}): {text}"))
 }
