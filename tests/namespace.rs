@@ -5,47 +5,14 @@
 
 mod util;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use util::Fixture;
 
-fn visible(line: &str) {
-    let mut err = std::io::stderr();
-    writeln!(err, "{line}").expect("write to stderr");
-}
-
-/// The tarball, and a fixture whose `doctor` says the namespace backend works here.
+/// The tarball and a fixture where the namespace backend works (see `util`).
 fn setup(test: &str) -> Option<(Fixture, PathBuf)> {
-    let required = std::env::var("KARAPACE_REQUIRE_SANDBOX").as_deref() == Ok("1");
-    let skip = |why: String| {
-        if required {
-            panic!("KARAPACE_REQUIRE_SANDBOX=1 but {why}");
-        }
-        visible(&format!("SKIPPED: namespace::{test}: {why}"));
-    };
-    let Some(tarball) = std::env::var_os("KARAPACE_TEST_ROOTFS_TARBALL").map(PathBuf::from) else {
-        skip("KARAPACE_TEST_ROOTFS_TARBALL is not set (.ci/run makes it)".into());
-        return None;
-    };
-    let fx = Fixture::new();
-    // `doctor`'s exit code says whether the default backend runs; the namespace row is what
-    // counts here.
-    let doctor = fx.cmd(["--json", "doctor"]).run().json();
-    let namespace = doctor["backends"]
-        .as_array()
-        .and_then(|b| b.iter().find(|b| b["backend"] == "namespace"))
-        .cloned()
-        .unwrap_or_default();
-    if namespace["available"] != true {
-        skip(format!(
-            "the namespace backend is unavailable: {}",
-            namespace["detail"]
-        ));
-        return None;
-    }
-    Some((fx, tarball))
+    util::namespace_fixture("namespace", test)
 }
 
 fn manifest(tarball: &std::path::Path, extra: &str) -> String {

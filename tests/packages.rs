@@ -7,7 +7,6 @@
 mod util;
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,25 +15,12 @@ use util::Fixture;
 
 const TEST_USER: &str = "karapace-test";
 
-fn visible(line: &str) {
-    let mut err = std::io::stderr();
-    writeln!(err, "{line}").expect("write to stderr");
-}
-
-fn required() -> bool {
-    std::env::var("KARAPACE_REQUIRE_SANDBOX").as_deref() == Ok("1")
-}
-
-fn skip(test: &str, why: &str) {
-    if required() {
-        panic!("KARAPACE_REQUIRE_SANDBOX=1 but {why}");
-    }
-    visible(&format!("SKIPPED: packages::{test}: {why}"));
-}
+use util::{skip, visible};
 
 fn tarball(test: &str) -> Option<PathBuf> {
     let Some(path) = std::env::var_os("KARAPACE_TEST_ROOTFS_TARBALL").map(PathBuf::from) else {
         skip(
+            "packages",
             test,
             "KARAPACE_TEST_ROOTFS_TARBALL is not set (.ci/run makes it)",
         );
@@ -43,27 +29,9 @@ fn tarball(test: &str) -> Option<PathBuf> {
     Some(path)
 }
 
-/// The tarball, and a fixture whose `doctor` says the namespace backend works here.
+/// The tarball and a fixture where the namespace backend works (see `util`).
 fn setup(test: &str) -> Option<(Fixture, PathBuf)> {
-    let tarball = tarball(test)?;
-    let fx = Fixture::new();
-    let doctor = fx.cmd(["--json", "doctor"]).run().json();
-    let namespace = doctor["backends"]
-        .as_array()
-        .and_then(|b| b.iter().find(|b| b["backend"] == "namespace"))
-        .cloned()
-        .unwrap_or_default();
-    if namespace["available"] != true {
-        skip(
-            test,
-            &format!(
-                "the namespace backend is unavailable: {}",
-                namespace["detail"]
-            ),
-        );
-        return None;
-    }
-    Some((fx, tarball))
+    util::namespace_fixture("packages", test)
 }
 
 fn manifest(tarball: &Path, packages: &str, runtime: &str) -> String {
@@ -295,7 +263,11 @@ fn apt_installs_packages_rootless() {
     {
         let made = Command::new("useradd").args(["-m", TEST_USER]).status();
         if !made.is_ok_and(|s| s.success()) {
-            skip(TEST, &format!("cannot create the user {TEST_USER}"));
+            skip(
+                "packages",
+                TEST,
+                &format!("cannot create the user {TEST_USER}"),
+            );
             return;
         }
     }
@@ -343,7 +315,11 @@ fn apt_installs_packages_rootless() {
     };
     let doctor = run(&["--json", "doctor"]);
     if !doctor.1.contains("\"namespace\"") || doctor.1.contains("user namespaces are not") {
-        skip(TEST, &format!("doctor as {TEST_USER}: {}", doctor.1));
+        skip(
+            "packages",
+            TEST,
+            &format!("doctor as {TEST_USER}: {}", doctor.1),
+        );
         return;
     }
     let build = run(&["build", "deb"]);

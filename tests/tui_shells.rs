@@ -7,9 +7,8 @@
 
 mod util;
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use util::pty::{Key, Pty, PtyCommand};
@@ -256,42 +255,6 @@ fn several_shells_run_at_once_and_a_resize_reaches_them() {
     assert!(tui.wait_exit().success(), "{}", tui.dump());
 }
 
-fn visible(line: &str) {
-    let mut err = std::io::stderr();
-    writeln!(err, "{line}").expect("write to stderr");
-}
-
-/// The tarball, and a fixture whose `doctor` says the namespace backend works here (as in
-/// tests/namespace.rs).
-fn namespace_setup(test: &str) -> Option<(Fixture, PathBuf)> {
-    let required = std::env::var("KARAPACE_REQUIRE_SANDBOX").as_deref() == Ok("1");
-    let skip = |why: String| {
-        if required {
-            panic!("KARAPACE_REQUIRE_SANDBOX=1 but {why}");
-        }
-        visible(&format!("SKIPPED: tui_shells::{test}: {why}"));
-    };
-    let Some(tarball) = std::env::var_os("KARAPACE_TEST_ROOTFS_TARBALL").map(PathBuf::from) else {
-        skip("KARAPACE_TEST_ROOTFS_TARBALL is not set (.ci/run makes it)".into());
-        return None;
-    };
-    let fx = Fixture::new();
-    let doctor = fx.cmd(["--json", "doctor"]).run().json();
-    let namespace = doctor["backends"]
-        .as_array()
-        .and_then(|b| b.iter().find(|b| b["backend"] == "namespace"))
-        .cloned()
-        .unwrap_or_default();
-    if namespace["available"] != true {
-        skip(format!(
-            "the namespace backend is unavailable: {}",
-            namespace["detail"]
-        ));
-        return None;
-    }
-    Some((fx, tarball))
-}
-
 /// A namespace manifest on the test image.
 fn namespace_manifest(tarball: &Path) -> String {
     format!(
@@ -337,7 +300,7 @@ fn namespace_shell(tui: &mut Pty) {
 
 #[test]
 fn a_namespace_shell_runs_inside_the_environment_on_its_console() {
-    let Some((fx, tarball)) = namespace_setup("a_namespace_shell") else {
+    let Some((fx, tarball)) = util::namespace_fixture("tui_shells", "a_namespace_shell") else {
         return;
     };
     let dir = fx.path("deb");
@@ -379,7 +342,7 @@ fn a_namespace_shell_runs_rootless_too() {
         // Not a skip: the test above is the rootless one in this run.
         return;
     }
-    let Some((_fx, tarball)) = namespace_setup(test) else {
+    let Some((_fx, tarball)) = util::namespace_fixture("tui_shells", test) else {
         return;
     };
     let user = match test_user() {
@@ -388,7 +351,7 @@ fn a_namespace_shell_runs_rootless_too() {
             if std::env::var("KARAPACE_REQUIRE_SANDBOX").as_deref() == Ok("1") {
                 panic!("KARAPACE_REQUIRE_SANDBOX=1 but {why}");
             }
-            visible(&format!("SKIPPED: tui_shells::{test}: {why}"));
+            util::visible(&format!("SKIPPED: tui_shells::{test}: {why}"));
             return;
         }
     };

@@ -20,7 +20,8 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use super::{manifest, setup, visible};
+use super::util::visible;
+use super::{manifest, setup};
 
 const TEST_USER: &str = "karapace-test";
 /// Longer than any step takes on a loaded machine; only a hang reaches it.

@@ -535,3 +535,59 @@ pub fn s(v: &Value, key: &str) -> String {
 pub fn os<T: AsRef<OsStr>>(x: T) -> OsString {
     x.as_ref().to_os_string()
 }
+
+/// A line on the test's stderr that `cargo test` shows even for passing tests.
+pub fn visible(line: &str) {
+    use std::io::Write;
+    let mut err = std::io::stderr();
+    writeln!(err, "{line}").expect("write to stderr");
+}
+
+/// Whether a missing kernel feature or image fails the test instead of skipping it (CI).
+pub fn sandbox_required() -> bool {
+    std::env::var("KARAPACE_REQUIRE_SANDBOX").as_deref() == Ok("1")
+}
+
+/// Reports a missing prerequisite: a visible `SKIPPED: SUITE::TEST: why` line, or a failure
+/// under `KARAPACE_REQUIRE_SANDBOX=1`.
+pub fn skip(suite: &str, test: &str, why: &str) {
+    if sandbox_required() {
+        panic!("KARAPACE_REQUIRE_SANDBOX=1 but {why}");
+    }
+    visible(&format!("SKIPPED: {suite}::{test}: {why}"));
+}
+
+/// The debootstrap'd Debian tarball (`KARAPACE_TEST_ROOTFS_TARBALL`, which `.ci/run` sets)
+/// and a fixture whose `doctor` says the namespace backend works here; `None` (after a
+/// [`skip`]) when either is missing.
+pub fn namespace_fixture(suite: &str, test: &str) -> Option<(Fixture, PathBuf)> {
+    let Some(tarball) = std::env::var_os("KARAPACE_TEST_ROOTFS_TARBALL").map(PathBuf::from) else {
+        skip(
+            suite,
+            test,
+            "KARAPACE_TEST_ROOTFS_TARBALL is not set (.ci/run makes it)",
+        );
+        return None;
+    };
+    let fx = Fixture::new();
+    // `doctor`'s exit code says whether the default backend runs; the namespace row is what
+    // counts here.
+    let doctor = fx.cmd(["--json", "doctor"]).run().json();
+    let namespace = doctor["backends"]
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["backend"] == "namespace"))
+        .cloned()
+        .unwrap_or_default();
+    if namespace["available"] != true {
+        skip(
+            suite,
+            test,
+            &format!(
+                "the namespace backend is unavailable: {}",
+                namespace["detail"]
+            ),
+        );
+        return None;
+    }
+    Some((fx, tarball))
+}
