@@ -187,11 +187,17 @@ impl Store {
     /// per environment, and `list` has a budget of 10 ms for 1,000 environments).
     pub fn list_meta(&self) -> Result<Vec<(EnvId, Result<EnvMeta>)>> {
         let ids = self.list_env_ids()?;
+        let sequential = |ids: Vec<EnvId>| ids.into_iter().map(|id| self.read_meta_pair(id));
+        // Asked only for large stores: std reads the cgroup's CPU quota to answer, which costs
+        // more than reading a few metadata files (and `exec NAME` lists them on every run).
+        if ids.len() < PARALLEL_LIST_MIN {
+            return Ok(sequential(ids).collect());
+        }
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(4);
-        if ids.len() < PARALLEL_LIST_MIN || threads < 2 {
-            return Ok(ids.into_iter().map(|id| self.read_meta_pair(id)).collect());
+        if threads < 2 {
+            return Ok(sequential(ids).collect());
         }
         let chunk = ids.len().div_ceil(threads);
         let mut chunks: Vec<Vec<EnvId>> = Vec::new();
