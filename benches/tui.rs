@@ -1,6 +1,6 @@
 //! The terminal UI's costs: drawing the dashboard, taking in log lines, and staying asleep.
 //!
-//! Run with `cargo bench --bench tui`. Three measurements, reported (never enforced: the
+//! Run with `cargo bench --bench tui`. Four measurements, reported (never enforced: the
 //! machine is shared and noisy; only a failing step fails the run):
 //!
 //! 1. **Frame time.** The dashboard with 1,000 environments (as `Engine::list` returns them)
@@ -16,6 +16,8 @@
 //!    left alone for `KARAPACE_BENCH_IDLE_SECS` (default 10) and then quit with `q`: its user +
 //!    system CPU time (from `getrusage(RUSAGE_CHILDREN)`, so start-up and exit are included)
 //!    against the goal of 0.5 % of the idle time.
+//! 4. **Resident memory.** The same process's peak resident set (`VmHWM` in
+//!    /proc/PID/status, proc(5)) just before it quits, against the goal of 30 MB.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -93,7 +95,7 @@ fn run() -> Res<()> {
 
     let idle_secs = env_num("KARAPACE_BENCH_IDLE_SECS", 10) as u64;
     println!("3. idle CPU of the real binary ({idle_secs} s on a pty, {ENVS} environments)");
-    let cpu = idle_cpu(Duration::from_secs(idle_secs))?;
+    let (cpu, peak_rss) = idle_cpu(Duration::from_secs(idle_secs))?;
     let fraction = cpu.as_secs_f64() / idle_secs as f64;
     println!(
         "   {} of CPU in {idle_secs} s, start-up and exit included = {:.3} %",
@@ -106,8 +108,19 @@ fn run() -> Res<()> {
         pass(fraction < IDLE_GOAL_FRACTION),
         fraction / IDLE_GOAL_FRACTION
     );
+    println!();
+    println!("4. resident memory of the real binary with {ENVS} environments (peak, VmHWM)");
+    let mib = peak_rss as f64 / (1024.0 * 1024.0);
+    println!(
+        "   {mib:.1} MiB; goal < {RSS_GOAL_MIB} MiB: {} ({:.2}× the goal)",
+        pass(mib < RSS_GOAL_MIB as f64),
+        mib / RSS_GOAL_MIB as f64
+    );
     Ok(())
 }
+
+/// Resident memory goal of the issue: under 30 MB with 1,000 environments.
+const RSS_GOAL_MIB: u64 = 30;
 
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -278,7 +291,9 @@ fn store_with_envs(root: &std::path::Path) -> Res<PathBuf> {
     Ok(store)
 }
 
-fn idle_cpu(idle: Duration) -> Res<Duration> {
+/// The TUI's CPU time over `idle` seconds on a pty (start-up and exit included) and its peak
+/// resident memory (VmHWM, proc(5)) by then.
+fn idle_cpu(idle: Duration) -> Res<(Duration, u64)> {
     let bin = binary()?;
     let tmp = tempfile::Builder::new()
         .prefix("karapace-bench-tui")
@@ -321,6 +336,10 @@ fn idle_cpu(idle: Duration) -> Res<Duration> {
         seen
     });
     thread::sleep(idle);
+    let pid = child
+        .process_id()
+        .ok_or_else(|| "the TUI has no pid".to_string())?;
+    let peak_rss = peak_rss_bytes(pid)?;
     let mut writer = pair
         .master
         .take_writer()
@@ -339,5 +358,18 @@ fn idle_cpu(idle: Duration) -> Res<Duration> {
     if !text.contains("1000") {
         return Err("the TUI never showed its 1000 environments".into());
     }
-    Ok(children_cpu()?.saturating_sub(before))
+    Ok((children_cpu()?.saturating_sub(before), peak_rss))
+}
+
+/// VmHWM of a live process, in bytes.
+fn peak_rss_bytes(pid: u32) -> Res<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("read /proc/{pid}/status: {e}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| format!("no VmHWM in /proc/{pid}/status"))
 }
