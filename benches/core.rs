@@ -32,7 +32,7 @@ const GOAL: Duration = Duration::from_millis(10);
 const FLAT_FACTOR: f64 = 1.5;
 
 mod common;
-use common::{binary, exit_code, median_u64, ratio, Res};
+use common::{bench_rounds, binary, exit_code, median_u64, ratio, Res};
 
 fn main() -> ExitCode {
     exit_code(run())
@@ -257,15 +257,7 @@ fn peak_rss_kib(gnu_time: &Path, cmd: &Cmd, out_file: &Path) -> Res<u64> {
 
 fn run() -> Res<()> {
     let total = Instant::now();
-    let rounds = match std::env::var("KARAPACE_BENCH_ROUNDS") {
-        Ok(v) => v
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("KARAPACE_BENCH_ROUNDS={v:?} is not a positive number"))?,
-        Err(_) => DEFAULT_ROUNDS,
-    };
+    let rounds = bench_rounds(DEFAULT_ROUNDS)?;
     let bin = binary()?;
     let true_bin = ["/bin/true", "/usr/bin/true"]
         .into_iter()

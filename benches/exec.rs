@@ -62,8 +62,8 @@ const SANDBOX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 mod common;
 use common::{
-    binary, children_cpu, env_flag, exit_code, find_on_path, json, make_writable, percentile,
-    ratio, sha256_file, tarball, target_dir, Res,
+    bench_rounds, binary, children_cpu, env_flag, exit_code, find_on_path, json, make_writable,
+    overlay_safe, percentile, ratio, sha256_file, tarball, target_dir, Res,
 };
 
 fn main() -> ExitCode {
@@ -516,15 +516,7 @@ fn run() -> Res<()> {
         println!("SKIPPED: bwrap is not on PATH (nothing is installed by this bench)");
         return Ok(());
     };
-    let rounds = match std::env::var("KARAPACE_BENCH_ROUNDS") {
-        Ok(v) => v
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("KARAPACE_BENCH_ROUNDS={v:?} is not a positive number"))?,
-        Err(_) => DEFAULT_ROUNDS,
-    };
+    let rounds = bench_rounds(DEFAULT_ROUNDS)?;
     let bin = binary()?;
     let true_bin = ["/bin/true", "/usr/bin/true"]
         .into_iter()
@@ -547,13 +539,7 @@ fn run() -> Res<()> {
         .path()
         .canonicalize()
         .map_err(|e| format!("canonicalize {}: {e}", tmp.path().display()))?;
-    // The overlay's option string cannot carry these (the plan validation refuses them too).
-    if scratch.to_string_lossy().contains([',', ':', '\\']) {
-        return Err(format!(
-            "the scratch directory {} contains `,` `:` or `\\`; set TMPDIR to a plainer path",
-            scratch.display()
-        ));
-    }
+    overlay_safe(&scratch)?;
     let store_path = scratch.join("store");
     let store = store_path.display().to_string();
     let stderr_file = scratch.join("stderr.txt");

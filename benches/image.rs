@@ -53,7 +53,9 @@ const FLAT_FACTOR: f64 = 1.5;
 const RECIPE: &str = "karapace-bench-image v2: shared prefixes, tar --null -T | xz -T0 -3";
 
 mod common;
-use common::{binary, children_cpu, exit_code, median_u64, percentile, ratio, target_dir, Res};
+use common::{
+    bench_rounds, binary, children_cpu, exit_code, median_u64, percentile, ratio, target_dir, Res,
+};
 
 fn main() -> ExitCode {
     exit_code(run())
@@ -718,15 +720,7 @@ fn run() -> Res<()> {
             return Ok(());
         }
     }
-    let rounds = match std::env::var("KARAPACE_BENCH_ROUNDS") {
-        Ok(v) => v
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("KARAPACE_BENCH_ROUNDS={v:?} is not a positive number"))?,
-        Err(_) => DEFAULT_ROUNDS,
-    };
+    let rounds = bench_rounds(DEFAULT_ROUNDS)?;
     let source = PathBuf::from(
         std::env::var_os("KARAPACE_BENCH_IMAGE_SOURCE").unwrap_or_else(|| "/usr".into()),
     );

@@ -70,8 +70,8 @@ const TAIL_LINES: usize = 20;
 
 mod common;
 use common::{
-    binary, children_cpu, env_flag, exit_code, find_on_path, json, make_writable, percentile,
-    ratio, sha256_file, tarball, Res,
+    bench_rounds, binary, children_cpu, env_flag, exit_code, find_on_path, json, make_writable,
+    overlay_safe, percentile, ratio, sha256_file, tarball, Res,
 };
 
 fn main() -> ExitCode {
@@ -728,15 +728,7 @@ fn run() -> Res<()> {
         println!("SKIPPED: chroot is not on PATH (nothing is installed by this bench)");
         return Ok(());
     };
-    let rounds = match std::env::var("KARAPACE_BENCH_ROUNDS") {
-        Ok(v) => v
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("KARAPACE_BENCH_ROUNDS={v:?} is not a positive number"))?,
-        Err(_) => DEFAULT_ROUNDS,
-    };
+    let rounds = bench_rounds(DEFAULT_ROUNDS)?;
     let bin = binary()?;
 
     let mut tmp = Scratch(Some(
@@ -749,13 +741,7 @@ fn run() -> Res<()> {
         .path()
         .canonicalize()
         .map_err(|e| format!("canonicalize {}: {e}", tmp.path().display()))?;
-    // The overlay's option string cannot carry these.
-    if scratch.to_string_lossy().contains([',', ':', '\\']) {
-        return Err(format!(
-            "the scratch directory {} contains `,` `:` or `\\`; set TMPDIR to a plainer path",
-            scratch.display()
-        ));
-    }
+    overlay_safe(&scratch)?;
     let store_path = scratch.join("store");
     let store = store_path.display().to_string();
     println!("  binary:  {}", bin.display());

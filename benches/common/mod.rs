@@ -198,3 +198,30 @@ pub fn make_writable(path: &Path) {
 pub fn json(text: &str, what: &str) -> Res<serde_json::Value> {
     serde_json::from_str(text).map_err(|e| format!("{what}: not JSON ({e}): {text}"))
 }
+
+/// `KARAPACE_BENCH_ROUNDS` (a positive number), else `default`.
+#[allow(dead_code)]
+pub fn bench_rounds(default: usize) -> Res<usize> {
+    match std::env::var("KARAPACE_BENCH_ROUNDS") {
+        Ok(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("KARAPACE_BENCH_ROUNDS={v:?} is not a positive number")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// Refuses a scratch path the overlay's option string cannot carry (the sandbox plan's
+/// validation refuses it too).
+#[allow(dead_code)]
+pub fn overlay_safe(scratch: &Path) -> Res<()> {
+    if scratch.to_string_lossy().contains([',', ':', '\\']) {
+        return Err(format!(
+            "the scratch directory {} contains `,` `:` or `\\`; set TMPDIR to a plainer path",
+            scratch.display()
+        ));
+    }
+    Ok(())
+}
