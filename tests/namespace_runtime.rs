@@ -67,7 +67,7 @@ fn built(test: &str, extra: &str) -> Option<(Fixture, String)> {
     );
     std::fs::create_dir_all(fx.path("deb")).expect("mkdir");
     std::fs::write(fx.path("deb/karapace.toml"), manifest).expect("write manifest");
-    let id = fx.build("deb")["id"].as_str().expect("id").to_string();
+    let id = fx.build_real("deb")["id"].as_str().expect("id").to_string();
     Some((fx, id))
 }
 
@@ -135,6 +135,44 @@ fn an_isolated_network_reaches_itself_over_loopback() {
     };
     let out = fx.run(&["exec", "deb", "--", "perl", "-e", TCP_ROUND_TRIP]);
     assert_eq!(out.ok().stdout(), "got ping\n");
+}
+
+/// The SigIgn mask of /proc/self/status, as printed by `grep SigIgn`.
+fn ignored_signals(line: &str) -> u64 {
+    let hex = line
+        .trim()
+        .strip_prefix("SigIgn:")
+        .expect("a SigIgn line")
+        .trim();
+    u64::from_str_radix(hex, 16).expect("a hex mask")
+}
+
+#[test]
+fn programs_start_with_sigpipe_at_its_default_action_forked_or_executed() {
+    let Some((fx, _)) = built("sigpipe_default", "") else {
+        return;
+    };
+    // `yes` must die of SIGPIPE quietly once `head` has gone, as on the host. The CLI starts
+    // the sandbox by forking itself when it runs one thread, and by executing its helper
+    // otherwise (KARAPACE_SANDBOX_EXEC_HELPER=1 forces that): both paths are checked.
+    let script = "yes | head -n 1; grep SigIgn /proc/self/status";
+    for exec_helper in ["0", "1"] {
+        let out = fx
+            .cmd(["exec", "deb", "--", "sh", "-c", script])
+            .env("KARAPACE_SANDBOX_EXEC_HELPER", exec_helper)
+            .run();
+        out.ok();
+        let stdout = out.stdout();
+        let mut lines = stdout.lines();
+        assert_eq!(lines.next(), Some("y"), "{out:?}");
+        let mask = ignored_signals(lines.next().expect("SigIgn line"));
+        assert_eq!(
+            mask & (1 << (13 - 1)),
+            0,
+            "SIGPIPE is ignored inside: {out:?}"
+        );
+        assert!(!out.stderr.contains("Broken pipe"), "{out:?}");
+    }
 }
 
 fn fuse_daemons_mentioning(needle: &str) -> Vec<String> {

@@ -18,7 +18,6 @@
 
 use std::fs;
 use std::io::IsTerminal;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -32,7 +31,7 @@ use crate::events::Event;
 use crate::image::ImageCache;
 use crate::lock::Resolution;
 use crate::packages::{self, Manager};
-use crate::sandbox::{self, Bind, IdMapping, RootfsSpec, SandboxStdio};
+use crate::sandbox::{self, Bind, IdMapping, RootfsSpec};
 use crate::store::{ScratchDir, Store};
 use crate::types::{BackendKind, EnvId};
 
@@ -235,19 +234,18 @@ impl RuntimeBackend for NamespaceBackend {
         let plan_dir = req.store.root().join("tmp");
         let mut started_again = false;
         loop {
-            let stdio = stdio(req.stdout_to_stderr)?;
-            let mut session = sandbox::spawn_session(&plan, &record, &helper, &plan_dir, stdio)
-                .map_err(|e| BackendError::Failed {
-                    backend: KIND,
-                    step: "start the sandbox",
-                    detail: e.to_string(),
-                })?;
-            let pid = session.child.id() as i32;
+            let mut session =
+                sandbox::start_session(&plan, &record, &helper, &plan_dir, req.stdout_to_stderr)
+                    .map_err(|e| BackendError::Failed {
+                        backend: KIND,
+                        step: "start the sandbox",
+                        detail: e.to_string(),
+                    })?;
+            let pid = session.id() as i32;
             let process = SessionProcess::of_pid(pid, 0)
                 .map_err(io_err("read process start time", Path::new("/proc")))?;
             req.marker.record(&process.encode())?;
             let status = session
-                .child
                 .wait()
                 .map_err(io_err("wait for the sandbox", req.env_dir))?;
             // Once only: the second start finds no init and starts cold.
@@ -564,18 +562,6 @@ fn environment(req: &RunRequest) -> Vec<(String, String)> {
         env.push(("TERM".to_string(), "xterm-256color".to_string()));
     }
     env
-}
-
-fn stdio(stdout_to_stderr: bool) -> Result<SandboxStdio, BackendError> {
-    let mut stdio = SandboxStdio::inherit();
-    if stdout_to_stderr {
-        let stderr = std::io::stderr()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(io_err("duplicate stderr", Path::new("/dev/stderr")))?;
-        stdio.stdout = std::process::Stdio::from(stderr);
-    }
-    Ok(stdio)
 }
 
 #[cfg(test)]

@@ -128,6 +128,16 @@ const READ_ONLY_TREE: BindOpts = BindOpts {
     devices: false,
 };
 
+/// A path of the procfs this sandbox has just mounted: read-only, and not recursive, because a
+/// fresh procfs instance has no submounts (the host's `binfmt_misc` automount, for one, lives
+/// on the host's instance only). That spares reading the host's whole mountinfo for each of
+/// them on every start.
+const FRESH_PROC_READ_ONLY: BindOpts = BindOpts {
+    read_only: true,
+    recursive: false,
+    devices: false,
+};
+
 /// A device node: writable, not recursive, `nodev` not added.
 const DEVICE: BindOpts = BindOpts {
     read_only: false,
@@ -418,7 +428,7 @@ impl Executor<'_> {
                 .map_err(fail(STEP, "lstat", &path))?
                 .is_some();
             if exists {
-                self.bind_at(STEP, &path, &path, READ_ONLY_TREE)?;
+                self.bind_at(STEP, &path, &path, FRESH_PROC_READ_ONLY)?;
             }
         }
         Ok(())
@@ -486,12 +496,7 @@ impl Executor<'_> {
     }
 
     fn mount_sys(&mut self, target: &str) -> Result<()> {
-        let opts = BindOpts {
-            read_only: true,
-            recursive: true,
-            devices: false,
-        };
-        self.bind("mount_sys_read_only", "/sys", target, opts)
+        self.bind("mount_sys_read_only", "/sys", target, READ_ONLY_TREE)
     }
 
     /// pivot_root(2), "pivot_root(".", ".")": the old root ends up stacked on `.`, and the

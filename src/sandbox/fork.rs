@@ -1,4 +1,5 @@
-//! fork(2) for the single-threaded helper: the crate's one module with unsafe code.
+//! fork(2) for the single-threaded helper, and the reset of SIGPIPE before a program's exec:
+//! the crate's one module with unsafe code.
 //!
 //! The helper used to start each new process of a sandbox (PID 1, the program) by executing
 //! its own 8 MB binary again, because std's `Command` cannot clear the blocked signal mask in
@@ -103,6 +104,22 @@ pub fn fork(threads: &ThreadCount) -> Result<Forked, ForkError> {
         Ok(ForkResult::Child) => Ok(Forked::Child),
         Err(errno) => Err(ForkError::Fork(errno)),
     }
+}
+
+/// Puts SIGPIPE back to its default action (terminate) in a process about to exec a program.
+///
+/// The Rust runtime ignores SIGPIPE at start-up, and an ignored signal stays ignored across
+/// execve(2) (signal(7): "a child created via fork(2) inherits a copy of its parent's signal
+/// dispositions. During an execve(2), the dispositions of handled signals are reset to the
+/// default; the dispositions of ignored signals are left unchanged"). Without this, a program
+/// in the sandbox would see EPIPE instead of dying quietly: `yes | head -1` printed "yes:
+/// standard output: Broken pipe".
+pub fn default_sigpipe() -> Result<(), Errno> {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: nix marks signal(2) unsafe because a handler function runs asynchronously and
+    // must be async-signal-safe. SIG_DFL installs no function, so nothing of ours can run in
+    // signal context; the previous disposition (SIG_IGN, also no function) is dropped.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
 }
 
 #[cfg(test)]

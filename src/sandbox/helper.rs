@@ -38,11 +38,15 @@
 //! Every process of the helper sets `PR_SET_PDEATHSIG` to SIGKILL, so the sandbox dies with
 //! whoever started it; only an init that stays for joined sessions clears it (after its own session ended).
 //! Exit codes: the program's, or 125 (setup failed), 126 (cannot execute), 127 (not found).
+//!
+//! The runtime's CLI, which runs one thread, does not execute this verb for a session: it forks
+//! and calls [`forked_stage1`] with the plan in memory (`spawn.rs`), which spares a second
+//! start of this binary and the plan file. Stage 1 is the same code either way.
 
 use std::ffi::OsString;
 use std::fs;
-use std::io;
-use std::os::fd::RawFd;
+use std::io::{self, Write};
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -191,14 +195,89 @@ fn stage1(
         // Read and delete the plan first, so no plan file outlives us on any path.
         file.consume()?;
     }
-    if let Some(expected) = parent {
-        if nix::unistd::getppid().as_raw() != expected {
-            // The spawner died before PR_SET_PDEATHSIG took effect.
-            return Err(SandboxError::helper("check that the parent is alive")(
-                Errno::ESRCH,
-            ));
+    check_parent(parent)?;
+    run_stage1(plan, PlanOrigin::File(file), session, id_maps)
+}
+
+/// Stage 1 in a process the runtime forked instead of executing the helper (`spawn.rs`): the
+/// plan is in memory, and `ran_nothing` is the write end of a pipe to the runtime. Returns the
+/// exit code; the caller ends the process with it.
+pub(crate) fn forked_stage1(
+    plan: SandboxPlan,
+    parent: i32,
+    session: &Path,
+    id_maps: Option<IdMapSync>,
+    ran_nothing: OwnedFd,
+) -> u8 {
+    let origin = PlanOrigin::Forked(Some(ran_nothing));
+    let result = die_with_parent()
+        .and_then(|()| check_parent(Some(parent)))
+        .and_then(|()| run_stage1(plan, origin, Some(session), id_maps));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("karapace-tui: {e}");
+            EXIT_SETUP_FAILED
         }
     }
+}
+
+/// After PR_SET_PDEATHSIG: the starter may have died just before it took effect.
+fn check_parent(parent: Option<i32>) -> Result<()> {
+    match parent {
+        Some(expected) if nix::unistd::getppid().as_raw() != expected => {
+            Err(SandboxError::helper("check that the parent is alive")(
+                Errno::ESRCH,
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Where stage 1's plan came from, which is also how it tells its starter that a session ran
+/// nothing (the environment it was joining ended meanwhile; the starter then starts it again).
+enum PlanOrigin<'a> {
+    /// A plan file: deleted once committed to, left in place when nothing ran.
+    File(PlanFileGuard<'a>),
+    /// A forked stage 1: the pipe to the starter gets one byte when nothing ran, and is closed
+    /// once committed to (so that PID 1 and the program never hold it).
+    Forked(Option<OwnedFd>),
+}
+
+impl PlanOrigin<'_> {
+    fn commit(&mut self) -> Result<()> {
+        match self {
+            PlanOrigin::File(file) => file.consume(),
+            PlanOrigin::Forked(pipe) => {
+                drop(pipe.take());
+                Ok(())
+            }
+        }
+    }
+
+    fn ran_nothing(&mut self) -> Result<()> {
+        match self {
+            PlanOrigin::File(file) => {
+                file.keep = true;
+                Ok(())
+            }
+            PlanOrigin::Forked(pipe) => match pipe.take() {
+                Some(fd) => fs::File::from(fd).write_all(b"0").map_err(SandboxError::io(
+                    "tell the runtime that nothing ran",
+                    "a pipe",
+                )),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+fn run_stage1(
+    plan: SandboxPlan,
+    mut origin: PlanOrigin<'_>,
+    session: Option<&Path>,
+    id_maps: Option<IdMapSync>,
+) -> Result<u8> {
     plan.validate()?;
     cloexec_inherited_fds()?;
     let signals = block_forwarded_signals()?;
@@ -212,7 +291,7 @@ fn stage1(
             let lock = RecordLock::acquire(path)?;
             match try_join(&lock, &plan, &threads)? {
                 Join::Started(program, _tie) => {
-                    file.consume()?;
+                    origin.commit()?;
                     if let Some(sync) = id_maps {
                         sync.not_needed().map_err(SandboxError::helper(
                             "tell the spawner over the id-map channel that no maps are needed",
@@ -224,14 +303,14 @@ fn stage1(
                 }
                 Join::Vanished => {
                     // Silent: the runtime says that it starts the session again.
-                    file.keep = true;
+                    origin.ran_nothing()?;
                     return Ok(EXIT_SETUP_FAILED);
                 }
                 Join::NotRunning => Some(lock),
             }
         }
     };
-    file.consume()?;
+    origin.commit()?;
     if record.is_some() {
         reuse_overlay_work(&plan)?;
     }

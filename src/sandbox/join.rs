@@ -41,7 +41,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -269,8 +269,7 @@ impl RecordLock {
 
     pub fn write(&self, record: &InitRecord) -> Result<()> {
         let file: &File = &self.lock;
-        file.set_len(0)
-            .and_then(|()| file.write_all_at(record.encode().as_bytes(), 0))
+        crate::fsutil::rewrite_in_place(file, &record.encode())
             .map_err(SandboxError::io("write the init record", &self.path))
     }
 

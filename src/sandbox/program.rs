@@ -143,6 +143,8 @@ fn prepare_exec(attrs: &ExecAttrs, mount_ns: Option<&File>) -> Result<()> {
         nix::sys::prctl::set_no_new_privs()
             .map_err(SandboxError::helper("prctl(PR_SET_NO_NEW_PRIVS)"))?;
     }
+    super::fork::default_sigpipe()
+        .map_err(SandboxError::helper("reset SIGPIPE to its default action"))?;
     SigSet::empty()
         .thread_set_mask()
         .map_err(SandboxError::helper("clear the signal mask"))

@@ -33,6 +33,7 @@ use std::time::Duration;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 
 use super::error::{Result, SandboxError, EXIT_SETUP_FAILED};
+use super::forked::ForkedProcess;
 use super::helper::TRACE_VAR;
 use super::idmap::{self, IdMapTools};
 use super::plan::{IdRange, SandboxPlan};
@@ -250,12 +251,7 @@ pub(crate) fn start(
         return Ok(child);
     };
     // Before anything starts: without the tools the helper would only wait in vain.
-    let tools = idmap::tools().map_err(|why| SandboxError::IdMapUnavailable {
-        why,
-        fix: "install the uidmap package (Debian/Ubuntu; shadow-utils on Fedora), whose \
-              newuidmap and newgidmap are setuid root"
-            .into(),
-    })?;
+    let tools = id_map_tools()?;
     let channel_err = SandboxError::io("create the id-map channel", "socketpair");
     let (ours, theirs) = UnixStream::pair().map_err(channel_err)?;
     // std creates both ends close-on-exec; only the helper's end must survive its exec.
@@ -271,17 +267,74 @@ pub(crate) fn start(
         .map_err(spawn_failed)?;
     plan_file.hand_over();
     drop(theirs);
-    write_id_maps(child, ours, &tools, uid_map, gid_map)
+    match write_id_maps(
+        HelperProcess::Spawned(child),
+        ours,
+        &tools,
+        uid_map,
+        gid_map,
+    )? {
+        HelperProcess::Spawned(child) => Ok(child),
+        HelperProcess::Forked(_) => unreachable!("write_id_maps returns the process it got"),
+    }
+}
+
+/// newuidmap and newgidmap, or why they cannot be used.
+pub(crate) fn id_map_tools() -> Result<IdMapTools> {
+    idmap::tools().map_err(|why| SandboxError::IdMapUnavailable {
+        why,
+        fix: "install the uidmap package (Debian/Ubuntu; shadow-utils on Fedora), whose \
+              newuidmap and newgidmap are setuid root"
+            .into(),
+    })
+}
+
+/// The process running a sandbox's stage 1: the executed helper, or a fork of this process
+/// (`forked.rs`).
+#[derive(Debug)]
+pub enum HelperProcess {
+    Spawned(Child),
+    Forked(ForkedProcess),
+}
+
+impl HelperProcess {
+    fn id(&self) -> u32 {
+        match self {
+            HelperProcess::Spawned(c) => c.id(),
+            HelperProcess::Forked(p) => p.id(),
+        }
+    }
+
+    fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        match self {
+            HelperProcess::Spawned(c) => c.try_wait(),
+            HelperProcess::Forked(p) => p.try_wait(),
+        }
+    }
+
+    fn kill(&mut self) -> io::Result<()> {
+        match self {
+            HelperProcess::Spawned(c) => c.kill(),
+            HelperProcess::Forked(p) => p.kill(),
+        }
+    }
+
+    fn wait(&mut self) -> io::Result<ExitStatus> {
+        match self {
+            HelperProcess::Spawned(c) => c.wait(),
+            HelperProcess::Forked(p) => p.wait(),
+        }
+    }
 }
 
 /// Our half of [`IdMapSync`](super::sys::IdMapSync): wait for the helper's namespace, write its maps, release it.
-fn write_id_maps(
-    mut child: Child,
+pub(crate) fn write_id_maps(
+    mut child: HelperProcess,
     mut channel: UnixStream,
     tools: &IdMapTools,
     uid_map: &[IdRange],
     gid_map: &[IdRange],
-) -> Result<Child> {
+) -> Result<HelperProcess> {
     match wait_for_namespace(&mut child, &mut channel) {
         // The helper exited first: its exit status and stderr say why, as for any setup error.
         Ok(Announced::Exited) => return Ok(child),
@@ -334,7 +387,7 @@ enum Announced {
 /// Waits for the helper's "namespace ready" or "joined". The read timeout only makes us look
 /// at the helper now and then: if another thread started a process while the helper's end was
 /// inheritable, that process holds a copy and EOF would never come.
-fn wait_for_namespace(child: &mut Child, channel: &mut UnixStream) -> Result<Announced> {
+fn wait_for_namespace(child: &mut HelperProcess, channel: &mut UnixStream) -> Result<Announced> {
     let io_err = |op| SandboxError::io(op, "the id-map channel");
     channel
         .set_read_timeout(Some(Duration::from_millis(200)))
@@ -441,7 +494,7 @@ impl MapTool {
 /// Gives up on a helper that waits for its maps, returning `err`. SIGKILL keeps it from adding
 /// its own message about the closed channel; were the kill to fail, it would still exit at EOF
 /// on the channel, which our caller drops.
-fn abandon(mut child: Child, err: SandboxError) -> SandboxError {
+fn abandon(mut child: HelperProcess, err: SandboxError) -> SandboxError {
     if child.kill().is_ok() {
         // Reaped so that no zombie stays behind; the status is of no interest.
         drop(child.wait());

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -85,10 +85,7 @@ impl RunMarker {
     /// there, so that `stop` can find it; see [`Store::session_records`]).
     pub fn record(&self, text: &str) -> Result<()> {
         let file: &File = &self.file;
-        file.set_len(0)
-            .at(&self.path, "truncate the session marker")?;
-        file.write_all_at(text.as_bytes(), 0)
-            .at(&self.path, "write the session marker")
+        crate::fsutil::rewrite_in_place(file, text).at(&self.path, "write the session marker")
     }
 
     pub fn id(&self) -> &EnvId {

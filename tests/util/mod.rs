@@ -385,6 +385,20 @@ impl Fixture {
         out.json()
     }
 
+    /// [`Fixture::build`] of a real image (unpacking a Debian rootfs in a debug build takes
+    /// tens of seconds on a busy machine, more than [`DEFAULT_TIMEOUT`]).
+    #[track_caller]
+    pub fn build_real(&self, dir: &str) -> Value {
+        let manifest_dir = self.path(dir);
+        let out = self
+            .cmd(["--json", "build"])
+            .arg(&manifest_dir)
+            .timeout(Duration::from_secs(300))
+            .run();
+        out.ok();
+        out.json()
+    }
+
     /// `--json list` as an array.
     #[track_caller]
     pub fn list(&self) -> Vec<Value> {

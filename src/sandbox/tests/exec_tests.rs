@@ -34,9 +34,9 @@ fn typical_rootless_plan_makes_exactly_these_calls_in_order() {
     ]
     .map(String::from)
     .to_vec();
-    // The host-wide knobs of /proc, read-only.
+    // The host-wide knobs of the fresh /proc, read-only (not recursive: it has no submounts).
     for sub in ["sys", "sysrq-trigger", "irq", "bus"] {
-        expected.push(format!("bind /r/proc/{sub} /r/proc/{sub} rec"));
+        expected.push(format!("bind /r/proc/{sub} /r/proc/{sub} "));
         expected.push(format!("remount /r/proc/{sub} ro,nosuid,nodev"));
     }
     expected.push("mount tmpfs /r/dev nosuid,nodev mode=0755".to_string());

@@ -99,9 +99,10 @@ fn session_records_include_live_and_stale_markers() {
     marker.record("123 456 0\n").unwrap();
     marker.record("77 88 77\n").unwrap();
     fs::write(store.run_dir().join(a.as_str()).join("1-1"), "5 6 0\n").unwrap();
+    // Rewritten in place, never truncated: the shorter record is padded to the longer's size.
     assert_eq!(
         store.session_records(&a).unwrap(),
-        ["5 6 0\n", "77 88 77\n"]
+        ["5 6 0\n", "77 88 77 \n"]
     );
     assert!(store.session_records(&env_id(7)).unwrap().is_empty());
     drop(marker);

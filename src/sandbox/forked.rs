@@ -1,0 +1,344 @@
+//! Starting a session by forking this process instead of executing the helper binary.
+//!
+//! `karapace-tui exec` and `enter` run one thread when they start a sandbox. Executing
+//! `karapace-tui __sandbox-init` from there costs a second start of this binary (loading,
+//! relocation, the runtime's set-up: about a millisecond) plus a plan file written, read and
+//! deleted on the store's file system. A fork of a single-threaded process is an ordinary copy
+//! that may run any code, so the child calls stage 1 directly with the plan in memory
+//! ([`helper::forked_stage1`]); everything after that point is the same code as in the
+//! executed helper. A threaded caller (the TUI) cannot fork safely: [`start_session`] then
+//! falls back to [`spawn_session`], as it does when `KARAPACE_SANDBOX_EXEC_HELPER=1` asks for
+//! the executed helper (tests use it to cover both paths).
+//!
+//! What the child must undo, because fork keeps what exec would have dropped:
+//! - descriptors: every one above stderr is closed except the two it needs (the id-map channel
+//!   and the "ran nothing" pipe). Close-on-exec is not enough: PID 1 of the sandbox is a fork
+//!   of stage 1 that never executes anything, and a copy of, say, the environment's lock
+//!   descriptor would keep that flock(2) held for as long as the environment runs.
+//! - the environment: cleared but for the trace switch, as for the executed helper (the
+//!   program's environment comes from the plan).
+//!
+//! A session that joins an environment which ends meanwhile runs nothing and exits 125; the
+//! executed helper says so by leaving its plan file in place, the forked one by writing a byte
+//! into a pipe ([`ForkedSession::ran_nothing`]).
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::ExitStatus;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::error::{Result, SandboxError, EXIT_SETUP_FAILED};
+use super::fork::{fork, ForkError, Forked, ThreadCount};
+use super::helper::{self, TRACE_VAR};
+use super::plan::SandboxPlan;
+use super::spawn::{
+    id_map_tools, spawn_session, write_id_maps, HelperProcess, SandboxStdio, Session,
+};
+use super::sys::IdMapSync;
+
+/// Asks for the executed helper even where forking would work.
+pub const EXEC_HELPER_VAR: &str = "KARAPACE_SANDBOX_EXEC_HELPER";
+
+/// A session started by [`start_session`], either way.
+#[derive(Debug)]
+pub enum RunningSession {
+    Executed(Session),
+    Forked(ForkedSession),
+}
+
+impl RunningSession {
+    /// The pid of stage 1 (the process to wait for).
+    pub fn id(&self) -> u32 {
+        match self {
+            RunningSession::Executed(s) => s.child.id(),
+            RunningSession::Forked(s) => s.process.id(),
+        }
+    }
+
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        match self {
+            RunningSession::Executed(s) => s.child.wait(),
+            RunningSession::Forked(s) => s.process.wait(),
+        }
+    }
+
+    /// See [`Session::ran_nothing`].
+    pub fn ran_nothing(&self, status: ExitStatus) -> io::Result<bool> {
+        match self {
+            RunningSession::Executed(s) => s.ran_nothing(status),
+            RunningSession::Forked(s) => s.ran_nothing(status),
+        }
+    }
+}
+
+/// A forked stage 1.
+#[derive(Debug)]
+pub struct ForkedSession {
+    process: ForkedProcess,
+    /// The read end of the "ran nothing" pipe (non-blocking).
+    ran_nothing: File,
+}
+
+impl ForkedSession {
+    /// Exit 125 and a byte in the pipe: the environment ended while this session was joining
+    /// it, and nothing ran.
+    fn ran_nothing(&self, status: ExitStatus) -> io::Result<bool> {
+        if status.code() != Some(i32::from(EXIT_SETUP_FAILED)) {
+            return Ok(false);
+        }
+        let mut byte = [0u8; 1];
+        match (&self.ran_nothing).read(&mut byte) {
+            Ok(n) => Ok(n == 1),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A child of this process, waited for with waitpid(2); its status is kept once reaped.
+#[derive(Debug)]
+pub struct ForkedProcess {
+    pid: Pid,
+    status: Option<ExitStatus>,
+}
+
+impl ForkedProcess {
+    pub fn id(&self) -> u32 {
+        self.pid.as_raw().unsigned_abs()
+    }
+
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        self.wait_with(None)
+            .map(|status| status.expect("a blocking wait returns a status"))
+    }
+
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.wait_with(Some(WaitPidFlag::WNOHANG))
+    }
+
+    pub fn kill(&mut self) -> io::Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        kill(self.pid, Signal::SIGKILL).map_err(io::Error::from)
+    }
+
+    fn wait_with(&mut self, flags: Option<WaitPidFlag>) -> io::Result<Option<ExitStatus>> {
+        if let Some(status) = self.status {
+            return Ok(Some(status));
+        }
+        loop {
+            // The raw wait status std's ExitStatus wraps (wait(2)): the code in bits 8-15, or
+            // the signal in bits 0-6 with 0x80 for a core dump.
+            let raw = match waitpid(self.pid, flags) {
+                Ok(WaitStatus::Exited(_, code)) => (code & 0xff) << 8,
+                Ok(WaitStatus::Signaled(_, signal, core)) => {
+                    signal as i32 | if core { 0x80 } else { 0 }
+                }
+                Ok(WaitStatus::StillAlive) => return Ok(None),
+                // Stopped or continued (only reported when asked for): keep waiting.
+                Ok(_) => continue,
+                Err(Errno::EINTR) => continue,
+                Err(errno) => return Err(errno.into()),
+            };
+            let status = ExitStatus::from_raw(raw);
+            self.status = Some(status);
+            return Ok(Some(status));
+        }
+    }
+}
+
+/// Starts `plan` as a session of the environment whose init record is `record`: forked when
+/// this process runs one thread, else through the helper binary (see the module doc). The
+/// program's stdin, stdout and stderr are ours, stdout replaced by stderr when
+/// `stdout_to_stderr`.
+pub fn start_session(
+    plan: &SandboxPlan,
+    record: &Path,
+    helper_exe: &Path,
+    plan_dir: &Path,
+    stdout_to_stderr: bool,
+) -> Result<RunningSession> {
+    let wants_exec = std::env::var_os(EXEC_HELPER_VAR).is_some_and(|v| v == "1");
+    if !wants_exec {
+        plan.validate()?;
+        let threads = ThreadCount::open().map_err(SandboxError::io(
+            "open (to count this process's threads)",
+            "/proc/self/status",
+        ))?;
+        match fork_session(plan, record, stdout_to_stderr, &threads) {
+            Err(Refused::Threaded) => {}
+            Err(Refused::Failed(e)) => return Err(e),
+            Ok(session) => return Ok(RunningSession::Forked(session)),
+        }
+    }
+    let stdio = executed_stdio(stdout_to_stderr)?;
+    spawn_session(plan, record, helper_exe, plan_dir, stdio).map(RunningSession::Executed)
+}
+
+fn executed_stdio(stdout_to_stderr: bool) -> Result<SandboxStdio> {
+    let mut stdio = SandboxStdio::inherit();
+    if stdout_to_stderr {
+        let stderr = io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(SandboxError::io("duplicate", "stderr"))?;
+        stdio.stdout = std::process::Stdio::from(stderr);
+    }
+    Ok(stdio)
+}
+
+enum Refused {
+    /// More than one thread: use the executed helper.
+    Threaded,
+    Failed(SandboxError),
+}
+
+fn fork_session(
+    plan: &SandboxPlan,
+    record: &Path,
+    stdout_to_stderr: bool,
+    threads: &ThreadCount,
+) -> std::result::Result<ForkedSession, Refused> {
+    let failed =
+        |op: &'static str| move |errno: Errno| Refused::Failed(SandboxError::helper(op)(errno));
+    let (nothing_read, nothing_write) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(failed("pipe2"))?;
+    let outside_maps = plan.outside_id_maps();
+    // Before anything starts: without the tools stage 1 would only wait in vain.
+    let (tools, channel) = match outside_maps {
+        Some(_) => {
+            let tools = id_map_tools().map_err(Refused::Failed)?;
+            let pair = UnixStream::pair().map_err(|e| {
+                Refused::Failed(SandboxError::io("create the id-map channel", "socketpair")(
+                    e,
+                ))
+            })?;
+            (Some(tools), Some(pair))
+        }
+        None => (None, None),
+    };
+    let parent = nix::unistd::getpid().as_raw();
+    // Whatever sits in our stdout buffer would otherwise be written twice (std::process::exit
+    // flushes it in the child too).
+    io::stdout()
+        .flush()
+        .map_err(|e| Refused::Failed(SandboxError::io("flush", "stdout")(e)))?;
+    let forked = match fork(threads) {
+        Ok(forked) => forked,
+        Err(ForkError::Threaded(_)) => return Err(Refused::Threaded),
+        Err(ForkError::Count(e)) => {
+            return Err(Refused::Failed(SandboxError::io(
+                "count this process's threads in",
+                "/proc/self/status",
+            )(e)))
+        }
+        Err(ForkError::Fork(errno)) => return Err(failed("fork the sandbox's stage 1")(errno)),
+    };
+    match forked {
+        Forked::Child => {
+            drop(nothing_read);
+            let (ours, theirs) = channel.map_or((None, None), |(o, t)| (Some(o), Some(t)));
+            drop(ours);
+            let theirs = theirs.map(OwnedFd::from);
+            let code = child(
+                plan.clone(),
+                parent,
+                record,
+                stdout_to_stderr,
+                theirs,
+                nothing_write,
+            );
+            std::process::exit(i32::from(code))
+        }
+        Forked::Parent(pid) => {
+            drop(nothing_write);
+            let process = ForkedProcess { pid, status: None };
+            let process = match (outside_maps, tools, channel) {
+                (Some((uid_map, gid_map)), Some(tools), Some((ours, theirs))) => {
+                    drop(theirs);
+                    let helper = HelperProcess::Forked(process);
+                    match write_id_maps(helper, ours, &tools, uid_map, gid_map) {
+                        Ok(HelperProcess::Forked(process)) => process,
+                        Ok(HelperProcess::Spawned(_)) => {
+                            unreachable!("write_id_maps returns the process it got")
+                        }
+                        Err(e) => return Err(Refused::Failed(e)),
+                    }
+                }
+                _ => process,
+            };
+            Ok(ForkedSession {
+                process,
+                ran_nothing: File::from(nothing_read),
+            })
+        }
+    }
+}
+
+/// The forked child, up to stage 1: returns the exit code.
+fn child(
+    plan: SandboxPlan,
+    parent: i32,
+    record: &Path,
+    stdout_to_stderr: bool,
+    id_maps: Option<OwnedFd>,
+    ran_nothing: OwnedFd,
+) -> u8 {
+    let keep: Vec<RawFd> = [
+        Some(ran_nothing.as_raw_fd()),
+        id_maps.as_ref().map(AsRawFd::as_raw_fd),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if let Err(e) = prepare(stdout_to_stderr, &keep) {
+        eprintln!("karapace-tui: {e}");
+        return EXIT_SETUP_FAILED;
+    }
+    // The channel stays open in this process (stage 1 uses its raw number).
+    let id_maps = id_maps.map(|fd| IdMapSync {
+        fd: fd.into_raw_fd(),
+    });
+    helper::forked_stage1(plan, parent, record, id_maps, ran_nothing)
+}
+
+fn prepare(stdout_to_stderr: bool, keep: &[RawFd]) -> Result<()> {
+    if stdout_to_stderr {
+        nix::unistd::dup2(2, 1).map_err(SandboxError::helper("dup2(stderr, stdout)"))?;
+    }
+    close_inherited_fds(keep)?;
+    for (key, _) in std::env::vars_os() {
+        if key != TRACE_VAR {
+            std::env::remove_var(key);
+        }
+    }
+    Ok(())
+}
+
+/// Closes every descriptor above stderr but `keep` (see the module doc for why).
+fn close_inherited_fds(keep: &[RawFd]) -> Result<()> {
+    let dir =
+        std::fs::read_dir("/proc/self/fd").map_err(SandboxError::io("list", "/proc/self/fd"))?;
+    let fds: Vec<RawFd> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2 && !keep.contains(fd))
+        .collect();
+    for fd in fds {
+        match nix::unistd::close(fd) {
+            // The read_dir descriptor itself, closed by now.
+            Ok(()) | Err(Errno::EBADF) => {}
+            Err(errno) => return Err(SandboxError::helper("close an inherited descriptor")(errno)),
+        }
+    }
+    Ok(())
+}
