@@ -114,6 +114,15 @@ pub fn progress_line(task: &str, done: u64, total: Option<u64>, width: usize) ->
 /// this for every line of package-manager output.
 pub trait EventSink: Send + Sync {
     fn emit(&self, event: Event);
+
+    /// Whether whoever listens asked the operation to stop (the TUI's cancel key). Long
+    /// operations look at it between steps and while they wait, and then fail with
+    /// [`crate::engine::EngineError::Cancelled`]; what they did is rolled back like any
+    /// failure. The CLI's sink never cancels (Ctrl-C ends the process, which the store's
+    /// journal recovers from).
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// Drops every event; for callers that only want the result.

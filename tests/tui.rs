@@ -309,3 +309,33 @@ fn a_template_edited_fixed_saved_and_built_in_the_editor() {
     tui.send("q");
     assert!(tui.wait_exit().success(), "{}", tui.dump());
 }
+
+#[test]
+fn a_running_build_is_cancelled_with_x_and_leaves_nothing() {
+    let fx = Fixture::new();
+    // Slow enough (each step waits) to be caught while it installs.
+    let slow = fx.write_manifest("slow", "rolling", &["curl", "git", "vim", "zsh"]);
+    let mut tui = PtyCommand::new(&fx.store(), &fx.home(), fx.root())
+        .env("KARAPACE_MOCK_DELAY_MS", "700")
+        .spawn();
+    tui.wait_for("No environments yet");
+    tui.send(":");
+    tui.wait_for("Command");
+    tui.send(&format!("build {}", slow.display()));
+    tui.key(Key::Enter);
+    tui.wait_for("[build slow] mock: installing");
+    tui.wait_for("X cancel");
+    tui.send("X");
+    tui.wait_for("cancelling: what the build did so far is rolled back");
+    tui.wait_for("build cancelled: everything it had done was rolled back");
+    tui.wait_for("build slow failed");
+    tui.key(Key::Esc);
+    tui.wait_gone("build slow failed");
+    tui.wait_for("No environments yet");
+    tui.key(Key::Ctrl('c'));
+    let status = tui.wait_exit();
+    assert!(status.success(), "{status:?}\n{}", tui.dump());
+    let envs = fx.store().join("envs");
+    let left = std::fs::read_dir(&envs).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "an environment was left in {}", envs.display());
+}

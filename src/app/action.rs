@@ -16,6 +16,8 @@ pub enum Action {
     Refresh,
     /// Move the focus between the environment list and the log pane.
     FocusNext,
+    /// Stop every running build; each rolls back what it did.
+    CancelBuilds,
 
     // Moving in lists, logs and long popups.
     Up,

@@ -11,6 +11,7 @@
 //! the thread has confirmed, which takes at most one poll interval.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
@@ -51,11 +52,13 @@ pub enum AppEvent {
 pub struct ChannelSink {
     job: JobId,
     tx: Sender<AppEvent>,
+    /// Set by the loop when the user cancels the job.
+    cancel: Arc<AtomicBool>,
 }
 
 impl ChannelSink {
-    pub fn new(job: JobId, tx: Sender<AppEvent>) -> ChannelSink {
-        ChannelSink { job, tx }
+    pub fn new(job: JobId, tx: Sender<AppEvent>, cancel: Arc<AtomicBool>) -> ChannelSink {
+        ChannelSink { job, tx, cancel }
     }
 }
 
@@ -67,6 +70,10 @@ impl EventSink for ChannelSink {
             job: self.job,
             event,
         });
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
     }
 }
 

@@ -15,6 +15,7 @@ use std::fmt;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread;
@@ -95,6 +96,14 @@ impl Job {
     }
 
     /// Whether the list must be reloaded afterwards.
+    /// Builds, which the user may cancel (everything they did is rolled back).
+    pub fn cancellable(&self) -> bool {
+        matches!(
+            self,
+            Job::Build { .. } | Job::Rebuild { .. } | Job::New { .. }
+        )
+    }
+
     pub fn changes_envs(&self) -> bool {
         !self.is_query() && !matches!(self, Job::Verify | Job::Gc { dry_run: true })
     }
@@ -183,14 +192,14 @@ impl Workers {
     }
 
     /// Run `job` on a new thread; its events and its result arrive on the channel.
-    pub fn spawn(&self, id: JobId, job: Job) -> io::Result<()> {
+    pub fn spawn(&self, id: JobId, job: Job, cancel: Arc<AtomicBool>) -> io::Result<()> {
         let store = self.store.clone();
         let parse_env = self.parse_env.clone();
         let tx = self.tx.clone();
         thread::Builder::new()
             .name(format!("tui-job-{id}"))
             .spawn(move || {
-                let sink = Arc::new(ChannelSink::new(id, tx.clone()));
+                let sink = Arc::new(ChannelSink::new(id, tx.clone(), cancel));
                 let result = catch_unwind(AssertUnwindSafe(|| {
                     Engine::open(&store, parse_env, sink).and_then(|engine| run(&engine, job))
                 }));

@@ -258,6 +258,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[ch(':')], PANES, A::Palette, S::Global, "command palette (:build PATH, :gc, :destroy NAME …)").hint("cmd"),
     bind(&[code(KeyCode::Tab)], PANES, A::FocusNext, S::Global, "focus the list / the log").hint("focus"),
     bind(&[ctrl('r')], PANES, A::Refresh, S::Global, "reload the list and the backends"),
+    bind(&[ch('X')], PANES, A::CancelBuilds, S::Global, "cancel the running builds (what they did is rolled back)"),
     bind(&[ch('p')], PANES, A::Prerequisites, S::Global, "prerequisites: every check of doctor with its fix").hint("prereqs"),
     bind(&[ch('?')], PANES, A::Help, S::Global, "this help").hint("help"),
     bind(&[code(KeyCode::Esc)], PANES, A::Back, S::Global, "clear the filter / leave the full-screen log"),

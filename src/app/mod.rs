@@ -44,6 +44,7 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crossterm::event::{Event as TermEvent, KeyEventKind};
@@ -115,6 +116,8 @@ pub struct RunningJob {
     /// How its log lines are tagged.
     pub label: Arc<str>,
     pub progress: Option<Progress>,
+    /// Shared with the job's event sink: set to cancel it.
+    pub cancel: Arc<AtomicBool>,
 }
 
 /// Where the UI runs: paths that prompts complete against and show.
@@ -229,6 +232,41 @@ impl App {
         std::mem::take(&mut self.queued)
     }
 
+    /// The cancel flag of a started job, for its worker's event sink (a fresh one, never set,
+    /// for a job that is not running).
+    pub fn cancel_token(&self, id: JobId) -> Arc<AtomicBool> {
+        self.jobs.get(&id).map_or_else(
+            || Arc::new(AtomicBool::new(false)),
+            |j| Arc::clone(&j.cancel),
+        )
+    }
+
+    /// Asks every running build to stop; returns how many were asked. Each one fails soon
+    /// after with "cancelled", having rolled back what it did.
+    pub(crate) fn cancel_builds(&mut self) -> usize {
+        let mut asked = Vec::new();
+        for running in self.jobs.values() {
+            if running.job.cancellable() && !running.cancel.swap(true, Ordering::Relaxed) {
+                asked.push(Arc::clone(&running.label));
+            }
+        }
+        for label in &asked {
+            self.log.push(
+                Level::Warn,
+                Some(Arc::clone(label)),
+                "cancelling: what the build did so far is rolled back".to_string(),
+            );
+        }
+        asked.len()
+    }
+
+    /// Whether a build runs that has not been cancelled yet.
+    pub fn cancellable_jobs(&self) -> bool {
+        self.jobs
+            .values()
+            .any(|j| j.job.cancellable() && !j.cancel.load(Ordering::Relaxed))
+    }
+
     /// Whether something turns (a spinner), so the loop should tick.
     pub fn animating(&self) -> bool {
         !self.envs.loaded()
@@ -305,6 +343,7 @@ impl App {
                 job: job.clone(),
                 label,
                 progress: None,
+                cancel: Arc::new(AtomicBool::new(false)),
             },
         );
         self.queued.push((id, job));

@@ -77,7 +77,7 @@ fn event_loop(
     let mut next_tick = Instant::now() + TICK;
     loop {
         for (id, job) in app.take_jobs() {
-            if let Err(e) = workers.spawn(id, job) {
+            if let Err(e) = workers.spawn(id, job, app.cancel_token(id)) {
                 app.job_not_started(id, &e);
             }
         }

@@ -585,7 +585,8 @@ fn workers_run_jobs_on_the_engine_and_send_only_events() {
         manifest: project.clone(),
         name: None,
     };
-    workers.spawn(7, job).expect("spawn");
+    let never = || std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    workers.spawn(7, job, never()).expect("spawn");
     let mut lines = Vec::new();
     let outcome = loop {
         match rx.recv_timeout(Duration::from_secs(60)).expect("an event") {
@@ -615,6 +616,7 @@ fn workers_run_jobs_on_the_engine_and_send_only_events() {
                 env: "nothing-here".into(),
                 force: false,
             },
+            never(),
         )
         .expect("spawn");
     let error = loop {
@@ -627,5 +629,58 @@ fn workers_run_jobs_on_the_engine_and_send_only_events() {
     assert!(
         error.contains("no environment matches `nothing-here`"),
         "{error}"
+    );
+}
+
+#[test]
+fn a_build_cancelled_from_the_ui_ends_as_cancelled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let project = dir.path().join("proj");
+    std::fs::create_dir(&project).expect("mkdir");
+    std::fs::write(
+        project.join("karapace.toml"),
+        "manifest_version = 1\n[base]\nimage = \"rolling\"\n[runtime]\nbackend = \"mock\"\n",
+    )
+    .expect("write manifest");
+    let mut app = loaded(80, 24);
+    let id = app.start(Job::Build {
+        manifest: project.clone(),
+        name: None,
+    });
+    assert!(app.cancellable_jobs());
+    key(&mut app, KeyCode::Char('X'));
+    assert!(!app.cancellable_jobs(), "asked once");
+    assert!(
+        app.log.visible().any(|(_, l)| l
+            .text
+            .contains("cancelling: what the build did so far is rolled back")),
+        "the log says so"
+    );
+    // The worker gets the flag the key set: its build stops before anything is kept.
+    let (tx, rx) = mpsc::channel();
+    let parse_env = ParseEnv {
+        home: dir.path().to_path_buf(),
+    };
+    let workers = Workers::new(dir.path().join("store"), parse_env, tx);
+    let job = Job::Build {
+        manifest: project,
+        name: None,
+    };
+    workers.spawn(id, job, app.cancel_token(id)).expect("spawn");
+    let error = loop {
+        if let AppEvent::JobDone { job, result } =
+            rx.recv_timeout(Duration::from_secs(60)).expect("an event")
+        {
+            assert_eq!(job, id);
+            break result.expect_err("cancelled");
+        }
+    };
+    assert!(error.contains("build cancelled"), "{error}");
+    assert!(
+        !dir.path().join("store/envs").exists()
+            || std::fs::read_dir(dir.path().join("store/envs"))
+                .expect("ls")
+                .count()
+                == 0
     );
 }

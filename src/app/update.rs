@@ -130,6 +130,11 @@ impl App {
             Action::Build => self.prompt_build(),
             Action::New => self.prompt_new(),
             Action::Gc => self.confirm_gc(),
+            Action::CancelBuilds => {
+                if self.cancel_builds() == 0 {
+                    self.notice = Some("no build is running".into());
+                }
+            }
             Action::NewInEditor => self.prompt_new_in_editor(),
             Action::Verify => {
                 self.start(Job::Verify);

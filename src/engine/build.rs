@@ -41,6 +41,28 @@ pub struct BuildOutcome {
 
 impl Engine {
     pub fn build(&self, opts: &BuildOptions) -> Result<BuildOutcome> {
+        self.cancellable("build", || self.build_now(opts))
+    }
+
+    /// Runs `op`; if it fails after the listener asked to cancel, the failure is the cancel
+    /// (the download, unpack or install it interrupted failed because of it). A build that
+    /// got to the end anyway is kept.
+    fn cancellable<T>(&self, what: &'static str, op: impl FnOnce() -> Result<T>) -> Result<T> {
+        match op() {
+            Err(_) if self.events.cancelled() => Err(EngineError::Cancelled { what }),
+            other => other,
+        }
+    }
+
+    /// Fails if the listener asked to cancel (between the steps of a build).
+    fn check_cancelled(&self, what: &'static str) -> Result<()> {
+        if self.events.cancelled() {
+            return Err(EngineError::Cancelled { what });
+        }
+        Ok(())
+    }
+
+    fn build_now(&self, opts: &BuildOptions) -> Result<BuildOutcome> {
         if let Some(name) = &opts.name {
             validate_name(name)?;
         }
@@ -96,6 +118,10 @@ impl Engine {
     /// by a fresh one (same id if the inputs are unchanged), so changes made inside the old
     /// one do not leak into the new one. Its name moves to the new environment.
     pub fn rebuild(&self, opts: &BuildOptions) -> Result<BuildOutcome> {
+        self.cancellable("rebuild", || self.rebuild_now(opts))
+    }
+
+    fn rebuild_now(&self, opts: &BuildOptions) -> Result<BuildOutcome> {
         if let Some(name) = &opts.name {
             validate_name(name)?;
         }
@@ -253,6 +279,7 @@ impl Engine {
             (None, None) => self.store.begin(OpKind::Build, &lock.env_id)?,
         };
         let staging = op.staging_dir();
+        self.check_cancelled("build")?;
         self.events.emit(Event::info(format!(
             "building {} with the {} backend",
             lock.env_id.short(),
@@ -268,6 +295,8 @@ impl Engine {
             events: self.events.as_ref(),
         })?;
         crate::crashpoint::hit("build: backend finished");
+        // The last moment to stop: after this the new environment is committed.
+        self.check_cancelled("build")?;
         let manifest_object = self
             .store
             .put_object_bytes(manifest.canonical_json().as_bytes())?;

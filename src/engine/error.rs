@@ -35,6 +35,8 @@ pub enum EngineError {
         problem: String,
         allowed: String,
     },
+    #[error("{what} cancelled: everything it had done was rolled back (the store is as before)")]
+    Cancelled { what: &'static str },
     #[error("image {sha256} is used by {users}; destroy those environments first")]
     ImageInUse { sha256: String, users: String },
     #[error("no environment matches `{query}`; `karapace-tui list` shows the ids and names")]

@@ -213,3 +213,60 @@ fn exit_codes_follow_the_error_kind() {
     });
     assert_eq!(backend.exit_code(), exit::PREREQUISITE);
 }
+
+/// Cancels once the mock has installed its first package, as the TUI's cancel key does.
+#[derive(Default)]
+struct CancelAfterFirstPackage {
+    seen: std::sync::atomic::AtomicBool,
+}
+
+impl crate::events::EventSink for CancelAfterFirstPackage {
+    fn emit(&self, event: crate::events::Event) {
+        if let crate::events::Event::Log { message, .. } = event {
+            if message.starts_with("mock: installing") {
+                self.seen.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.seen.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[test]
+fn a_cancelled_build_fails_as_cancelled_and_leaves_the_store_as_it_was() {
+    let f = fixture();
+    let kept = f.build(&f.manifest("kept", &["git"]));
+    let manifest = f.manifest("proj", &["curl", "git", "vim"]);
+    let engine = Engine::open(
+        &f.dir.path().join("store"),
+        ParseEnv {
+            home: f.dir.path().join("home"),
+        },
+        Arc::new(CancelAfterFirstPackage::default()),
+    )
+    .expect("open engine");
+    let err = engine
+        .build(&BuildOptions {
+            manifest: manifest.clone(),
+            ..BuildOptions::default()
+        })
+        .expect_err("cancelled");
+    assert!(
+        matches!(err, EngineError::Cancelled { what: "build" }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("rolled back"), "{err}");
+    // Only the earlier environment is there; the cancelled one left no directory behind.
+    let (envs, broken) = f.engine.list().expect("list");
+    assert!(broken.is_empty());
+    let ids: Vec<String> = envs.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(ids, [kept.env.id.to_string()]);
+    let dirs = std::fs::read_dir(f.dir.path().join("store/envs"))
+        .expect("ls envs")
+        .count();
+    assert_eq!(dirs, 1);
+    // Nothing stops the same build from running to the end afterwards.
+    assert!(f.build(&manifest).built);
+}

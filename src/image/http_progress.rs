@@ -78,6 +78,10 @@ impl<'a, R: Read> ProgressReader<'a, R> {
 
 impl<R: Read> Read for ProgressReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Not `Interrupted`: read_exact and read_to_end would retry that.
+        if self.sink.cancelled() {
+            return Err(io::Error::other("cancelled by the user"));
+        }
         let n = self.inner.read(buf)?;
         self.done += n as u64;
         let now = Instant::now();

@@ -11,6 +11,7 @@ use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::backend::BackendError;
 use crate::events::{Event, EventSink};
@@ -116,10 +117,18 @@ impl BuildSandbox<'_> {
             )?;
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let prefix = self.manager.to_string();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let ended = AtomicBool::new(false);
         let (captured, tail) = std::thread::scope(|scope| {
             let err_lines = scope.spawn(|| pump(stderr, &prefix, self.events, Output::Stream));
+            // A cancel kills the sandbox (its PID 1 and everything in it die with it, see
+            // PR_SET_PDEATHSIG in the helper); the pumps then see the end of the output.
+            let watcher = scope.spawn(|| watch_for_cancel(self.events, pid, &ended));
             let out = pump(stdout, &prefix, self.events, output);
-            (out, err_lines.join())
+            let errs = err_lines.join();
+            ended.store(true, Ordering::Relaxed);
+            watcher.thread().unpark();
+            (out, errs)
         });
         let status = child
             .wait()
@@ -356,5 +365,25 @@ impl ResolvConf {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(BackendError::io_at(KIND, "check", &path)(e)),
         }
+    }
+}
+
+/// Until `ended` (we are unparked then): kills the sandbox `pid` once the listener asks to
+/// cancel. Looks every 50 ms: the sink has no way to wake us, and a cancel a few dozen
+/// milliseconds late is fine.
+fn watch_for_cancel(events: &dyn EventSink, pid: nix::unistd::Pid, ended: &AtomicBool) {
+    while !ended.load(Ordering::Relaxed) {
+        if events.cancelled() {
+            // ESRCH: it has exited meanwhile; its status says how.
+            if let Err(errno) = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL) {
+                if errno != nix::errno::Errno::ESRCH {
+                    events.emit(Event::warn(format!(
+                        "could not stop the build's sandbox (pid {pid}): {errno}"
+                    )));
+                }
+            }
+            return;
+        }
+        std::thread::park_timeout(std::time::Duration::from_millis(50));
     }
 }

@@ -186,6 +186,13 @@ impl MockBackend {
         let total = req.lock.packages.len() as u64;
         for (i, pkg) in req.lock.packages.iter().enumerate() {
             self.pause();
+            if req.events.cancelled() {
+                return Err(BackendError::Failed {
+                    backend: KIND,
+                    step: "install packages",
+                    detail: format!("cancelled before {}", pkg.name),
+                });
+            }
             req.events.emit(Event::info(format!(
                 "mock: installing {} {}",
                 pkg.name, pkg.version

@@ -33,7 +33,19 @@ pub fn draw_jobs(app: &App, frame: &mut Frame, area: Rect) {
     if more > 0 {
         spans.push(Span::styled(format!("  (+{more} more)"), theme.dim()));
     }
+    if app.cancellable_jobs() {
+        spans.push(Span::styled("  X", theme.key()));
+        spans.push(Span::raw(" cancel"));
+    } else if busy_cancelling(app) {
+        spans.push(Span::styled("  cancelling…", theme.warn()));
+    }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// Whether a build was asked to stop and has not ended yet.
+fn busy_cancelling(app: &App) -> bool {
+    app.busy_jobs()
+        .any(|j| j.cancel.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 /// The status bar: a notice if there is one, then `key label` pairs for the current mode —
