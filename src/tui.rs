@@ -7,8 +7,11 @@
 //!   [`Tui::enter`] before the panic message is printed (so the message lands on a cooked
 //!   screen and stays readable). Ctrl-C in raw mode is a key, not SIGINT (termios(3): `ISIG`
 //!   is cleared), so the event loop handles it as a quit key and the same path restores.
-//! - Mouse capture stays off: it breaks selecting and copying text over SSH, and every action
-//!   has a key.
+//! - Mouse reporting is off unless the user turns it on (`[tui] mouse = true`, see
+//!   `crate::app::settings`): it breaks selecting and copying text over SSH, and every action
+//!   has a key. When on, only clicks and the wheel are reported (xterm modes 1000 and 1006,
+//!   not motion), it is switched off while a shell has the screen, and before the alternate
+//!   screen is left on every way out.
 //! - Restoring writes `LeaveAlternateScreen` last, so the last bytes a session writes are
 //!   `ESC [ ? 1049 l` (tests check this).
 //! - While a shell has the screen ([`Tui::pass_through`]), whatever modes its programs switch
@@ -38,19 +41,28 @@ pub struct Tui {
     /// True while a program's output passes straight to the terminal ([`Tui::pass_through`]):
     /// restoring then also resets the modes it may have set.
     passing: Arc<AtomicBool>,
+    /// The user asked for mouse reporting.
+    mouse: bool,
 }
+
+/// Report button presses, releases and the wheel (xterm's 1000) in SGR encoding (1006, which
+/// has no column limit); no motion (1002/1003), which would wake the UI on every move.
+const MOUSE_ON: &[u8] = b"\x1b[?1000h\x1b[?1006h";
+const MOUSE_OFF: &[u8] = b"\x1b[?1006l\x1b[?1000l";
 
 impl Tui {
     /// Switch the terminal to raw mode and the alternate screen, and install the panic hook.
-    pub fn enter() -> io::Result<Tui> {
+    /// With `mouse`, clicks and the wheel are reported too.
+    pub fn enter(mouse: bool) -> io::Result<Tui> {
         let active = Arc::new(AtomicBool::new(false));
         let passing = Arc::new(AtomicBool::new(false));
-        install_panic_hook(Arc::clone(&active), Arc::clone(&passing));
+        install_panic_hook(Arc::clone(&active), Arc::clone(&passing), mouse);
         let terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
         let mut tui = Tui {
             terminal,
             active,
             passing,
+            mouse,
         };
         tui.resume()?;
         Ok(tui)
@@ -65,7 +77,7 @@ impl Tui {
     /// paused the input thread first, or it would steal the program's keystrokes.
     pub fn suspend(&mut self) -> io::Result<()> {
         if self.active.swap(false, Ordering::SeqCst) {
-            restore_terminal(&mut self.terminal)?;
+            restore_terminal(&mut self.terminal, self.mouse)?;
         }
         Ok(())
     }
@@ -77,6 +89,7 @@ impl Tui {
             enable_raw_mode()?;
             self.active.store(true, Ordering::SeqCst);
             execute!(self.terminal.backend_mut(), EnterAlternateScreen, Hide)?;
+            self.mouse_on()?;
         }
         self.terminal.clear()
     }
@@ -88,6 +101,10 @@ impl Tui {
     /// must have paused the input thread.
     pub fn pass_through(&mut self) -> io::Result<()> {
         if self.active.load(Ordering::SeqCst) {
+            if self.mouse {
+                // The shell's programs ask for the mouse themselves if they want it.
+                self.terminal.backend_mut().write_all(MOUSE_OFF)?;
+            }
             self.passing.store(true, Ordering::SeqCst);
             execute!(self.terminal.backend_mut(), LeaveAlternateScreen, Show)?;
         }
@@ -101,8 +118,18 @@ impl Tui {
             let out = self.terminal.backend_mut();
             out.write_all(PROGRAM_MODES_OFF)?;
             execute!(out, EnterAlternateScreen, Hide)?;
+            self.mouse_on()?;
         }
         self.terminal.clear()
+    }
+
+    fn mouse_on(&mut self) -> io::Result<()> {
+        if self.mouse {
+            let out = self.terminal.backend_mut();
+            out.write_all(MOUSE_ON)?;
+            out.flush()?;
+        }
+        Ok(())
     }
 
     /// Restore the terminal, reporting failure (the normal way out; `Drop` is the fallback).
@@ -133,7 +160,7 @@ impl Drop for Tui {
             }
         }
         if self.active.swap(false, Ordering::SeqCst) {
-            if let Err(e) = restore_terminal(&mut self.terminal) {
+            if let Err(e) = restore_terminal(&mut self.terminal, self.mouse) {
                 // Drop cannot return the error; stderr is the only place left to say it.
                 eprintln!("karapace-tui: could not restore the terminal: {e}; run `reset`");
             }
@@ -143,19 +170,29 @@ impl Drop for Tui {
 
 /// As [`restore`], showing the cursor through ratatui so that it does not show it again (after
 /// the alternate screen is left) when the `Terminal` is dropped.
-fn restore_terminal(terminal: &mut Terminal<Backend>) -> io::Result<()> {
+fn restore_terminal(terminal: &mut Terminal<Backend>, mouse: bool) -> io::Result<()> {
     let raw = disable_raw_mode();
+    let mouse = mouse_off(terminal.backend_mut(), mouse);
     let cursor = terminal.show_cursor();
     let screen = execute!(terminal.backend_mut(), LeaveAlternateScreen);
-    raw.and(cursor).and(screen)
+    raw.and(mouse).and(cursor).and(screen)
 }
 
-/// Cooked mode, cursor shown, main screen — in that order, so leaving the alternate screen is
-/// the last thing written. Every step is attempted even if an earlier one fails.
-fn restore(out: &mut impl Write) -> io::Result<()> {
+/// Cooked mode, mouse reporting off, cursor shown, main screen — in that order, so leaving
+/// the alternate screen is the last thing written. Every step is attempted even if an earlier
+/// one fails.
+fn restore(out: &mut impl Write, mouse: bool) -> io::Result<()> {
     let raw = disable_raw_mode();
+    let mouse = mouse_off(out, mouse);
     let screen = execute!(out, Show, LeaveAlternateScreen);
-    raw.and(screen)
+    raw.and(mouse).and(screen)
+}
+
+fn mouse_off(out: &mut impl Write, mouse: bool) -> io::Result<()> {
+    if mouse {
+        out.write_all(MOUSE_OFF)?;
+    }
+    Ok(())
 }
 
 /// Chain a hook in front of the current one that restores the terminal first. Installed once
@@ -164,7 +201,7 @@ fn restore(out: &mut impl Write) -> io::Result<()> {
 /// Only a panic of the thread that owns the terminal ends the UI. Worker threads run their job
 /// under `catch_unwind` and report a panic as the job's error, so while the UI is up their
 /// panic message is not printed over the screen (the job's error popup carries it instead).
-fn install_panic_hook(active: Arc<AtomicBool>, passing: Arc<AtomicBool>) {
+fn install_panic_hook(active: Arc<AtomicBool>, passing: Arc<AtomicBool>, mouse: bool) {
     let ui_thread = std::thread::current().id();
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -177,7 +214,7 @@ fn install_panic_hook(active: Arc<AtomicBool>, passing: Arc<AtomicBool>) {
             }
         }
         if active.swap(false, Ordering::SeqCst) {
-            if let Err(e) = restore(&mut io::stdout()) {
+            if let Err(e) = restore(&mut io::stdout(), mouse) {
                 eprintln!("karapace-tui: could not restore the terminal: {e}; run `reset`");
             }
         }
@@ -193,7 +230,14 @@ mod tests {
     fn restoring_shows_the_cursor_then_leaves_the_alternate_screen_last() {
         // Raw mode was never enabled in the test process, so only the escape codes are written.
         let mut out = Vec::new();
-        restore(&mut out).expect("restore");
+        restore(&mut out, false).expect("restore");
         assert_eq!(out, b"\x1b[?25h\x1b[?1049l");
+    }
+
+    #[test]
+    fn with_the_mouse_on_restoring_switches_it_off_before_leaving_the_screen() {
+        let mut out = Vec::new();
+        restore(&mut out, true).expect("restore");
+        assert_eq!(out, b"\x1b[?1006l\x1b[?1000l\x1b[?25h\x1b[?1049l");
     }
 }

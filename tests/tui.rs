@@ -339,3 +339,52 @@ fn a_running_build_is_cancelled_with_x_and_leaves_nothing() {
     let left = std::fs::read_dir(&envs).map_or(0, |d| d.count());
     assert_eq!(left, 0, "an environment was left in {}", envs.display());
 }
+
+#[test]
+fn the_mouse_is_reported_only_when_turned_on_and_switched_off_on_the_way_out() {
+    let fx = Fixture::new();
+    // Off by default: the terminal is never asked to report the mouse.
+    let mut tui = open(&fx);
+    tui.wait_for("No environments yet");
+    tui.key(Key::Ctrl('c'));
+    assert!(tui.wait_exit().success(), "{}", tui.dump());
+    assert!(!contains(&tui.raw(), b"\x1b[?1000h"), "{}", tui.dump());
+
+    // On, from the user's config file: clicks and the wheel (1000, SGR 1006), no motion.
+    let config = fx.home().join(".config/karapace");
+    std::fs::create_dir_all(&config).expect("mkdir");
+    std::fs::write(config.join("config.toml"), "[tui]\nmouse = true\n").expect("write");
+    let mut tui = open(&fx);
+    tui.wait_for("No environments yet");
+    // A wheel notch over the screen (SGR report) is taken as input, not shown as text.
+    tui.send("\x1b[<65;10;20M");
+    tui.send("?");
+    tui.wait_for(" Keys ");
+    tui.key(Key::Esc);
+    tui.wait_gone(" Keys ");
+    tui.key(Key::Ctrl('c'));
+    assert!(tui.wait_exit().success(), "{}", tui.dump());
+    let raw = tui.raw();
+    assert!(contains(&raw, b"\x1b[?1000h\x1b[?1006h"), "{}", tui.dump());
+    assert!(!contains(&raw, b"\x1b[?1003h"), "motion is not asked for");
+    assert!(
+        raw.ends_with(b"\x1b[?1006l\x1b[?1000l\x1b[?25h\x1b[?1049l"),
+        "mouse off, then the cursor, then the main screen: {}",
+        tui.dump()
+    );
+
+    // A bad setting is said on the plain terminal before the screen changes.
+    std::fs::write(config.join("config.toml"), "[tui]\nmouse = \"yes\"\n").expect("write");
+    let mut tui = PtyCommand::new(&fx.store(), &fx.home(), fx.root()).spawn();
+    let status = tui.wait_exit();
+    assert!(!status.success());
+    assert!(
+        tui.dump().contains("[tui] mouse must be true or false"),
+        "{}",
+        tui.dump()
+    );
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}

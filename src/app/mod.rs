@@ -24,12 +24,14 @@ pub mod jobs;
 pub mod keymap;
 pub mod list;
 pub mod log;
+mod mouse;
 pub mod palette;
 pub mod popup;
 pub mod prereq;
 pub mod pty;
 mod results;
 mod run;
+pub mod settings;
 pub mod shells;
 mod update;
 
@@ -296,6 +298,7 @@ impl App {
                 self.area = Rect::new(0, 0, w, h);
                 self.resize_shells();
             }
+            AppEvent::Input(TermEvent::Mouse(event)) => self.mouse(event),
             AppEvent::Input(_) => {}
             AppEvent::InputFailed(e) => {
                 self.fatal = Some(format!("reading the terminal failed: {e}"));

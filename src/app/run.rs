@@ -31,6 +31,11 @@ pub fn run(store: PathBuf, parse_env: ParseEnv) -> Result<u8, EngineError> {
     // Opened once here so that an unusable store is reported on the plain terminal, before
     // the screen changes. Workers open their own engine per job.
     Engine::open(&store, parse_env.clone(), Arc::new(NullSink))?;
+    // Like the store: a bad setting is reported on the plain terminal.
+    let settings = super::settings::load(&parse_env.home).map_err(|e| EngineError::Settings {
+        path: e.path,
+        problem: e.problem,
+    })?;
     let cwd = std::env::current_dir().map_err(io_at("read the current directory", "."))?;
     let context = Context {
         store: store.clone(),
@@ -44,7 +49,7 @@ pub fn run(store: PathBuf, parse_env: ParseEnv) -> Result<u8, EngineError> {
     let workers = Workers::new(store, parse_env, tx.clone());
     let mut app = App::new(context, Theme::from_env());
 
-    let mut tui = Tui::enter().map_err(io_at("set up the terminal", "/dev/tty"))?;
+    let mut tui = Tui::enter(settings.mouse).map_err(io_at("set up the terminal", "/dev/tty"))?;
     let input =
         InputControl::spawn(CrosstermSource, tx).map_err(io_at("start the input thread", "-"))?;
     let result = event_loop(&mut app, &mut tui, &rx, &workers, &mut shells, &input);

@@ -35,6 +35,11 @@ pub enum EngineError {
         problem: String,
         allowed: String,
     },
+    #[error("invalid setting in {}: {problem}", .path.display())]
+    Settings {
+        path: std::path::PathBuf,
+        problem: String,
+    },
     #[error("{what} cancelled: everything it had done was rolled back (the store is as before)")]
     Cancelled { what: &'static str },
     #[error("image {sha256} is used by {users}; destroy those environments first")]

@@ -29,6 +29,9 @@ struct RawConfig {
     /// Read by `crate::policy`.
     #[allow(dead_code)]
     policy: Option<toml::Table>,
+    /// Read by `crate::app::settings`.
+    #[allow(dead_code)]
+    tui: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]
