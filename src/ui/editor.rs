@@ -2,7 +2,9 @@
 //! problem with its line and column, or a summary of a valid manifest), and the log pane below
 //! (`ui::layout` gives it the bottom quarter), where a build started here streams.
 
+use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
@@ -49,6 +51,13 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
     let [text, verdict] =
         Layout::vertical([Constraint::Min(0), Constraint::Length(rows)]).areas(inner);
     frame.render_widget(&editor.textarea, text);
+    if let Validation::Invalid {
+        at: Some((line, _)),
+        ..
+    } = &editor.validation
+    {
+        mark_problem_line(frame.buffer_mut(), text, *line, theme.error());
+    }
     let line = match &editor.validation {
         Validation::Valid(summary) => Line::from(vec![
             Span::styled(" ✓ valid", theme.ok()),
@@ -66,4 +75,32 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
         }
     };
     frame.render_widget(Paragraph::new(line).wrap(Wrap { trim: false }), verdict);
+}
+
+/// Marks the problem's line in the text's gutter: a `▶` before its number, both in the error
+/// style. tui-textarea styles no single line, and its scroll position is not public, so the
+/// row is found by the line number it has just drawn (` 14 `: a space, the right-aligned
+/// number, a space). Nothing is marked while that line is scrolled out of view.
+fn mark_problem_line(buf: &mut Buffer, text: Rect, line: usize, style: Style) {
+    for y in text.top()..text.bottom() {
+        let mut digits = String::new();
+        let mut end = text.left();
+        for x in text.left()..text.right() {
+            let symbol = buf[(x, y)].symbol();
+            match symbol.chars().next() {
+                Some(c) if c.is_ascii_digit() => digits.push(c),
+                Some(' ') if digits.is_empty() => {}
+                _ => break,
+            }
+            end = x + 1;
+        }
+        if digits.parse::<usize>().ok() != Some(line) {
+            continue;
+        }
+        buf[(text.left(), y)].set_symbol("▶");
+        for x in text.left()..end {
+            buf[(x, y)].set_style(style);
+        }
+        return;
+    }
 }
