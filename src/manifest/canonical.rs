@@ -39,6 +39,12 @@ impl Manifest {
             "network_isolation".into(),
             Value::from(self.runtime.network_isolation),
         );
+        if let Some(files) = self.runtime.limits.open_files {
+            runtime.insert("open_files".into(), Value::from(files));
+        }
+        if let Some(pids) = self.runtime.limits.pids_limit {
+            runtime.insert("pids_limit".into(), Value::from(pids));
+        }
 
         let mut top = Map::new();
         top.insert("base".into(), Value::Object(base));

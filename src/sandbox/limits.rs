@@ -1,0 +1,628 @@
+//! Resource limits of a sandbox: a cgroup v2 directory per environment (memory, CPU weight,
+//! processes) and rlimits set on the program just before it execs (open files; processes where
+//! no cgroup can be had).
+//!
+//! The runtime decides what can be enforced on this host (`runtime::limits`, with the cgroup
+//! detection of `prereq::cgroup`) and puts the result in the plan as [`Limits`]; the helper
+//! only carries it out, before it creates any namespace:
+//! - a cold start (stage 1, under the init record's lock) creates the cgroup (or reuses one an
+//!   earlier run left), writes the limits, and moves itself in, so PID 1 and the program,
+//!   forked later, start inside it (cgroups(7): a child starts in its parent's cgroup);
+//! - a joining session's helper moves itself in before it enters the namespaces, so its
+//!   program lands in the same cgroup;
+//! - each of them, when its program has ended, moves itself back to the cgroup it came from
+//!   and removes the environment's cgroup. The last one out succeeds; the others get EBUSY
+//!   (processes still inside), which is the expected answer, not a failure. An init that
+//!   lingers for joined sessions ends after the last of them has tried, so its empty cgroup is
+//!   left behind: `stop` removes it, and the next cold start reuses it.
+//!
+//! All of it happens outside the new user namespace, with the caller's own credentials: a
+//! rootless caller may move processes only between cgroups under a common ancestor it can
+//! write (cgroups(7), "Cgroups v2 delegation"), which the runtime checked.
+//!
+//! File-system access goes through [`CgroupFs`] ([`LinuxCgroupFs`], [`RecordingCgroupFs`]), so
+//! the order of writes is unit-tested without a delegated cgroup.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+
+use nix::errno::Errno;
+use serde::{Deserialize, Serialize};
+
+use super::error::{Result, SandboxError};
+
+/// The step name in errors and traces.
+const STEP: &str = "cgroup";
+
+/// What the helper enforces; empty (the default) when the manifest sets no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Boxed: most plans have none, and a plan is moved around whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<Box<CgroupLimits>>,
+    /// Set by the program's process just before exec, soft and hard alike.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rlimits: Vec<Rlimit>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        self.cgroup.is_none() && self.rlimits.is_empty()
+    }
+}
+
+/// The environment's cgroup and the values written into it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupLimits {
+    /// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup`, or
+    /// `/sys/fs/cgroup/unified` on a hybrid host): `/proc/self/cgroup` paths are relative to it.
+    pub hierarchy: String,
+    /// The environment's cgroup, a child of a delegated (or, as root, any) cgroup.
+    pub dir: String,
+    /// Controllers to enable in the parent's `cgroup.subtree_control` first (as root; a
+    /// delegated parent has them enabled already).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enable: Vec<String>,
+    /// `memory.max` in bytes; `memory.swap.max` is then 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_max: Option<u64>,
+    /// `cpu.weight`, 1 to 10000 (see [`cpu_weight`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_weight: Option<u64>,
+    /// `pids.max`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_max: Option<u64>,
+}
+
+/// Which rlimit (getrlimit(2)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RlimitResource {
+    /// `RLIMIT_NOFILE`: one more than the highest descriptor number a process may open.
+    Nofile,
+    /// `RLIMIT_NPROC`: processes of the real user id, counted per user namespace since Linux
+    /// 5.14 (the runtime uses it only then, and only in a user namespace of its own).
+    Nproc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    pub resource: RlimitResource,
+    pub limit: u64,
+}
+
+/// cgroup v1 `cpu.shares` (2..262144, default 1024) to cgroup v2 `cpu.weight` (1..10000,
+/// default 100), as runc 1.3 (opencontainers/runc#4785, `ConvertCPUSharesToCgroupV2Value` in
+/// opencontainers/cgroups) and crun 1.23 (containers/crun#1721) do: a quadratic in log2 of the
+/// shares fitted through the minimum, the maximum and the default (1024 → 100). Their earlier
+/// linear formula, `1 + (shares - 2) * 9999 / 262142`, mapped the default 1024 to 39, below
+/// every sibling left at the default weight (kubernetes/kubernetes#131216). The kernel raises
+/// shares of 1 to 2, so 1 gives 1.
+pub fn cpu_weight(shares: u64) -> u64 {
+    if shares <= 2 {
+        return 1;
+    }
+    if shares >= 262_144 {
+        return 10_000;
+    }
+    let l = (shares as f64).log2();
+    let exponent = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
+    // In 1..=10000 for shares in 3..262143: the exponent grows from 0.06 to 3.99.
+    10f64.powf(exponent).ceil() as u64
+}
+
+impl CgroupLimits {
+    /// The parent whose `cgroup.subtree_control` must list the controllers.
+    fn parent(&self) -> &str {
+        self.dir.rsplit_once('/').map_or("/", |(parent, _)| parent)
+    }
+
+    fn file(&self, name: &str) -> String {
+        format!("{}/{name}", self.dir)
+    }
+
+    /// The writes that set the limits, in order: controllers first (a limit file exists only
+    /// once its controller is enabled for the cgroup), then one file per limit.
+    pub fn writes(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if !self.enable.is_empty() {
+            let enable: Vec<String> = self.enable.iter().map(|c| format!("+{c}")).collect();
+            out.push((
+                format!("{}/cgroup.subtree_control", self.parent()),
+                enable.join(" "),
+            ));
+        }
+        if let Some(bytes) = self.memory_max {
+            out.push((self.file("memory.max"), bytes.to_string()));
+            // Without this, a cgroup at memory.max has its pages swapped out instead of a
+            // process killed, and runs on (slowly) with far more than its limit in use
+            // (Documentation/admin-guide/cgroup-v2.rst, "memory.swap.max"). Written after
+            // memory.max; a host without swap accounting has no such file (see `enter`).
+            out.push((self.file("memory.swap.max"), "0".to_string()));
+        }
+        if let Some(weight) = self.cpu_weight {
+            out.push((self.file("cpu.weight"), weight.to_string()));
+        }
+        if let Some(pids) = self.pids_max {
+            out.push((self.file("pids.max"), pids.to_string()));
+        }
+        out
+    }
+}
+
+/// The file-system calls the cgroup steps make.
+pub trait CgroupFs {
+    fn mkdir(&mut self, path: &str) -> nix::Result<()>;
+    /// One write(2) of `contents` to an existing file (cgroup files take one value per write).
+    fn write(&mut self, path: &str, contents: &str) -> nix::Result<()>;
+    fn read(&mut self, path: &str) -> nix::Result<String>;
+    fn rmdir(&mut self, path: &str) -> nix::Result<()>;
+}
+
+fn errno_of(e: io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// The real cgroup file system.
+#[derive(Debug, Default)]
+pub struct LinuxCgroupFs;
+
+impl CgroupFs for LinuxCgroupFs {
+    fn mkdir(&mut self, path: &str) -> nix::Result<()> {
+        nix::unistd::mkdir(path, nix::sys::stat::Mode::from_bits_truncate(0o755))
+    }
+
+    fn write(&mut self, path: &str, contents: &str) -> nix::Result<()> {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(errno_of)?;
+        let written = file.write(contents.as_bytes()).map_err(errno_of)?;
+        if written != contents.len() {
+            return Err(Errno::EIO);
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, path: &str) -> nix::Result<String> {
+        fs::read_to_string(path).map_err(errno_of)
+    }
+
+    fn rmdir(&mut self, path: &str) -> nix::Result<()> {
+        fs::remove_dir(path).map_err(errno_of)
+    }
+}
+
+/// One recorded call of [`RecordingCgroupFs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupCall {
+    Mkdir(String),
+    Write(String, String),
+    Read(String),
+    Rmdir(String),
+}
+
+/// A fake [`CgroupFs`]: records calls, answers reads from `files` (ENOENT otherwise) and fails
+/// the paths in `fail` with their errno.
+#[derive(Debug, Default)]
+pub struct RecordingCgroupFs {
+    pub calls: Vec<CgroupCall>,
+    pub files: BTreeMap<String, String>,
+    pub fail: BTreeMap<String, Errno>,
+}
+
+impl RecordingCgroupFs {
+    fn answer(&mut self, call: CgroupCall, path: &str) -> nix::Result<()> {
+        self.calls.push(call);
+        match self.fail.get(path) {
+            Some(errno) => Err(*errno),
+            None => Ok(()),
+        }
+    }
+}
+
+impl CgroupFs for RecordingCgroupFs {
+    fn mkdir(&mut self, path: &str) -> nix::Result<()> {
+        self.answer(CgroupCall::Mkdir(path.into()), path)
+    }
+
+    fn write(&mut self, path: &str, contents: &str) -> nix::Result<()> {
+        self.answer(CgroupCall::Write(path.into(), contents.into()), path)
+    }
+
+    fn read(&mut self, path: &str) -> nix::Result<String> {
+        self.answer(CgroupCall::Read(path.into()), path)?;
+        self.files.get(path).cloned().ok_or(Errno::ENOENT)
+    }
+
+    fn rmdir(&mut self, path: &str) -> nix::Result<()> {
+        self.answer(CgroupCall::Rmdir(path.into()), path)
+    }
+}
+
+fn step_error(op: &str, path: &str, errno: Errno) -> SandboxError {
+    SandboxError::Step {
+        step: STEP,
+        op: op.to_string(),
+        path: path.to_string(),
+        errno,
+        hint: "The environment's resource limits need a cgroup v2 directory this user may \
+               write, with the memory, cpu and pids controllers enabled for it; `karapace-tui \
+               doctor` says what is missing here and how to fix it"
+            .into(),
+    }
+}
+
+/// A process's membership of the environment's cgroup, until it leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    dir: String,
+    /// The cgroup the process came from, to go back to (a cgroup with a process in it cannot
+    /// be removed).
+    home: String,
+    /// `oom_kill` of `memory.events` when the process joined (with a memory limit).
+    oom_kills: Option<u64>,
+    memory_max: Option<u64>,
+}
+
+/// This process's cgroup v2 directory: the `0::` line of `/proc/self/cgroup`, under the
+/// hierarchy's mount point.
+fn own_cgroup(fs: &mut dyn CgroupFs, hierarchy: &str) -> Result<String> {
+    let text = fs
+        .read("/proc/self/cgroup")
+        .map_err(|e| step_error("read", "/proc/self/cgroup", e))?;
+    let path = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or_else(|| step_error("find the `0::` line in", "/proc/self/cgroup", Errno::ENOENT))?;
+    let path = path.trim().trim_end_matches('/');
+    Ok(format!("{}{path}", hierarchy.trim_end_matches('/')))
+}
+
+fn oom_kills(fs: &mut dyn CgroupFs, dir: &str) -> Result<u64> {
+    let path = format!("{dir}/memory.events");
+    let text = fs.read(&path).map_err(|e| step_error("read", &path, e))?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0))
+}
+
+/// Moves process `pid` (this one) into the environment's cgroup. `create`: a cold start,
+/// which creates the cgroup (reusing one an earlier run left) and writes the limits first; a
+/// joining session only moves in (and creates it too if it is missing). `warn` gets what the
+/// user should know but that does not stop the run.
+pub fn enter(
+    fs: &mut dyn CgroupFs,
+    limits: &CgroupLimits,
+    create: bool,
+    pid: u32,
+    warn: &mut dyn FnMut(String),
+) -> Result<Membership> {
+    let home = own_cgroup(fs, &limits.hierarchy)?;
+    let procs = limits.file("cgroup.procs");
+    let moved = if create {
+        Err(Errno::ENOENT)
+    } else {
+        fs.write(&procs, &pid.to_string())
+    };
+    match moved {
+        Ok(()) => {}
+        Err(Errno::ENOENT) => {
+            setup(fs, limits, warn)?;
+            fs.write(&procs, &pid.to_string())
+                .map_err(|e| step_error("move the sandbox into", &procs, e))?;
+        }
+        Err(e) => return Err(step_error("move the sandbox into", &procs, e)),
+    }
+    let oom_kills = match limits.memory_max {
+        Some(_) => Some(oom_kills(fs, &limits.dir)?),
+        None => None,
+    };
+    Ok(Membership {
+        dir: limits.dir.clone(),
+        home,
+        oom_kills,
+        memory_max: limits.memory_max,
+    })
+}
+
+/// Creates the cgroup (EEXIST: an earlier run left it, empty or with processes on their way
+/// out; its limits are written again) and writes the limits.
+fn setup(fs: &mut dyn CgroupFs, limits: &CgroupLimits, warn: &mut dyn FnMut(String)) -> Result<()> {
+    let writes = limits.writes();
+    let (enable, files): (Vec<_>, Vec<_>) = writes
+        .iter()
+        .partition(|(path, _)| path.ends_with("/cgroup.subtree_control"));
+    for (path, value) in enable {
+        fs.write(path, value)
+            .map_err(|e| step_error(&format!("enable `{value}` in"), path, e))?;
+    }
+    match fs.mkdir(&limits.dir) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => {
+            return Err(step_error(
+                "create the environment's cgroup",
+                &limits.dir,
+                e,
+            ))
+        }
+    }
+    for (path, value) in files {
+        match fs.write(path, value) {
+            Ok(()) => {}
+            Err(Errno::ENOENT) if path.ends_with("/memory.swap.max") => warn(format!(
+                "{path} does not exist (the kernel does not account swap here): the \
+                 environment may use swap beyond its memory limit"
+            )),
+            Err(e) => return Err(step_error(&format!("write `{value}` to"), path, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Moves process `pid` back where it came from and removes the environment's cgroup if it is
+/// empty now. Returns what the user should be told: an OOM kill during the session, or why the
+/// cgroup could not be left.
+pub fn leave(fs: &mut dyn CgroupFs, membership: &Membership, pid: u32) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let (Some(before), Some(bytes)) = (membership.oom_kills, membership.memory_max) {
+        match oom_kills(fs, &membership.dir) {
+            Ok(after) if after > before => notes.push(format!(
+                "the environment reached its memory limit (memory_limit_mb = {}): the \
+                 kernel's OOM killer killed {} process(es) in it",
+                bytes >> 20,
+                after - before
+            )),
+            Ok(_) => {}
+            Err(e) => notes.push(e.to_string()),
+        }
+    }
+    let procs = format!("{}/cgroup.procs", membership.home);
+    if let Err(e) = fs.write(&procs, &pid.to_string()) {
+        notes.push(format!(
+            "{}; the environment's cgroup {} stays until `karapace-tui stop`",
+            step_error("move the helper back to", &procs, e),
+            membership.dir
+        ));
+        return notes;
+    }
+    match fs.rmdir(&membership.dir) {
+        // EBUSY: other sessions (or the environment's init) are still inside; the last one
+        // out removes it, or `stop` does.
+        Ok(()) | Err(Errno::EBUSY | Errno::ENOENT) => {}
+        Err(e) => notes
+            .push(step_error("remove the environment's cgroup", &membership.dir, e).to_string()),
+    }
+    notes
+}
+
+/// [`enter`] for this process, when the plan has a cgroup; warnings go to stderr (the
+/// session's).
+pub fn enter_plan_cgroup(limits: &Limits, create: bool) -> Result<Option<Membership>> {
+    let Some(cgroup) = &limits.cgroup else {
+        return Ok(None);
+    };
+    let mut warn = |w: String| eprintln!("karapace-tui: warning: {w}");
+    enter(
+        &mut LinuxCgroupFs,
+        cgroup,
+        create,
+        std::process::id(),
+        &mut warn,
+    )
+    .map(Some)
+}
+
+/// [`leave`] for this process; what the user should know goes to stderr.
+pub fn leave_plan_cgroup(membership: Option<Membership>) {
+    if let Some(m) = membership {
+        for note in leave(&mut LinuxCgroupFs, &m, std::process::id()) {
+            eprintln!("karapace-tui: {note}");
+        }
+    }
+}
+
+/// Sets the plan's rlimits on this process (the program's, just before exec), soft and hard
+/// limit alike, so the program cannot raise them again.
+pub fn apply_rlimits(rlimits: &[Rlimit]) -> Result<()> {
+    use nix::sys::resource::{setrlimit, Resource};
+    for r in rlimits {
+        let (resource, name) = match r.resource {
+            RlimitResource::Nofile => (Resource::RLIMIT_NOFILE, "RLIMIT_NOFILE"),
+            RlimitResource::Nproc => (Resource::RLIMIT_NPROC, "RLIMIT_NPROC"),
+        };
+        setrlimit(resource, r.limit, r.limit).map_err(|errno| SandboxError::Step {
+            step: "rlimit",
+            op: format!("setrlimit({name}, {})", r.limit),
+            path: "the program's process".into(),
+            errno,
+            hint: "Only root may raise a hard limit (setrlimit(2)); lower the manifest's limit \
+                   or raise the hard limit of the user (ulimit -H, limits.conf)"
+                .into(),
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_weight_follows_runc_and_crun() {
+        // The three points the formula is fitted through, and the kernel's raise of 1 to 2.
+        assert_eq!(cpu_weight(1), 1);
+        assert_eq!(cpu_weight(2), 1);
+        assert_eq!(cpu_weight(1024), 100);
+        assert_eq!(cpu_weight(262_144), 10_000);
+        // The rest of opencontainers/cgroups' table (utils_test.go, v0.0.5): just inside
+        // both ends.
+        assert_eq!(cpu_weight(3), 2);
+        assert_eq!(cpu_weight(262_143), 10_000);
+        let mut last = 0;
+        for shares in 1..=262_144 {
+            let w = cpu_weight(shares);
+            assert!((1..=10_000).contains(&w), "{shares} -> {w}");
+            assert!(w >= last, "not monotonic at {shares}");
+            last = w;
+        }
+    }
+
+    fn limits() -> CgroupLimits {
+        CgroupLimits {
+            hierarchy: "/sys/fs/cgroup".into(),
+            dir: "/sys/fs/cgroup/karapace-abc".into(),
+            enable: vec!["memory".into(), "pids".into()],
+            memory_max: Some(32 << 20),
+            cpu_weight: None,
+            pids_max: Some(20),
+        }
+    }
+
+    fn fake() -> RecordingCgroupFs {
+        let mut fs = RecordingCgroupFs::default();
+        fs.files.insert(
+            "/proc/self/cgroup".into(),
+            "0::/user.slice/session-1.scope\n".into(),
+        );
+        fs.files.insert(
+            "/sys/fs/cgroup/karapace-abc/memory.events".into(),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n".into(),
+        );
+        fs
+    }
+
+    #[test]
+    fn a_cold_start_sets_the_limits_before_it_moves_in() {
+        let mut fs = fake();
+        let mut warnings = Vec::new();
+        let m = enter(&mut fs, &limits(), true, 42, &mut |w| warnings.push(w)).expect("enter");
+        let w = |p: &str, v: &str| CgroupCall::Write(p.into(), v.into());
+        assert_eq!(
+            fs.calls,
+            vec![
+                CgroupCall::Read("/proc/self/cgroup".into()),
+                w("/sys/fs/cgroup/cgroup.subtree_control", "+memory +pids"),
+                CgroupCall::Mkdir("/sys/fs/cgroup/karapace-abc".into()),
+                w("/sys/fs/cgroup/karapace-abc/memory.max", "33554432"),
+                w("/sys/fs/cgroup/karapace-abc/memory.swap.max", "0"),
+                w("/sys/fs/cgroup/karapace-abc/pids.max", "20"),
+                w("/sys/fs/cgroup/karapace-abc/cgroup.procs", "42"),
+                CgroupCall::Read("/sys/fs/cgroup/karapace-abc/memory.events".into()),
+            ]
+        );
+        assert!(warnings.is_empty());
+        assert_eq!(m.home, "/sys/fs/cgroup/user.slice/session-1.scope");
+        assert_eq!(m.oom_kills, Some(1));
+
+        // Leaving: an OOM kill since is reported, the helper goes home, the cgroup goes.
+        fs.calls.clear();
+        fs.files.insert(
+            "/sys/fs/cgroup/karapace-abc/memory.events".into(),
+            "oom_kill 2\n".into(),
+        );
+        let notes = leave(&mut fs, &m, 42);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("memory_limit_mb = 32"), "{notes:?}");
+        assert!(notes[0].contains("killed 1 process"), "{notes:?}");
+        assert_eq!(
+            fs.calls[1..],
+            [
+                w(
+                    "/sys/fs/cgroup/user.slice/session-1.scope/cgroup.procs",
+                    "42"
+                ),
+                CgroupCall::Rmdir("/sys/fs/cgroup/karapace-abc".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_leftover_cgroup_is_reused_and_a_busy_one_is_left_to_the_last_session() {
+        let mut fs = fake();
+        fs.fail
+            .insert("/sys/fs/cgroup/karapace-abc".into(), Errno::EEXIST);
+        let m = enter(&mut fs, &limits(), true, 42, &mut |_| {}).expect("enter");
+        assert!(fs.calls.contains(&CgroupCall::Write(
+            "/sys/fs/cgroup/karapace-abc/cgroup.procs".into(),
+            "42".into()
+        )));
+        fs.fail
+            .insert("/sys/fs/cgroup/karapace-abc".into(), Errno::EBUSY);
+        fs.files.remove("/sys/fs/cgroup/karapace-abc/memory.events");
+        fs.files.insert(
+            "/sys/fs/cgroup/karapace-abc/memory.events".into(),
+            "oom_kill 1\n".into(),
+        );
+        assert_eq!(leave(&mut fs, &m, 42), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_joining_session_only_moves_in_unless_the_cgroup_is_gone() {
+        let mut fs = fake();
+        let mut c = limits();
+        c.memory_max = None;
+        enter(&mut fs, &c, false, 7, &mut |_| {}).expect("join");
+        assert_eq!(
+            fs.calls,
+            vec![
+                CgroupCall::Read("/proc/self/cgroup".into()),
+                CgroupCall::Write(
+                    "/sys/fs/cgroup/karapace-abc/cgroup.procs".into(),
+                    "7".into()
+                ),
+            ]
+        );
+        // Missing: created as by a cold start. The first move fails, the second works.
+        let mut fs = fake();
+        fs.fail.insert(
+            "/sys/fs/cgroup/karapace-abc/cgroup.procs".into(),
+            Errno::ENOENT,
+        );
+        let err = enter(&mut fs, &c, false, 7, &mut |_| {}).expect_err("still missing");
+        assert!(err.to_string().contains("cgroup.procs"), "{err}");
+        assert!(fs
+            .calls
+            .contains(&CgroupCall::Mkdir("/sys/fs/cgroup/karapace-abc".into())));
+    }
+
+    #[test]
+    fn failures_name_the_file_and_the_errno_and_missing_swap_accounting_warns() {
+        let mut fs = fake();
+        fs.fail.insert(
+            "/sys/fs/cgroup/karapace-abc/memory.swap.max".into(),
+            Errno::ENOENT,
+        );
+        let mut warnings = Vec::new();
+        enter(&mut fs, &limits(), true, 1, &mut |w| warnings.push(w)).expect("enter");
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("may use swap"), "{warnings:?}");
+
+        let mut fs = fake();
+        fs.fail
+            .insert("/sys/fs/cgroup/karapace-abc/pids.max".into(), Errno::EACCES);
+        let err = enter(&mut fs, &limits(), true, 1, &mut |_| {}).expect_err("EACCES");
+        let text = err.to_string();
+        assert!(
+            text.contains("pids.max") && text.contains("EACCES"),
+            "{text}"
+        );
+        assert!(text.contains("doctor"), "{text}");
+        assert!(
+            !fs.calls
+                .iter()
+                .any(|c| matches!(c, CgroupCall::Write(p, _) if p.ends_with("cgroup.procs"))),
+            "never moved into a cgroup whose limits are not all set"
+        );
+    }
+
+    #[test]
+    fn limits_are_left_out_of_the_plan_when_there_are_none() {
+        let json = serde_json::to_string(&Limits::default()).expect("json");
+        assert_eq!(json, "{}");
+        assert!(Limits::default().is_empty());
+    }
+}
