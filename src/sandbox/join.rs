@@ -311,12 +311,12 @@ pub enum Join {
     /// The program runs inside the environment; the parent end of its tie must stay open
     /// while we wait for it. With the plan's cgroup, this process is in it (and must leave
     /// it when the program has ended: `limits::leave_plan_cgroup`).
-    Started(Pid, Tie, Option<Membership>),
+    Started(Pid, Tie, Option<Membership<File>>),
     /// No running init: start the environment cold (the lock is still held).
     NotRunning,
     /// The init died while we were entering its namespaces: nothing ran, and this process can
     /// no longer start a cold sandbox (it is inside the dead environment's user namespace).
-    Vanished(Option<Membership>),
+    Vanished(Option<Membership<File>>),
 }
 
 /// Joins the init named by the record under `lock`, if it runs (see the module documentation).

@@ -25,7 +25,9 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 
 use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
@@ -151,17 +153,39 @@ impl CgroupLimits {
     }
 }
 
-/// The file-system calls the cgroup steps make.
+/// The file-system calls the cgroup steps make. What a session needs when it leaves is
+/// opened when it enters ([`CgroupFs::open`]): by then a cold start's stage 1 shares the
+/// sandbox's mount namespace, where `pivot_root` has made the sandbox's read-only /sys its
+/// root's too (pivot_root(2) moves every process of the namespace), so the host's cgroup
+/// files are reachable only through descriptors opened before. Writes through such a
+/// descriptor are checked with the credentials it was opened with (Linux 5.16, the fix of
+/// CVE-2021-4197), the caller's own, not those of the user namespace created after.
 pub trait CgroupFs {
+    /// An open cgroup file or directory.
+    type File;
     fn mkdir(&mut self, path: &str) -> nix::Result<()>;
     /// One write(2) of `contents` to an existing file (cgroup files take one value per write).
     fn write(&mut self, path: &str, contents: &str) -> nix::Result<()>;
     fn read(&mut self, path: &str) -> nix::Result<String>;
-    fn rmdir(&mut self, path: &str) -> nix::Result<()>;
+    /// Opens a file for reading and writing, or (`dir`) a directory.
+    fn open(&mut self, path: &str, dir: bool) -> nix::Result<Self::File>;
+    fn write_to(&mut self, file: &Self::File, contents: &str) -> nix::Result<()>;
+    /// The whole file again, from its start.
+    fn read_from(&mut self, file: &Self::File) -> nix::Result<String>;
+    /// Removes the (cgroup) directory `name` in the open directory `parent`.
+    fn rmdir_in(&mut self, parent: &Self::File, name: &str) -> nix::Result<()>;
 }
 
 fn errno_of(e: io::Error) -> Errno {
     Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+fn write_once(mut file: &fs::File, contents: &str) -> nix::Result<()> {
+    let written = file.write(contents.as_bytes()).map_err(errno_of)?;
+    if written != contents.len() {
+        return Err(Errno::EIO);
+    }
+    Ok(())
 }
 
 /// The real cgroup file system.
@@ -169,42 +193,68 @@ fn errno_of(e: io::Error) -> Errno {
 pub struct LinuxCgroupFs;
 
 impl CgroupFs for LinuxCgroupFs {
+    type File = fs::File;
+
     fn mkdir(&mut self, path: &str) -> nix::Result<()> {
         nix::unistd::mkdir(path, nix::sys::stat::Mode::from_bits_truncate(0o755))
     }
 
     fn write(&mut self, path: &str, contents: &str) -> nix::Result<()> {
-        let mut file = fs::OpenOptions::new()
+        let file = fs::OpenOptions::new()
             .write(true)
             .open(path)
             .map_err(errno_of)?;
-        let written = file.write(contents.as_bytes()).map_err(errno_of)?;
-        if written != contents.len() {
-            return Err(Errno::EIO);
-        }
-        Ok(())
+        write_once(&file, contents)
     }
 
     fn read(&mut self, path: &str) -> nix::Result<String> {
         fs::read_to_string(path).map_err(errno_of)
     }
 
-    fn rmdir(&mut self, path: &str) -> nix::Result<()> {
-        fs::remove_dir(path).map_err(errno_of)
+    fn open(&mut self, path: &str, dir: bool) -> nix::Result<fs::File> {
+        // Close-on-exec (std's default): the program must not inherit them.
+        let mut options = fs::OpenOptions::new();
+        if dir {
+            options.read(true).custom_flags(libc::O_DIRECTORY);
+        } else {
+            options.read(true).write(true);
+        }
+        options.open(path).map_err(errno_of)
+    }
+
+    fn write_to(&mut self, file: &fs::File, contents: &str) -> nix::Result<()> {
+        write_once(file, contents)
+    }
+
+    fn read_from(&mut self, mut file: &fs::File) -> nix::Result<String> {
+        let mut text = String::new();
+        file.seek(io::SeekFrom::Start(0))
+            .and_then(|_| file.read_to_string(&mut text))
+            .map_err(errno_of)?;
+        Ok(text)
+    }
+
+    fn rmdir_in(&mut self, parent: &fs::File, name: &str) -> nix::Result<()> {
+        nix::unistd::unlinkat(
+            Some(parent.as_raw_fd()),
+            name,
+            nix::unistd::UnlinkatFlags::RemoveDir,
+        )
     }
 }
 
-/// One recorded call of [`RecordingCgroupFs`].
+/// One recorded call of [`RecordingCgroupFs`] (calls through an open file name its path).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CgroupCall {
     Mkdir(String),
     Write(String, String),
     Read(String),
+    Open(String),
     Rmdir(String),
 }
 
 /// A fake [`CgroupFs`]: records calls, answers reads from `files` (ENOENT otherwise) and fails
-/// the paths in `fail` with their errno.
+/// the paths in `fail` with their errno. Its open files are their paths.
 #[derive(Debug, Default)]
 pub struct RecordingCgroupFs {
     pub calls: Vec<CgroupCall>,
@@ -223,6 +273,8 @@ impl RecordingCgroupFs {
 }
 
 impl CgroupFs for RecordingCgroupFs {
+    type File = String;
+
     fn mkdir(&mut self, path: &str) -> nix::Result<()> {
         self.answer(CgroupCall::Mkdir(path.into()), path)
     }
@@ -236,8 +288,22 @@ impl CgroupFs for RecordingCgroupFs {
         self.files.get(path).cloned().ok_or(Errno::ENOENT)
     }
 
-    fn rmdir(&mut self, path: &str) -> nix::Result<()> {
-        self.answer(CgroupCall::Rmdir(path.into()), path)
+    fn open(&mut self, path: &str, _dir: bool) -> nix::Result<String> {
+        self.answer(CgroupCall::Open(path.into()), &format!("open {path}"))?;
+        Ok(path.to_string())
+    }
+
+    fn write_to(&mut self, file: &String, contents: &str) -> nix::Result<()> {
+        self.write(file, contents)
+    }
+
+    fn read_from(&mut self, file: &String) -> nix::Result<String> {
+        self.read(file)
+    }
+
+    fn rmdir_in(&mut self, parent: &String, name: &str) -> nix::Result<()> {
+        let path = format!("{parent}/{name}");
+        self.answer(CgroupCall::Rmdir(path.clone()), &path)
     }
 }
 
@@ -254,21 +320,25 @@ fn step_error(op: &str, path: &str, errno: Errno) -> SandboxError {
     }
 }
 
-/// A process's membership of the environment's cgroup, until it leaves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Membership {
+/// A process's membership of the environment's cgroup, until it leaves, with what leaving
+/// needs already open.
+#[derive(Debug)]
+pub struct Membership<F> {
     dir: String,
-    /// The cgroup the process came from, to go back to (a cgroup with a process in it cannot
-    /// be removed).
-    home: String,
-    /// `oom_kill` of `memory.events` when the process joined (with a memory limit).
-    oom_kills: Option<u64>,
+    /// `cgroup.procs` of the cgroup the process came from, to go back to (a cgroup with a
+    /// process in it cannot be removed).
+    home_procs: (String, F),
+    /// The environment cgroup's parent directory, to remove it from.
+    parent: F,
+    /// `memory.events` and its `oom_kill` count when the process joined (with a memory
+    /// limit).
+    events: Option<(F, u64)>,
     memory_max: Option<u64>,
 }
 
 /// This process's cgroup v2 directory: the `0::` line of `/proc/self/cgroup`, under the
 /// hierarchy's mount point.
-fn own_cgroup(fs: &mut dyn CgroupFs, hierarchy: &str) -> Result<String> {
+fn own_cgroup<F: CgroupFs>(fs: &mut F, hierarchy: &str) -> Result<String> {
     let text = fs
         .read("/proc/self/cgroup")
         .map_err(|e| step_error("read", "/proc/self/cgroup", e))?;
@@ -280,28 +350,32 @@ fn own_cgroup(fs: &mut dyn CgroupFs, hierarchy: &str) -> Result<String> {
     Ok(format!("{}{path}", hierarchy.trim_end_matches('/')))
 }
 
-fn oom_kills(fs: &mut dyn CgroupFs, dir: &str) -> Result<u64> {
-    let path = format!("{dir}/memory.events");
-    let text = fs.read(&path).map_err(|e| step_error("read", &path, e))?;
-    Ok(text
-        .lines()
+fn oom_kills(text: &str) -> u64 {
+    text.lines()
         .find_map(|l| l.strip_prefix("oom_kill "))
         .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0))
+        .unwrap_or(0)
+}
+
+fn open<F: CgroupFs>(fs: &mut F, path: &str, dir: bool) -> Result<F::File> {
+    fs.open(path, dir).map_err(|e| step_error("open", path, e))
 }
 
 /// Moves process `pid` (this one) into the environment's cgroup. `create`: a cold start,
 /// which creates the cgroup (reusing one an earlier run left) and writes the limits first; a
 /// joining session only moves in (and creates it too if it is missing). `warn` gets what the
 /// user should know but that does not stop the run.
-pub fn enter(
-    fs: &mut dyn CgroupFs,
+pub fn enter<F: CgroupFs>(
+    fs: &mut F,
     limits: &CgroupLimits,
     create: bool,
     pid: u32,
     warn: &mut dyn FnMut(String),
-) -> Result<Membership> {
+) -> Result<Membership<F::File>> {
     let home = own_cgroup(fs, &limits.hierarchy)?;
+    let home_procs = format!("{home}/cgroup.procs");
+    let home_file = open(fs, &home_procs, false)?;
+    let parent = open(fs, limits.parent(), true)?;
     let procs = limits.file("cgroup.procs");
     let moved = if create {
         Err(Errno::ENOENT)
@@ -317,21 +391,33 @@ pub fn enter(
         }
         Err(e) => return Err(step_error("move the sandbox into", &procs, e)),
     }
-    let oom_kills = match limits.memory_max {
-        Some(_) => Some(oom_kills(fs, &limits.dir)?),
+    let events = match limits.memory_max {
+        Some(_) => {
+            let path = limits.file("memory.events");
+            let file = open(fs, &path, false)?;
+            let text = fs
+                .read_from(&file)
+                .map_err(|e| step_error("read", &path, e))?;
+            Some((file, oom_kills(&text)))
+        }
         None => None,
     };
     Ok(Membership {
         dir: limits.dir.clone(),
-        home,
-        oom_kills,
+        home_procs: (home_procs, home_file),
+        parent,
+        events,
         memory_max: limits.memory_max,
     })
 }
 
 /// Creates the cgroup (EEXIST: an earlier run left it, empty or with processes on their way
 /// out; its limits are written again) and writes the limits.
-fn setup(fs: &mut dyn CgroupFs, limits: &CgroupLimits, warn: &mut dyn FnMut(String)) -> Result<()> {
+fn setup<F: CgroupFs>(
+    fs: &mut F,
+    limits: &CgroupLimits,
+    warn: &mut dyn FnMut(String),
+) -> Result<()> {
     let writes = limits.writes();
     let (enable, files): (Vec<_>, Vec<_>) = writes
         .iter()
@@ -366,30 +452,33 @@ fn setup(fs: &mut dyn CgroupFs, limits: &CgroupLimits, warn: &mut dyn FnMut(Stri
 /// Moves process `pid` back where it came from and removes the environment's cgroup if it is
 /// empty now. Returns what the user should be told: an OOM kill during the session, or why the
 /// cgroup could not be left.
-pub fn leave(fs: &mut dyn CgroupFs, membership: &Membership, pid: u32) -> Vec<String> {
+pub fn leave<F: CgroupFs>(fs: &mut F, membership: &Membership<F::File>, pid: u32) -> Vec<String> {
     let mut notes = Vec::new();
-    if let (Some(before), Some(bytes)) = (membership.oom_kills, membership.memory_max) {
-        match oom_kills(fs, &membership.dir) {
-            Ok(after) if after > before => notes.push(format!(
+    if let (Some((file, before)), Some(bytes)) = (&membership.events, membership.memory_max) {
+        match fs.read_from(file) {
+            Ok(text) if oom_kills(&text) > *before => notes.push(format!(
                 "the environment reached its memory limit (memory_limit_mb = {}): the \
                  kernel's OOM killer killed {} process(es) in it",
                 bytes >> 20,
-                after - before
+                oom_kills(&text) - before
             )),
             Ok(_) => {}
-            Err(e) => notes.push(e.to_string()),
+            Err(e) => notes.push(
+                step_error("read", &format!("{}/memory.events", membership.dir), e).to_string(),
+            ),
         }
     }
-    let procs = format!("{}/cgroup.procs", membership.home);
-    if let Err(e) = fs.write(&procs, &pid.to_string()) {
+    let (home_procs, home_file) = &membership.home_procs;
+    if let Err(e) = fs.write_to(home_file, &pid.to_string()) {
         notes.push(format!(
             "{}; the environment's cgroup {} stays until `karapace-tui stop`",
-            step_error("move the helper back to", &procs, e),
+            step_error("move the helper back to", home_procs, e),
             membership.dir
         ));
         return notes;
     }
-    match fs.rmdir(&membership.dir) {
+    let name = membership.dir.rsplit('/').next().unwrap_or_default();
+    match fs.rmdir_in(&membership.parent, name) {
         // EBUSY: other sessions (or the environment's init) are still inside; the last one
         // out removes it, or `stop` does.
         Ok(()) | Err(Errno::EBUSY | Errno::ENOENT) => {}
@@ -401,7 +490,7 @@ pub fn leave(fs: &mut dyn CgroupFs, membership: &Membership, pid: u32) -> Vec<St
 
 /// [`enter`] for this process, when the plan has a cgroup; warnings go to stderr (the
 /// session's).
-pub fn enter_plan_cgroup(limits: &Limits, create: bool) -> Result<Option<Membership>> {
+pub fn enter_plan_cgroup(limits: &Limits, create: bool) -> Result<Option<Membership<fs::File>>> {
     let Some(cgroup) = &limits.cgroup else {
         return Ok(None);
     };
@@ -417,7 +506,7 @@ pub fn enter_plan_cgroup(limits: &Limits, create: bool) -> Result<Option<Members
 }
 
 /// [`leave`] for this process; what the user should know goes to stderr.
-pub fn leave_plan_cgroup(membership: Option<Membership>) {
+pub fn leave_plan_cgroup(membership: Option<Membership<fs::File>>) {
     if let Some(m) = membership {
         for note in leave(&mut LinuxCgroupFs, &m, std::process::id()) {
             eprintln!("karapace-tui: {note}");
@@ -505,18 +594,24 @@ mod tests {
             fs.calls,
             vec![
                 CgroupCall::Read("/proc/self/cgroup".into()),
+                CgroupCall::Open("/sys/fs/cgroup/user.slice/session-1.scope/cgroup.procs".into()),
+                CgroupCall::Open("/sys/fs/cgroup".into()),
                 w("/sys/fs/cgroup/cgroup.subtree_control", "+memory +pids"),
                 CgroupCall::Mkdir("/sys/fs/cgroup/karapace-abc".into()),
                 w("/sys/fs/cgroup/karapace-abc/memory.max", "33554432"),
                 w("/sys/fs/cgroup/karapace-abc/memory.swap.max", "0"),
                 w("/sys/fs/cgroup/karapace-abc/pids.max", "20"),
                 w("/sys/fs/cgroup/karapace-abc/cgroup.procs", "42"),
+                CgroupCall::Open("/sys/fs/cgroup/karapace-abc/memory.events".into()),
                 CgroupCall::Read("/sys/fs/cgroup/karapace-abc/memory.events".into()),
             ]
         );
         assert!(warnings.is_empty());
-        assert_eq!(m.home, "/sys/fs/cgroup/user.slice/session-1.scope");
-        assert_eq!(m.oom_kills, Some(1));
+        assert_eq!(
+            m.home_procs.0,
+            "/sys/fs/cgroup/user.slice/session-1.scope/cgroup.procs"
+        );
+        assert_eq!(m.events.as_ref().map(|e| e.1), Some(1));
 
         // Leaving: an OOM kill since is reported, the helper goes home, the cgroup goes.
         fs.calls.clear();
@@ -570,6 +665,8 @@ mod tests {
             fs.calls,
             vec![
                 CgroupCall::Read("/proc/self/cgroup".into()),
+                CgroupCall::Open("/sys/fs/cgroup/user.slice/session-1.scope/cgroup.procs".into()),
+                CgroupCall::Open("/sys/fs/cgroup".into()),
                 CgroupCall::Write(
                     "/sys/fs/cgroup/karapace-abc/cgroup.procs".into(),
                     "7".into()
