@@ -155,5 +155,7 @@ fn what_is_not_enforced_yet_is_said_on_every_run() {
     );
 }
 
+#[path = "namespace/limits.rs"]
+mod limits;
 #[path = "namespace/sessions.rs"]
 mod sessions;
