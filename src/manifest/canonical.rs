@@ -138,4 +138,13 @@ mod tests {
             .canonical_json()
             .contains(r#""image":"url:https://Host/R.tar.xz""#));
     }
+
+    #[test]
+    fn pids_and_open_files_appear_only_when_set() {
+        let m = ok("manifest_version = 1\n[base]\nimage = \"tumbleweed\"\n\
+                    [runtime.resource_limits]\npids_limit = 64\nopen_files = 1024\n");
+        assert!(m.canonical_json().ends_with(
+            r#""runtime":{"backend":"namespace","network_isolation":false,"open_files":1024,"pids_limit":64}}"#
+        ));
+    }
 }

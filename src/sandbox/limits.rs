@@ -722,4 +722,19 @@ mod tests {
         assert_eq!(json, "{}");
         assert!(Limits::default().is_empty());
     }
+
+    #[test]
+    fn a_plan_refuses_a_cgroup_outside_its_hierarchy() {
+        use crate::sandbox::tests::fixtures::rootless_spec;
+        let mut plan = rootless_spec().plan();
+        plan.limits.cgroup = Some(Box::new(limits()));
+        plan.validate().expect("valid");
+        for dir in ["/sys/fs/cgroup/../../etc", "/tmp/karapace-abc", "relative"] {
+            plan.limits.cgroup = Some(Box::new(CgroupLimits {
+                dir: dir.into(),
+                ..limits()
+            }));
+            assert!(plan.validate().is_err(), "{dir}");
+        }
+    }
 }
