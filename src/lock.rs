@@ -111,6 +111,33 @@ pub struct LockedRuntime {
     pub cpu_shares: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit_mb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_files: Option<u64>,
+}
+
+impl LockedRuntime {
+    /// Whether any resource limit is set (without one, running costs nothing extra).
+    pub fn has_limits(&self) -> bool {
+        self.cpu_shares.is_some()
+            || self.memory_limit_mb.is_some()
+            || self.pids_limit.is_some()
+            || self.open_files.is_some()
+    }
+
+    /// The limits that are set, as `name = value` pairs in the manifest's spelling.
+    pub fn limits(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("cpu_shares", self.cpu_shares),
+            ("memory_limit_mb", self.memory_limit_mb),
+            ("pids_limit", self.pids_limit),
+            ("open_files", self.open_files),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name, v)))
+        .collect()
+    }
 }
 
 /// Everything that goes into the identity, in the shape it is stored in `karapace.lock`.
@@ -172,6 +199,8 @@ impl LockFile {
                 network_isolation: manifest.runtime.network_isolation,
                 cpu_shares: limits.cpu_shares,
                 memory_limit_mb: limits.memory_limit_mb,
+                pids_limit: limits.pids_limit,
+                open_files: limits.open_files,
             },
         };
         lock.env_id = lock.compute_identity();
@@ -211,6 +240,12 @@ impl LockFile {
             }
             if let Some(mem) = self.runtime.memory_limit_mb {
                 runtime.insert("memory_limit_mb".into(), mem.into());
+            }
+            if let Some(pids) = self.runtime.pids_limit {
+                runtime.insert("pids_limit".into(), pids.into());
+            }
+            if let Some(files) = self.runtime.open_files {
+                runtime.insert("open_files".into(), files.into());
             }
         }
         // serde_json's Map is a BTreeMap (the preserve_order feature is off), so keys come out
@@ -390,11 +425,8 @@ fn describe_runtime(r: &LockedRuntime) -> String {
         "backend={} network_isolation={}",
         r.backend, r.network_isolation
     );
-    if let Some(c) = r.cpu_shares {
-        s.push_str(&format!(" cpu_shares={c}"));
-    }
-    if let Some(m) = r.memory_limit_mb {
-        s.push_str(&format!(" memory_limit_mb={m}"));
+    for (name, value) in r.limits() {
+        s.push_str(&format!(" {name}={value}"));
     }
     s
 }

@@ -139,19 +139,15 @@ fn what_is_not_enforced_yet_is_said_on_every_run() {
     let Some((fx, tarball)) = setup("what_is_not_enforced_yet") else {
         return;
     };
-    let extra = "[runtime.resource_limits]\nmemory_limit_mb = 512\n";
+    // Resource limits: tests/namespace/limits.rs.
     write(
         &fx,
         "deb",
-        &manifest(&tarball, extra).replace("[runtime]", "[hardware]\ngpu = true\n[runtime]"),
+        &manifest(&tarball, "").replace("[runtime]", "[hardware]\ngpu = true\n[runtime]"),
     );
     fx.build_real("deb");
     let out = fx.run(&["exec", "deb", "--", "true"]);
     out.ok();
-    assert!(
-        out.stderr.contains("memory_limit_mb = 512 is NOT applied"),
-        "{out:?}"
-    );
     assert!(
         out.stderr
             .contains("gpu/audio devices are NOT passed through"),
@@ -159,5 +155,7 @@ fn what_is_not_enforced_yet_is_said_on_every_run() {
     );
 }
 
+#[path = "namespace/limits.rs"]
+mod limits;
 #[path = "namespace/sessions.rs"]
 mod sessions;

@@ -417,6 +417,8 @@ fn a_failed_step_names_itself_and_leaves_nothing_behind() {
     }
 }
 
+#[path = "sandbox/cgroup.rs"]
+mod cgroup;
 #[path = "sandbox/fuse.rs"]
 mod fuse;
 #[path = "sandbox/network.rs"]

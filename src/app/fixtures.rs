@@ -103,6 +103,8 @@ pub fn details(env: &EnvSummary) -> EnvDetails {
                 network_isolation: false,
                 cpu_shares: None,
                 memory_limit_mb: Some(2048),
+                pids_limit: None,
+                open_files: None,
             },
         },
     }

@@ -114,13 +114,13 @@ pub fn inspect(d: &EnvDetails) -> String {
         }
         .into(),
     );
-    let mut limits = Vec::new();
-    if let Some(c) = d.lock.runtime.cpu_shares {
-        limits.push(format!("cpu_shares={c}"));
-    }
-    if let Some(m) = d.lock.runtime.memory_limit_mb {
-        limits.push(format!("memory_limit_mb={m}"));
-    }
+    let limits: Vec<String> = d
+        .lock
+        .runtime
+        .limits()
+        .into_iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
     line(
         "limits",
         if limits.is_empty() {

@@ -39,6 +39,12 @@ impl Manifest {
             "network_isolation".into(),
             Value::from(self.runtime.network_isolation),
         );
+        if let Some(files) = self.runtime.limits.open_files {
+            runtime.insert("open_files".into(), Value::from(files));
+        }
+        if let Some(pids) = self.runtime.limits.pids_limit {
+            runtime.insert("pids_limit".into(), Value::from(pids));
+        }
 
         let mut top = Map::new();
         top.insert("base".into(), Value::Object(base));
@@ -131,5 +137,14 @@ mod tests {
         assert!(url
             .canonical_json()
             .contains(r#""image":"url:https://Host/R.tar.xz""#));
+    }
+
+    #[test]
+    fn pids_and_open_files_appear_only_when_set() {
+        let m = ok("manifest_version = 1\n[base]\nimage = \"tumbleweed\"\n\
+                    [runtime.resource_limits]\npids_limit = 64\nopen_files = 1024\n");
+        assert!(m.canonical_json().ends_with(
+            r#""runtime":{"backend":"namespace","network_isolation":false,"open_files":1024,"pids_limit":64}}"#
+        ));
     }
 }

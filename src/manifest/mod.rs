@@ -54,6 +54,14 @@ pub const CPU_SHARES_RANGE: (u64, u64) = (1, 262_144);
 /// (`mb << 20`) cannot overflow.
 pub const MAX_MEMORY_LIMIT_MB: u64 = (i64::MAX as u64) >> 20;
 
+/// `pids_limit`: at least 8, because the sandbox's own helper processes count too (see
+/// docs/manifest.md), and at most the kernel's `PID_MAX_LIMIT` on 64-bit (2^22).
+pub const PIDS_LIMIT_RANGE: (u64, u64) = (8, 4_194_304);
+
+/// `open_files`: at least 16 (a shell and its pipes), at most 1048576, the kernel's default
+/// `fs.nr_open`, above which setrlimit(2) fails with EPERM even for root.
+pub const OPEN_FILES_RANGE: (u64, u64) = (16, 1_048_576);
+
 /// What parsing needs from the outside world, injected so tests do not depend on the real user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseEnv {
@@ -100,6 +108,16 @@ pub struct Hardware {
 pub struct ResourceLimits {
     pub cpu_shares: Option<u64>,
     pub memory_limit_mb: Option<u64>,
+    /// Processes and threads at once (cgroup `pids.max`).
+    pub pids_limit: Option<u64>,
+    /// Open file descriptors per process (`RLIMIT_NOFILE`).
+    pub open_files: Option<u64>,
+}
+
+impl ResourceLimits {
+    pub fn is_empty(&self) -> bool {
+        *self == ResourceLimits::default()
+    }
 }
 
 /// `[runtime]`.
@@ -380,6 +398,18 @@ impl Validator<'_> {
                 "runtime.resource_limits.memory_limit_mb",
                 1,
                 MAX_MEMORY_LIMIT_MB,
+            )?,
+            pids_limit: self.in_range(
+                raw_limits.pids_limit,
+                "runtime.resource_limits.pids_limit",
+                PIDS_LIMIT_RANGE.0,
+                PIDS_LIMIT_RANGE.1,
+            )?,
+            open_files: self.in_range(
+                raw_limits.open_files,
+                "runtime.resource_limits.open_files",
+                OPEN_FILES_RANGE.0,
+                OPEN_FILES_RANGE.1,
             )?,
         };
         Ok(RuntimeConfig {

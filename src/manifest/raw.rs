@@ -83,6 +83,8 @@ pub struct RawRuntime {
 pub struct RawResourceLimits {
     pub cpu_shares: Option<Spanned<i64>>,
     pub memory_limit_mb: Option<Spanned<i64>>,
+    pub pids_limit: Option<Spanned<i64>>,
+    pub open_files: Option<Spanned<i64>>,
 }
 
 /// Reads the text into the raw shape; the error keeps toml's span.

@@ -142,13 +142,8 @@ fn defaults_fill_every_optional_section() {
     assert_eq!(m.runtime, RuntimeConfig::default());
     assert_eq!(m.runtime.backend, BackendKind::Namespace);
     assert!(!m.runtime.network_isolation);
-    assert_eq!(
-        m.runtime.limits,
-        ResourceLimits {
-            cpu_shares: None,
-            memory_limit_mb: None
-        }
-    );
+    assert_eq!(m.runtime.limits, ResourceLimits::default());
+    assert!(m.runtime.limits.is_empty());
     assert_eq!(m.base.sha256, None);
 }
 
@@ -445,13 +440,16 @@ fn backend_is_checked_at_parse_time() {
 #[test]
 fn resource_limits_are_range_checked() {
     let m = ok(&with(
-        "[runtime.resource_limits]\ncpu_shares = 262144\nmemory_limit_mb = 1\n",
+        "[runtime.resource_limits]\ncpu_shares = 262144\nmemory_limit_mb = 1\npids_limit = 8\n\
+         open_files = 1048576\n",
     ));
     assert_eq!(
         m.runtime.limits,
         ResourceLimits {
             cpu_shares: Some(262_144),
-            memory_limit_mb: Some(1)
+            memory_limit_mb: Some(1),
+            pids_limit: Some(8),
+            open_files: Some(1_048_576),
         }
     );
     assert_eq!(
@@ -466,6 +464,11 @@ fn resource_limits_are_range_checked() {
         ("cpu_shares", "262145"),
         ("cpu_shares", "-5"),
         ("memory_limit_mb", "0"),
+        ("pids_limit", "7"),
+        ("pids_limit", "4194305"),
+        ("open_files", "15"),
+        ("open_files", "1048577"),
+        ("open_files", "-1"),
     ] {
         let (_, _, field, problem) = invalid(&with(&format!(
             "[runtime.resource_limits]\n{key} = {value}\n"

@@ -47,26 +47,39 @@ impl Layout {
     }
 }
 
-pub fn layout(host: &dyn Host) -> Layout {
+/// The cgroup v2 hierarchy's kind and mount point, from the file system types under
+/// /sys/fs/cgroup (statfs(2)).
+fn mount(host: &dyn Host) -> (Hierarchy, Option<PathBuf>) {
     let root = Path::new("/sys/fs/cgroup");
     let unified = root.join("unified");
-    let (hierarchy, mount) = match host.fs_kind(root) {
+    match host.fs_kind(root) {
         Ok(FsKind::Cgroup2) => (Hierarchy::Unified, Some(root.to_path_buf())),
         Ok(FsKind::Tmpfs) if host.fs_kind(&unified).is_ok_and(|k| k == FsKind::Cgroup2) => {
             (Hierarchy::Hybrid, Some(unified))
         }
         Ok(_) => (Hierarchy::Legacy, None),
         Err(e) => (Hierarchy::Unknown(format!("{}: {e}", root.display())), None),
-    };
-    let own = mount.and_then(|mount| {
-        let text = host.read(Path::new("/proc/self/cgroup")).ok()?;
-        let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-        Some(mount.join(path.trim().trim_start_matches('/')))
-    });
+    }
+}
+
+/// This process's cgroup v2 directory: the `0::` line of `/proc/self/cgroup` under `mount`.
+fn own_cgroup(host: &dyn Host, mount: &Path) -> Option<PathBuf> {
+    let text = host.read(Path::new("/proc/self/cgroup")).ok()?;
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    Some(mount.join(path.trim().trim_start_matches('/')))
+}
+
+fn words(host: &dyn Host, path: &Path) -> Option<Vec<String>> {
+    let text = host.read(path).ok()?;
+    Some(text.split_whitespace().map(str::to_string).collect())
+}
+
+pub fn layout(host: &dyn Host) -> Layout {
+    let (hierarchy, mount) = mount(host);
+    let own = mount.and_then(|mount| own_cgroup(host, &mount));
     let controllers = own
         .as_ref()
-        .and_then(|dir| host.read(&dir.join("cgroup.controllers")).ok())
-        .map(|t| t.split_whitespace().map(str::to_string).collect())
+        .and_then(|dir| words(host, &dir.join("cgroup.controllers")))
         .unwrap_or_default();
     let writable = own.as_ref().is_some_and(|dir| {
         host.writable(dir)
@@ -81,6 +94,120 @@ pub fn layout(host: &dyn Host) -> Layout {
     }
 }
 
+/// Where the namespace backend creates an environment's cgroup, or why it cannot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    Usable {
+        /// The cgroup v2 mount point.
+        hierarchy: PathBuf,
+        /// The cgroup environments' cgroups are created in.
+        parent: PathBuf,
+        /// Controllers enabled for its children (`cgroup.subtree_control`).
+        enabled: Vec<String>,
+        /// Controllers available but not enabled yet, which we may enable (as root).
+        can_enable: Vec<String>,
+    },
+    Unusable {
+        /// Why, in one sentence (no fix).
+        why: String,
+        /// The cgroup v2 hierarchy is there (else the fix is to boot with it).
+        unified: bool,
+    },
+}
+
+impl Placement {
+    /// Whether `controller` can limit an environment here.
+    pub fn has(&self, controller: &str) -> bool {
+        match self {
+            Placement::Usable {
+                enabled,
+                can_enable,
+                ..
+            } => enabled.iter().chain(can_enable).any(|c| c == controller),
+            Placement::Unusable { .. } => false,
+        }
+    }
+}
+
+/// Where an environment's cgroup goes for this caller (`uid`, or real root with `root`):
+/// - as root, directly under the hierarchy's root, whose `cgroup.subtree_control` root may
+///   change (the root cgroup is exempt from the no-internal-processes rule, cgroups(7));
+/// - rootless, under the systemd user manager's cgroup (`user@UID.service`), which systemd
+///   delegates to the user (systemd.resource-control(5) `Delegate=`), when this process sits in
+///   it; the controllers are the ones systemd enabled there. Moving our processes between its
+///   children needs write access to that common ancestor (cgroups(7), "Cgroups v2
+///   delegation"), which is checked here.
+pub fn placement(host: &dyn Host, uid: u32, root: bool) -> Placement {
+    let unusable = |why: String, unified| Placement::Unusable { why, unified };
+    let (hierarchy, mount) = mount(host);
+    let mount = match (&hierarchy, mount) {
+        (Hierarchy::Unified, Some(mount)) => mount,
+        (Hierarchy::Hybrid, _) => {
+            return unusable(
+                "the host uses hybrid cgroups, where the memory, cpu and pids controllers are \
+                 on cgroup v1"
+                    .into(),
+                false,
+            )
+        }
+        (Hierarchy::Unknown(why), _) => {
+            return unusable(
+                format!("the cgroup hierarchy cannot be read ({why})"),
+                false,
+            )
+        }
+        _ => return unusable("the host has no cgroup v2 hierarchy".into(), false),
+    };
+    let usable =
+        |parent: PathBuf, enabled: Vec<String>, can_enable: Vec<String>| Placement::Usable {
+            hierarchy: mount.clone(),
+            parent,
+            enabled,
+            can_enable,
+        };
+    if root {
+        let enabled = words(host, &mount.join("cgroup.subtree_control")).unwrap_or_default();
+        let can_enable = words(host, &mount.join("cgroup.controllers"))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| !enabled.contains(c))
+            .collect();
+        return usable(mount.clone(), enabled, can_enable);
+    }
+    let manager = format!("user@{uid}.service");
+    let Some(own) = own_cgroup(host, &mount) else {
+        return unusable(
+            "/proc/self/cgroup names no cgroup v2 directory".into(),
+            true,
+        );
+    };
+    let Some(parent) = own
+        .ancestors()
+        .find(|dir| dir.file_name().is_some_and(|n| n == manager.as_str()))
+    else {
+        return unusable(
+            format!(
+                "this process runs in {}, outside the systemd user manager's cgroup \
+                 ({manager}), the one systemd delegates to the user",
+                own.display()
+            ),
+            true,
+        );
+    };
+    let writable = [parent.to_path_buf(), parent.join("cgroup.procs")]
+        .iter()
+        .chain([&parent.join("cgroup.subtree_control")])
+        .all(|p| host.writable(p));
+    if !writable {
+        return unusable(
+            format!("{} is not delegated to this user", parent.display()),
+            true,
+        );
+    }
+    let enabled = words(host, &parent.join("cgroup.subtree_control")).unwrap_or_default();
+    usable(parent.to_path_buf(), enabled, Vec::new())
+}
+
 pub fn check(host: &dyn Host, fixes: &Fixes, layout: &Layout) -> Check {
     let check = |status, meaning| {
         Check::new(
@@ -91,11 +218,7 @@ pub fn check(host: &dyn Host, fixes: &Fixes, layout: &Layout) -> Check {
             meaning,
         )
     };
-    let limits = "[runtime.resource_limits] need it";
-    let own = layout
-        .own
-        .as_ref()
-        .map_or_else(|| "?".to_string(), |p| p.display().to_string());
+    let limits = "memory_limit_mb, cpu_shares and pids_limit are not enforced";
     match &layout.hierarchy {
         Hierarchy::Unknown(why) => {
             return check(
@@ -109,43 +232,45 @@ pub fn check(host: &dyn Host, fixes: &Fixes, layout: &Layout) -> Check {
             } else {
                 "cgroup v1 only"
             };
-            return check(
-                Status::Warn,
-                format!("{which}, so limits cannot be enforced through cgroup v2; {limits}"),
-            )
-            .fix(fixes.unified_cgroups());
+            return check(Status::Warn, format!("{which}, so {limits}"))
+                .fix(fixes.unified_cgroups());
         }
         Hierarchy::Unified => {}
     }
-    let who = host.ids().who();
-    if layout.delegated() {
+    let ids = host.ids();
+    let who = ids.who();
+    let scope = "or run it inside the user manager's cgroup: systemd-run --user --scope -p \
+                 Delegate=yes karapace-tui …";
+    let placement = placement(host, ids.uid, ids.is_root());
+    let parent = match &placement {
+        Placement::Unusable { why, .. } => {
+            return check(Status::Warn, format!("cgroup v2, but {why}, so {limits}"))
+                .fix(format!("{}, {scope}", fixes.delegate_cgroups()));
+        }
+        Placement::Usable { parent, .. } => parent,
+    };
+    let missing: Vec<&str> = NEEDED
+        .iter()
+        .filter(|c| !placement.has(c))
+        .copied()
+        .collect();
+    if missing.is_empty() {
         return check(
             Status::Pass,
             format!(
-                "cgroup v2; {own} is writable by {who} with the {} controllers: limits can be \
-                 enforced",
+                "cgroup v2; environments with limits get a cgroup under {}, writable by {who} \
+                 with the {} controllers",
+                parent.display(),
                 NEEDED.join(", ")
             ),
         );
     }
-    let scope = "or run it in a delegated scope: systemd-run --user --scope -p Delegate=yes \
-                 karapace-tui";
-    if !layout.writable {
-        return check(
-            Status::Warn,
-            format!("cgroup v2, but {own} is not delegated to {who}; {limits}"),
-        )
-        .fix(format!("{}, {scope}", fixes.delegate_cgroups()));
-    }
-    let missing: Vec<&str> = NEEDED
-        .iter()
-        .filter(|c| !layout.controllers.iter().any(|h| h == *c))
-        .copied()
-        .collect();
     check(
         Status::Warn,
         format!(
-            "cgroup v2; {own} is writable by {who} but lacks the {} controller(s); {limits}",
+            "cgroup v2; {} is writable by {who} but lacks the {} controller(s), so the limits \
+             that need them are not enforced",
+            parent.display(),
             missing.join(", ")
         ),
     )

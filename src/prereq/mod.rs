@@ -15,7 +15,7 @@
 //! overlay, fuse-overlayfs, id mapping), `cgroup` (v2 delegation), `oci` (runtimes found and
 //! tried).
 
-mod cgroup;
+pub mod cgroup;
 pub mod distro;
 pub mod host;
 mod namespace;

@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod install;
+pub mod limits;
 pub mod mock;
 pub mod namespace;
 pub mod pending;

@@ -205,6 +205,11 @@ impl RuntimeBackend for NamespaceBackend {
             "namespace: environment on image {} ({}), changes in upper/",
             record.reference, record.sha256
         )));
+        // Said at build time too, so a limit this host cannot enforce is known before the
+        // first session.
+        if req.lock.runtime.has_limits() {
+            limits_here(req.lock, req.events);
+        }
         Ok(BuildOutput { layers: Vec::new() })
     }
 
@@ -224,7 +229,14 @@ impl RuntimeBackend for NamespaceBackend {
             req.events.emit(Event::warn(warning));
         }
         let spec = self.spec(req, &lower)?;
-        let plan = spec.plan();
+        let mut plan = spec.plan();
+        // Nothing is probed or read when the manifest sets no limit.
+        if req.lock.runtime.has_limits() {
+            plan.limits = limits_here(req.lock, req.events);
+            if let Some(cgroup) = &plan.limits.cgroup {
+                super::limits::record(req.env_dir, cgroup)?;
+            }
+        }
         // The helper joins the environment if it runs (overlayfs must not mount one upper
         // directory twice), else starts it and records its init there. The overlay's volatile
         // marker is cleared by the helper too, under the record's lock, and only when it starts
@@ -273,6 +285,8 @@ impl RuntimeBackend for NamespaceBackend {
         // left in the environment.
         let stopped = stop_sessions(store, id, KIND)?;
         stop_init(&init_record(&store.env_dir(id)), KIND)?;
+        // Its cgroup, when the last session could not remove it (the init outlived it).
+        super::limits::remove_leftover(&store.env_dir(id))?;
         Ok(stopped)
     }
 
@@ -283,7 +297,7 @@ impl RuntimeBackend for NamespaceBackend {
         if work.exists() {
             sandbox::check::open_overlay_work_dir(&work);
         }
-        Ok(())
+        super::limits::remove_leftover(env_dir)
     }
 
     fn supports_read_only(&self) -> bool {
@@ -440,18 +454,6 @@ impl NamespaceBackend {
 /// silently dropped.
 fn unenforced(lock: &crate::lock::LockFile) -> Vec<String> {
     let mut out = Vec::new();
-    let limits = [
-        ("cpu_shares", lock.runtime.cpu_shares),
-        ("memory_limit_mb", lock.runtime.memory_limit_mb),
-    ];
-    for (name, value) in limits {
-        if let Some(value) = value {
-            out.push(format!(
-                "namespace backend: resource limit {name} = {value} is NOT applied yet \
-                 (cgroup limits are not implemented; see docs/roadmap.md)"
-            ));
-        }
-    }
     if lock.gpu || lock.audio {
         out.push(
             "namespace backend: [hardware] gpu/audio devices are NOT passed through yet \
@@ -467,6 +469,20 @@ fn unenforced(lock: &crate::lock::LockFile) -> Vec<String> {
         );
     }
     out
+}
+
+/// The lock's resource limits as this host can enforce them (`super::limits`); a warning
+/// for each one it cannot.
+fn limits_here(
+    lock: &crate::lock::LockFile,
+    events: &dyn crate::events::EventSink,
+) -> sandbox::limits::Limits {
+    let host = super::limits::HostFacts::here(&lock.runtime);
+    let enforcement = super::limits::enforcement(&lock.runtime, &lock.short_id, &host);
+    for warning in enforcement.warnings {
+        events.emit(Event::warn(warning));
+    }
+    enforcement.limits
 }
 
 /// The interactive shell: the user's own (`$SHELL`) when the environment has it, else bash,

@@ -170,6 +170,7 @@ impl RootfsSpec {
             argv: self.argv.clone(),
             env: self.env.clone(),
             cwd: self.cwd.clone(),
+            limits: Default::default(),
         }
     }
 }

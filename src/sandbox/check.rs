@@ -274,6 +274,7 @@ fn run_probe(helper: &Path, steps: Vec<SetupStep>, plan_dir: &Path) -> Result<()
         argv: Vec::new(),
         env: Vec::new(),
         cwd: "/".into(),
+        limits: Default::default(),
     };
     let file = PlanFile::write_unchecked(&plan, plan_dir).map_err(|e| e.to_string())?;
     let child = spawn::start(

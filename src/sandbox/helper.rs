@@ -35,6 +35,10 @@
 //!   deletes TREE as root of that namespace: files a sandbox gave to subordinate ids, which the
 //!   user cannot delete on the host ([`super::remove`]).
 //!
+//! With resource limits (`limits.rs`), stage 1 moves itself into the environment's cgroup before
+//! it creates any namespace (a cold start creates the cgroup first; a join moves in before
+//! `setns`), and moves back and removes the cgroup when its program has ended.
+//!
 //! Every process of the helper sets `PR_SET_PDEATHSIG` to SIGKILL, so the sandbox dies with
 //! whoever started it; only an init that stays for joined sessions clears it (after its own session ended).
 //! Exit codes: the program's, or 125 (setup failed), 126 (cannot execute), 127 (not found).
@@ -58,6 +62,7 @@ use super::error::{Result, SandboxError, EXIT_SETUP_FAILED};
 use super::exec::{apply_steps_in, apply_steps_with};
 use super::fork::ThreadCount;
 use super::join::{try_join, Join, ProcStat, RecordFile, RecordLock};
+use super::limits::{enter_plan_cgroup, leave_plan_cgroup};
 use super::plan::{SandboxPlan, SetupStep, Stage};
 use super::program::{exec_program, fork_tied, ExecAttrs, Started};
 use super::supervise::{
@@ -290,7 +295,7 @@ fn run_stage1(
         Some(path) => {
             let lock = RecordLock::acquire(path)?;
             match try_join(&lock, &plan, &threads)? {
-                Join::Started(program, _tie) => {
+                Join::Started(program, _tie, membership) => {
                     origin.commit()?;
                     if let Some(sync) = id_maps {
                         sync.not_needed().map_err(SandboxError::helper(
@@ -299,10 +304,13 @@ fn run_stage1(
                     }
                     // The program is inside the PID namespace now: the init will count it.
                     drop(lock);
-                    return supervise(program, &signals, false);
+                    let code = supervise(program, &signals, false);
+                    leave_plan_cgroup(membership);
+                    return code;
                 }
-                Join::Vanished => {
+                Join::Vanished(membership) => {
                     // Silent: the runtime says that it starts the session again.
+                    leave_plan_cgroup(membership);
                     origin.ran_nothing()?;
                     return Ok(EXIT_SETUP_FAILED);
                 }
@@ -314,7 +322,12 @@ fn run_stage1(
     if record.is_some() {
         reuse_overlay_work(&plan)?;
     }
-    cold_start(plan, &signals, record, id_maps, &threads)
+    // Before any namespace, with our own credentials: PID 1 and the program inherit the
+    // cgroup (`limits.rs`). Left (and removed if empty) once PID 1 has ended or lingers on.
+    let membership = enter_plan_cgroup(&plan.limits, true)?;
+    let code = cold_start(plan, &signals, record, id_maps, &threads);
+    leave_plan_cgroup(membership);
+    code
 }
 
 /// Creates the namespaces and forks PID 1 of the new PID namespace ([`init`]); with a session,

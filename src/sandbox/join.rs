@@ -53,6 +53,7 @@ use nix::unistd::Pid;
 
 use super::error::{Result, SandboxError};
 use super::fork::ThreadCount;
+use super::limits::{enter_plan_cgroup, Membership};
 use super::plan::SandboxPlan;
 use super::program::{exec_program, fork_tied, ExecAttrs, Started, Tie};
 
@@ -308,13 +309,14 @@ impl RecordLock {
 /// What [`try_join`] found.
 pub enum Join {
     /// The program runs inside the environment; the parent end of its tie must stay open
-    /// while we wait for it.
-    Started(Pid, Tie),
+    /// while we wait for it. With the plan's cgroup, this process is in it (and must leave
+    /// it when the program has ended: `limits::leave_plan_cgroup`).
+    Started(Pid, Tie, Option<Membership<File>>),
     /// No running init: start the environment cold (the lock is still held).
     NotRunning,
     /// The init died while we were entering its namespaces: nothing ran, and this process can
     /// no longer start a cold sandbox (it is inside the dead environment's user namespace).
-    Vanished,
+    Vanished(Option<Membership<File>>),
 }
 
 /// Joins the init named by the record under `lock`, if it runs (see the module documentation).
@@ -331,18 +333,21 @@ pub fn try_join(lock: &RecordLock, plan: &SandboxPlan, threads: &ThreadCount) ->
         // Gone, or the pid now belongs to someone else: whatever we opened is not the init's.
         _ => return Ok(Join::NotRunning),
     };
+    // Into the environment's cgroup first, with our own credentials (`limits.rs`): the
+    // program forked below starts there.
+    let membership = enter_plan_cgroup(&plan.limits, false)?;
     namespaces.enter_all_but_mount()?;
     match fork_tied(threads, "fork the program into the environment") {
         Ok(Started::Child) => {
             let code = exec_program(plan, &ExecAttrs::of(plan), Some(&namespaces.mnt));
             std::process::exit(i32::from(code))
         }
-        Ok(Started::Parent(pid, tie)) => Ok(Join::Started(pid, tie)),
+        Ok(Started::Parent(pid, tie)) => Ok(Join::Started(pid, tie, membership)),
         Err(e) if is_enomem(&e) => {
             // A fork into a PID namespace whose init has exited fails with ENOMEM
             // (pid_namespaces(7)); a real shortage of memory leaves the init alive.
             record.wait_gone(GONE_TIMEOUT)?;
-            Ok(Join::Vanished)
+            Ok(Join::Vanished(membership))
         }
         Err(e) => Err(e),
     }

@@ -20,6 +20,8 @@
 //!   from outside with newuidmap/newgidmap.
 //! - [`check`]: run-time probes of what the kernel allows (and whether fuse-overlayfs can be
 //!   used); [`netlink`]: the rtnetlink request that brings `lo` up.
+//! - [`limits`]: resource limits — the environment's cgroup v2 directory (created, joined and
+//!   removed by the helpers outside the namespaces) and the rlimits set just before exec.
 //! - [`remove`]: deleting trees that hold files of subordinate ids.
 //! - [`volatile`]: clearing a `volatile` overlay's marker before the work directory's next
 //!   mount.
@@ -39,6 +41,7 @@ pub mod forked;
 pub mod helper;
 pub mod idmap;
 pub mod join;
+pub mod limits;
 pub mod netlink;
 pub mod plan;
 pub mod program;

@@ -18,6 +18,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::SandboxError;
+use super::limits::Limits;
 
 /// One line of `/proc/<pid>/uid_map` or `gid_map`: `inside outside count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,6 +260,9 @@ pub struct SandboxPlan {
     pub env: Vec<(String, String)>,
     /// The program's working directory inside the sandbox.
     pub cwd: String,
+    /// Resource limits (`limits.rs`); left out of the plan file when there are none.
+    #[serde(default, skip_serializing_if = "Limits::is_empty")]
+    pub limits: Limits,
 }
 
 impl SandboxPlan {
@@ -304,6 +308,18 @@ impl SandboxPlan {
             }
             no_nul("environment variable", key)?;
             no_nul("environment value", value)?;
+        }
+        if let Some(cgroup) = &self.limits.cgroup {
+            absolute(&cgroup.hierarchy)?;
+            absolute(&cgroup.dir)?;
+            let under = format!("{}/", cgroup.hierarchy.trim_end_matches('/'));
+            let lexical = cgroup.dir.split('/').all(|c| c != "." && c != "..");
+            if !cgroup.dir.starts_with(&under) || !lexical {
+                return invalid(format!(
+                    "cgroup `{}` is not a plain path under the cgroup hierarchy `{}`",
+                    cgroup.dir, cgroup.hierarchy
+                ));
+            }
         }
         absolute(&self.cwd)
     }

@@ -30,6 +30,7 @@ use nix::unistd::Pid;
 
 use super::error::{Result, SandboxError, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
 use super::fork::{fork, ForkError, Forked, ThreadCount};
+use super::limits::{apply_rlimits, Rlimit};
 use super::plan::{SandboxPlan, SetupStep};
 
 /// What the program's process applies to itself just before exec.
@@ -37,6 +38,8 @@ use super::plan::{SandboxPlan, SetupStep};
 pub struct ExecAttrs {
     pub cwd: String,
     pub no_new_privs: bool,
+    /// The plan's rlimits (none: no setrlimit call at all).
+    pub rlimits: Vec<Rlimit>,
 }
 
 impl ExecAttrs {
@@ -44,6 +47,7 @@ impl ExecAttrs {
         ExecAttrs {
             cwd: plan.cwd.clone(),
             no_new_privs: plan.steps.contains(&SetupStep::NoNewPrivs),
+            rlimits: plan.limits.rlimits.clone(),
         }
     }
 }
@@ -94,7 +98,7 @@ pub fn fork_tied(threads: &ThreadCount, what: &'static str) -> Result<Started> {
 
 /// In the program's forked child: enters `mount_ns` if given (a joining session; setns(2)
 /// also moves the root and working directory to the namespace's root), changes directory,
-/// sets `PR_SET_NO_NEW_PRIVS`, clears the signal mask and execs `plan.argv` with exactly
+/// sets `PR_SET_NO_NEW_PRIVS` and the plan's rlimits, clears the signal mask and execs `plan.argv` with exactly
 /// `plan.env`. Returns only on failure, with the exit code, after saying why on stderr.
 pub fn exec_program(plan: &SandboxPlan, attrs: &ExecAttrs, mount_ns: Option<&File>) -> u8 {
     if let Err(e) = prepare_exec(attrs, mount_ns) {
@@ -145,6 +149,8 @@ fn prepare_exec(attrs: &ExecAttrs, mount_ns: Option<&File>) -> Result<()> {
     }
     super::fork::default_sigpipe()
         .map_err(SandboxError::helper("reset SIGPIPE to its default action"))?;
+    // Last before exec: the limits bind the program, not the setup above.
+    apply_rlimits(&attrs.rlimits)?;
     SigSet::empty()
         .thread_set_mask()
         .map_err(SandboxError::helper("clear the signal mask"))

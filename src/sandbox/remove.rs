@@ -69,6 +69,7 @@ pub fn remove_in_userns(
         argv: Vec::new(),
         env: Vec::new(),
         cwd: "/".into(),
+        limits: Default::default(),
     };
     let file = PlanFile::write_unchecked(&plan, plan_dir)?;
     let child = spawn::start(

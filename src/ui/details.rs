@@ -99,6 +99,12 @@ fn contents<'a>(theme: &Theme, lock: &'a LockFile) -> Vec<Line<'a>> {
     if let Some(m) = lock.runtime.memory_limit_mb {
         limits.push(format!("memory={m} MiB"));
     }
+    if let Some(p) = lock.runtime.pids_limit {
+        limits.push(format!("pids={p}"));
+    }
+    if let Some(f) = lock.runtime.open_files {
+        limits.push(format!("files={f}"));
+    }
     let limits = if limits.is_empty() {
         "none".to_string()
     } else {

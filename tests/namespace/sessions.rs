@@ -28,7 +28,7 @@ const TEST_USER: &str = "karapace-test";
 const HUNG: Duration = Duration::from_secs(60);
 
 /// Runs the binary with one store, as root or as [`TEST_USER`].
-struct Cli {
+pub(super) struct Cli {
     bin: PathBuf,
     /// Holds the store, the home and the projects; removed on drop.
     dir: tempfile::TempDir,
@@ -37,10 +37,10 @@ struct Cli {
 
 /// A finished run.
 #[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(super) struct Run {
+    pub(super) code: Option<i32>,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
 }
 
 impl Cli {
@@ -73,7 +73,7 @@ impl Cli {
         self.dir.path().join("home")
     }
 
-    fn store(&self) -> PathBuf {
+    pub(super) fn store(&self) -> PathBuf {
         self.home().join("store")
     }
 
@@ -105,7 +105,7 @@ impl Cli {
 
     /// Runs to the end, reading stdout and stderr to EOF: a process that keeps them open
     /// (a lingering sandbox that did not let go of them) is a hang, reported as such.
-    fn run(&self, args: &[&str]) -> Run {
+    pub(super) fn run(&self, args: &[&str]) -> Run {
         let child = self
             .command(args)
             .stdin(Stdio::null())
@@ -136,7 +136,7 @@ impl Cli {
     }
 
     /// A background run whose three streams are /dev/null (to be killed by the test).
-    fn spawn(&self, args: &[&str]) -> Child {
+    pub(super) fn spawn(&self, args: &[&str]) -> Child {
         self.command(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -146,7 +146,7 @@ impl Cli {
     }
 
     /// `exec deb -- sh -c SCRIPT`.
-    fn sh(&self, script: &str) -> Run {
+    pub(super) fn sh(&self, script: &str) -> Run {
         self.run(&["exec", "deb", "--", "sh", "-c", script])
     }
 
@@ -182,7 +182,7 @@ fn run_command(mut cmd: Command, shown: &str) -> Run {
 
 impl Run {
     #[track_caller]
-    fn expect_code(&self, code: i32) -> &Run {
+    pub(super) fn expect_code(&self, code: i32) -> &Run {
         assert_eq!(
             self.code,
             Some(code),
@@ -227,7 +227,7 @@ fn alive(pid: i32, start_time: u64) -> bool {
 }
 
 #[track_caller]
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+pub(super) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + HUNG;
     while !done() {
         assert!(Instant::now() < deadline, "waited {HUNG:?} for {what}");
@@ -238,6 +238,15 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 /// A fresh `Cli` with a built `deb`, or `None` (after a visible SKIPPED) where the namespace
 /// backend cannot run; returns the environment's id.
 fn built(test: &str, user: Option<&'static str>) -> Option<(Cli, String)> {
+    built_with(test, user, "")
+}
+
+/// [`built`] with `extra` manifest lines.
+pub(super) fn built_with(
+    test: &str,
+    user: Option<&'static str>,
+    extra: &str,
+) -> Option<(Cli, String)> {
     let (_fx, tarball) = setup(test)?;
     let cli = Cli::new(user);
     if user.is_some() {
@@ -250,7 +259,7 @@ fn built(test: &str, user: Option<&'static str>) -> Option<(Cli, String)> {
     }
     let project = cli.home().join("deb");
     fs::create_dir(&project).expect("mkdir");
-    fs::write(project.join("karapace.toml"), manifest(&tarball, "")).expect("manifest");
+    fs::write(project.join("karapace.toml"), manifest(&tarball, extra)).expect("manifest");
     if let Some(user) = user {
         let status = Command::new("chown")
             .args(["-R", user])

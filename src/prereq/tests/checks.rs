@@ -206,24 +206,56 @@ fn the_id_mapping_passes_with_a_range_warns_without_and_fails_when_writing_it_fa
 
 #[test]
 fn cgroups_pass_when_delegated_and_warn_otherwise() {
+    let manager = "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service";
     let host = FakeHost::new("debian");
     let cgroup = check(&host.run(), "namespace.cgroup").clone();
     assert_eq!(cgroup.status, Status::Pass);
-    assert!(cgroup
-        .meaning
-        .contains(&format!("{CGROUP} is writable by user")));
+    assert!(
+        cgroup
+            .meaning
+            .contains(&format!("a cgroup under {manager}, writable by user")),
+        "{}",
+        cgroup.meaning
+    );
 
     let mut host = FakeHost::new("debian");
     host.readonly
-        .insert(PathBuf::from(CGROUP).join("cgroup.procs"));
+        .insert(PathBuf::from(manager).join("cgroup.procs"));
     let cgroup = check(&host.run(), "namespace.cgroup").clone();
     assert_eq!(cgroup.status, Status::Warn);
-    assert!(cgroup.meaning.contains("is not delegated to user"));
+    assert!(
+        cgroup.meaning.contains("is not delegated to this user"),
+        "{}",
+        cgroup.meaning
+    );
+    assert!(cgroup.meaning.contains("memory_limit_mb"));
     let fix = cgroup.fix.unwrap_or_default();
     assert!(
         fix.contains("Delegate=cpu cpuset io memory pids")
             && fix.contains("systemd-run --user --scope"),
         "{fix}"
+    );
+
+    // A login over ssh sits in session-N.scope, outside the user manager.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("proc/self")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("proc/self/cgroup"),
+        "0::/user.slice/user-1000.slice/session-4.scope\n",
+    )
+    .expect("write");
+    let cgroup = check(
+        &FakeHost::at_root(dir.path().into()).run(),
+        "namespace.cgroup",
+    )
+    .clone();
+    assert_eq!(cgroup.status, Status::Warn);
+    assert!(
+        cgroup
+            .meaning
+            .contains("outside the systemd user manager's cgroup (user@1000.service)"),
+        "{}",
+        cgroup.meaning
     );
 
     // Fedora's fixture delegates memory and pids only.
@@ -245,6 +277,22 @@ fn cgroups_pass_when_delegated_and_warn_otherwise() {
         host.run().default_can_run(),
         "limits are not a prerequisite"
     );
+}
+
+#[test]
+fn as_root_cgroups_go_under_the_hierarchy_root() {
+    let host = FakeHost::new("debian").root_user();
+    let placement = crate::prereq::cgroup::placement(&host, 0, true);
+    match &placement {
+        crate::prereq::cgroup::Placement::Usable { parent, .. } => {
+            assert_eq!(parent, &PathBuf::from("/sys/fs/cgroup"))
+        }
+        other => panic!("{other:?}"),
+    }
+    // The fixture has no root cgroup.controllers: nothing to enable, so a warning.
+    assert!(!placement.has("memory"));
+    let cgroup = check(&host.run(), "namespace.cgroup").clone();
+    assert_eq!(cgroup.status, Status::Warn, "{}", cgroup.meaning);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 mod dev_net_tests;
 mod exec_tests;
-mod fixtures;
+pub(crate) mod fixtures;
 mod idmap_tests;
 mod overlay_tests;
 mod plan_tests;
