@@ -35,6 +35,7 @@ pub mod image;
 pub mod layer;
 pub mod lock;
 pub mod manifest;
+pub mod markers;
 pub mod packages;
 pub mod policy;
 pub mod prereq;

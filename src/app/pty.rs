@@ -249,6 +249,14 @@ impl ShellHost {
     fn detach(&mut self, tui: &mut Tui, input: &InputControl) -> Result<(), EngineError> {
         if let Some(attachment) = self.attachment.take() {
             attachment.finish();
+            // Back on the dashboard, which is in no environment (`crate::markers`).
+            let uid = nix::unistd::getuid().as_raw();
+            let pop = crate::markers::pop(uid, crate::markers::in_tmux());
+            let backend = tui.terminal().backend_mut();
+            backend
+                .write_all(&pop)
+                .and_then(|()| backend.flush())
+                .map_err(io_at("write the terminal's container marker"))?;
             tui.take_back()
                 .map_err(io_at("take the terminal back from the shell"))?;
             input.resume();

@@ -20,6 +20,12 @@ fn output(app: &mut App, session: SessionId, bytes: &[u8]) {
     });
 }
 
+/// What an attach tells the host terminal first (`crate::markers`).
+fn push_marker(env: &str) -> String {
+    let uid = nix::unistd::getuid().as_raw();
+    String::from_utf8(crate::markers::push(env, uid, crate::markers::in_tmux())).expect("ascii")
+}
+
 fn host_text(app: &mut App) -> String {
     String::from_utf8_lossy(&app.take_host_output()).into_owned()
 }
@@ -61,6 +67,8 @@ fn enter_opens_an_attached_shell_that_says_how_to_detach() {
     assert_eq!(app.attached_shell(), Some(id));
     let replay = host_text(&mut app);
     assert!(replay.contains("Ctrl-] detaches"), "{replay:?}");
+    // The host terminal is told which environment it shows (OSC 777, `crate::markers`).
+    assert!(replay.starts_with(&push_marker("api")), "{replay:?}");
     // The banner is on the session's own screen too, so a re-attach shows the same.
     let screen = app
         .shells
@@ -300,6 +308,9 @@ fn a_program_on_the_alternate_screen_gets_its_main_screen_back_when_it_leaves() 
     // Attached while on the alternate screen: the terminal goes there too.
     assert!(app.begin_attach(id));
     let replay = host_text(&mut app);
+    let replay = replay
+        .strip_prefix(&push_marker("api"))
+        .expect("the marker first");
     assert!(replay.starts_with("\x1b[?1049h"), "{replay:?}");
     assert!(replay.contains("VIM SCREEN"), "{replay:?}");
     // Leaving it: the raw bytes, then the shell's main screen, which the terminal's main

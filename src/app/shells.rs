@@ -336,8 +336,15 @@ impl App {
             let banner = banner(&session.name);
             session.screen.process(&banner);
         }
-        let screen = session.screen.screen();
+        // The host terminal learns which environment it shows now (`crate::markers`); the
+        // shell's own `enter` said so too, but that was while the dashboard had the screen.
+        let name = crate::markers::marker_name(Some(&session.name), session.env.short());
         let mut out = Vec::new();
+        if !name.is_empty() {
+            let uid = nix::unistd::getuid().as_raw();
+            out.extend(crate::markers::push(&name, uid, crate::markers::in_tmux()));
+        }
+        let screen = session.screen.screen();
         if screen.alternate_screen() {
             // The terminal is on its main screen now; the program's main screen is redrawn
             // when it leaves the alternate one (`shell_output`).

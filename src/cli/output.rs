@@ -123,7 +123,7 @@ pub(super) fn run_command(
             let details = engine.inspect(env)?;
             out.result(&details, &super::output_text::inspect(&details))?;
         }
-        Command::Enter { env, cmd } => return run_program(engine, env, cmd, out),
+        Command::Enter { env, cmd } => return enter(engine, env, cmd, out),
         Command::Exec { env, cmd } => return run_program(engine, env, cmd, out),
         Command::Stop { env } => {
             let stopped = engine.stop(env)?;
@@ -238,6 +238,37 @@ struct BrokenRow<'a> {
     short_id: &'a str,
     state: &'static str,
     error: String,
+}
+
+/// `enter`: the program (a login shell by default) between the terminal markers and the
+/// banners of `crate::markers`, which go only to a terminal (never with `--json`).
+fn enter(
+    engine: &Engine,
+    env: &str,
+    cmd: &[std::ffi::OsString],
+    out: &Printer,
+) -> Result<u8, EngineError> {
+    if out.is_json() {
+        return run_program(engine, env, cmd, out);
+    }
+    let meta = engine.find(env)?;
+    let short = meta.id.short();
+    let name = crate::markers::marker_name(meta.name.as_deref(), short);
+    let label = match &meta.name {
+        Some(n) => format!("{n} ({short})"),
+        None => short.to_string(),
+    };
+    let terminal_err = |source| EngineError::Io {
+        op: "write the terminal markers",
+        path: std::path::PathBuf::from("/dev/stdout"),
+        source,
+    };
+    let session = crate::markers::Session::begin(&name, label).map_err(terminal_err)?;
+    let result = run_program(engine, env, cmd, out);
+    let ended = session.end(result.as_ref().ok().map(|c| i32::from(*c)));
+    let code = result?;
+    ended.map_err(terminal_err)?;
+    Ok(code)
 }
 
 fn run_program(
