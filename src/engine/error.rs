@@ -29,6 +29,8 @@ pub enum EngineError {
     Backend(#[from] BackendError),
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
     #[error("invalid image `{name}`: {problem} (allowed: {allowed})")]
     InvalidImage {
         name: String,
@@ -104,6 +106,7 @@ impl EngineError {
             | EngineError::UnknownTemplate { .. }
             | EngineError::InvalidImage { .. }
             | EngineError::Policy(_) => exit::USAGE,
+            EngineError::Export(e) if e.is_usage() => exit::USAGE,
             EngineError::Image(e) | EngineError::Backend(BackendError::Image(e))
                 if image_integrity(e) =>
             {

@@ -32,7 +32,7 @@ use super::session::SessionProcess;
 use crate::events::Event;
 use crate::image::tree;
 use crate::layer::{self, PackMode};
-use crate::lock::{LockedBase, LockedPackage, Resolution};
+use crate::lock::{LockFile, LockedBase, LockedPackage, Resolution};
 use crate::manifest::ImageRef;
 use crate::store::Store;
 use crate::types::{BackendKind, Digest, EnvId};
@@ -395,6 +395,15 @@ impl RuntimeBackend for MockBackend {
 
     fn archive_dir(&self) -> Option<&'static str> {
         Some("rootfs")
+    }
+
+    fn file_layers(
+        &self,
+        _store: &Store,
+        env_dir: &Path,
+        _lock: &LockFile,
+    ) -> Option<Vec<PathBuf>> {
+        Some(vec![rootfs_of(env_dir)])
     }
 }
 

@@ -29,7 +29,7 @@ use super::install::{BuildSandbox, Output};
 use super::session::{init_record, stop_init, stop_sessions, SessionProcess};
 use crate::events::Event;
 use crate::image::ImageCache;
-use crate::lock::Resolution;
+use crate::lock::{LockFile, Resolution};
 use crate::packages::{self, Manager};
 use crate::sandbox::{self, Bind, IdMapping, RootfsSpec};
 use crate::store::{ScratchDir, Store};
@@ -302,6 +302,11 @@ impl RuntimeBackend for NamespaceBackend {
 
     fn supports_read_only(&self) -> bool {
         false
+    }
+
+    fn file_layers(&self, store: &Store, env_dir: &Path, lock: &LockFile) -> Option<Vec<PathBuf>> {
+        let lower = ImageCache::new(store).rootfs(&lock.base.archive_sha256);
+        Some(vec![env_dir.join("upper"), lower])
     }
 }
 

@@ -1,0 +1,460 @@
+//! Desktop and binary export through the CLI on the mock backend: `export`, `export --bin`,
+//! `unexport`, `exports`, and `destroy` removing them. The host copies are read back with an
+//! independent Desktop Entry parser (`freedesktop_entry_parser`) and their Exec lines split by
+//! the specification's rules here, so the result is checked as a launcher would see it. A
+//! namespace-backend case runs a wrapper in a real sandbox (gated like tests/namespace.rs).
+
+mod util;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use freedesktop_entry_parser::Entry;
+use serde_json::Value;
+use util::{s, Fixture, BIN};
+
+/// A built mock environment `apps` with a text editor, an icon in two sizes, and a hostile
+/// desktop file inside.
+fn env_with_apps(fx: &Fixture) -> (String, PathBuf) {
+    fx.write_manifest("apps", "rolling", &[]);
+    let id = s(&fx.build("apps"), "id");
+    let root = fx.rootfs(&id);
+    let apps = root.join("usr/share/applications");
+    fs::create_dir_all(&apps).expect("mkdir");
+    fs::write(
+        apps.join("org.gnome.gedit.desktop"),
+        "[Desktop Entry]\nType=Application\nName=Text Editor\nName[de]=Texteditor\n\
+         Comment=Edit text files\nExec=gedit --new-window %U\nIcon=org.gnome.gedit\n\
+         Categories=GNOME;Utility;TextEditor;\nMimeType=text/plain;\nStartupNotify=true\n\
+         Actions=new-window;\n\n[Desktop Action new-window]\nName=New Window\n\
+         Exec=gedit --new-window\n",
+    )
+    .expect("write desktop file");
+    fs::write(apps.join("evil.desktop"), HOSTILE).expect("write hostile desktop file");
+    for (size, ext) in [("48x48", "png"), ("scalable", "svg")] {
+        let dir = root.join(format!("usr/share/icons/hicolor/{size}/apps"));
+        fs::create_dir_all(&dir).expect("mkdir");
+        fs::write(
+            dir.join(format!("org.gnome.gedit.{ext}")),
+            format!("icon {size}"),
+        )
+        .expect("write icon");
+    }
+    (id, root)
+}
+
+const HOSTILE: &str = "[Desktop Entry]\n\
+    Type=Application\n\
+    Name=Evil\\nExec=sh -c 'rm -rf ~'\\n[Desktop Entry]\\nX-GNOME-Autostart-enabled=true\n\
+    Exec=evil \"$(touch /tmp/pwned)\" \"`id`\" ; %F %k\n\
+    TryExec=/bin/sh\n\
+    DBusActivatable=true\n\
+    X-GNOME-Autostart-enabled=true\n\
+    Hidden=false\n\
+    Icon=../../../../.bashrc\n\
+    Actions=x;\n\
+    [Desktop Action x]\n\
+    Name=X\n\
+    Exec=sh -c \"echo \\\\$HOME\"\n\
+    [X-Other]\n\
+    Exec=/bin/sh\n";
+
+fn data_home(fx: &Fixture) -> PathBuf {
+    fx.home().join(".local/share")
+}
+
+/// Split an Exec value as the Desktop Entry Specification says (the string escapes were
+/// undone by the parser): words separated by spaces, double-quoted words with `\"`, `` \` ``,
+/// `\$`, `\\` escaped inside, `%%` a literal percent sign.
+fn exec_argv(value: &str) -> Vec<String> {
+    // freedesktop_entry_parser returns values as written; undo the string escapes first.
+    let mut text = String::new();
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            text.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('s') => text.push(' '),
+            Some('n') => text.push('\n'),
+            Some('t') => text.push('\t'),
+            Some('r') => text.push('\r'),
+            Some('\\') => text.push('\\'),
+            other => panic!("invalid escape {other:?} in {value:?}"),
+        }
+    }
+    let mut args = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quoted = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' if !quoted => {
+                if let Some(w) = word.take() {
+                    args.push(w);
+                }
+            }
+            '"' => {
+                quoted = !quoted;
+                word.get_or_insert_with(String::new);
+            }
+            '\\' => {
+                assert!(quoted, "a backslash outside quotes in {text:?}");
+                let next = chars.next().expect("escaped character");
+                assert!(matches!(next, '"' | '`' | '$' | '\\'), "escape \\{next}");
+                word.get_or_insert_with(String::new).push(next);
+            }
+            '%' => {
+                let next = chars.next().expect("field code");
+                let w = word.get_or_insert_with(String::new);
+                w.push('%');
+                if next != '%' {
+                    w.push(next);
+                }
+            }
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    assert!(!quoted, "unterminated quote in {text:?}");
+    args.extend(word);
+    args
+}
+
+fn prefix(fx: &Fixture, id: &str) -> Vec<String> {
+    vec![
+        BIN.to_string(),
+        "--store".to_string(),
+        fx.store().display().to_string(),
+        "exec".to_string(),
+        id.to_string(),
+        "--".to_string(),
+    ]
+}
+
+fn strings(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+#[test]
+fn export_and_unexport_round_trip() {
+    let fx = Fixture::new();
+    let (id, _) = env_with_apps(&fx);
+    // A base name finds the desktop file id.
+    let done = fx.json(&["export", "apps", "gedit"]);
+    let desktop = data_home(&fx).join("applications/org.gnome.gedit.desktop");
+    assert_eq!(s(&done, "desktop_file"), desktop.display().to_string());
+
+    let entry = Entry::parse_file(&desktop).expect("the host copy parses");
+    let main = entry.section("Desktop Entry");
+    assert_eq!(main.attr("Type"), Some("Application"));
+    assert_eq!(main.attr("Name"), Some("Text Editor (on apps)"));
+    assert_eq!(
+        main.attr_with_param("Name", "de"),
+        Some("Texteditor (on apps)")
+    );
+    assert_eq!(main.attr("Icon"), Some("org.gnome.gedit"));
+    assert_eq!(main.attr("Categories"), Some("GNOME;Utility;TextEditor;"));
+    assert_eq!(main.attr("X-Karapace-Env"), Some(id.as_str()));
+    let mut want = prefix(&fx, &id);
+    want.extend(strings(&["gedit", "--new-window", "%U"]));
+    assert_eq!(exec_argv(main.attr("Exec").expect("Exec")), want);
+    let action = entry.section("Desktop Action new-window");
+    let mut want = prefix(&fx, &id);
+    want.extend(strings(&["gedit", "--new-window"]));
+    assert_eq!(exec_argv(action.attr("Exec").expect("action Exec")), want);
+
+    let icons = data_home(&fx).join("icons/hicolor");
+    for (size, ext) in [("48x48", "png"), ("scalable", "svg")] {
+        let icon = icons.join(format!("{size}/apps/org.gnome.gedit.{ext}"));
+        assert_eq!(
+            fs::read_to_string(&icon).expect("icon copied"),
+            format!("icon {size}")
+        );
+    }
+
+    let rows = fx.json(&["exports"]);
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
+    assert_eq!(rows[0]["name"], "org.gnome.gedit");
+    assert_eq!(rows[0]["kind"], "app");
+    assert_eq!(rows[0]["present"], true);
+
+    fx.run(&["unexport", "apps", "org.gnome.gedit"]).ok();
+    assert!(!desktop.exists());
+    assert!(!icons.join("48x48/apps/org.gnome.gedit.png").exists());
+    assert!(!icons.join("scalable/apps/org.gnome.gedit.svg").exists());
+    assert_eq!(fx.json(&["exports", "apps"]), Value::Array(Vec::new()));
+    // Unexporting again names the problem.
+    let out = fx.run(&["unexport", "apps", "gedit"]);
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("nothing named `gedit` is exported"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_hostile_desktop_file_cannot_inject_keys_or_commands() {
+    let fx = Fixture::new();
+    let (id, _) = env_with_apps(&fx);
+    let done = fx.json(&["export", "apps", "evil"]);
+    assert!(
+        done["notes"][0]
+            .as_str()
+            .is_some_and(|n| n.contains("not a valid icon name")),
+        "{done}"
+    );
+    let path = data_home(&fx).join("applications/evil.desktop");
+    let entry = Entry::parse_file(&path).expect("the host copy parses");
+    let mut sections: Vec<String> = entry.sections().map(|s| s.name().to_string()).collect();
+    sections.sort();
+    assert_eq!(sections, ["Desktop Action x", "Desktop Entry"]);
+    let main = entry.section("Desktop Entry");
+    let keys: Vec<String> = main.attrs().map(|a| a.name.to_string()).collect();
+    for key in &keys {
+        assert!(
+            ["Type", "Name", "Exec", "Actions", "X-Karapace-Env"].contains(&key.as_str()),
+            "unexpected key {key} in:\n{}",
+            fs::read_to_string(&path).expect("read")
+        );
+    }
+    assert_eq!(
+        main.attr("Name"),
+        Some("Evil\\nExec=sh -c 'rm -rf ~'\\n[Desktop Entry]\\nX-GNOME-Autostart-enabled=true (on apps)")
+    );
+    let mut want = prefix(&fx, &id);
+    want.extend(strings(&["evil", "$(touch /tmp/pwned)", "`id`", ";", "%F"]));
+    assert_eq!(exec_argv(main.attr("Exec").expect("Exec")), want);
+    let mut want = prefix(&fx, &id);
+    want.extend(strings(&["sh", "-c", "echo $HOME"]));
+    assert_eq!(
+        exec_argv(
+            entry
+                .section("Desktop Action x")
+                .attr("Exec")
+                .expect("Exec")
+        ),
+        want
+    );
+    // The icon path was not followed out of the icon directory.
+    assert!(!fx.home().join(".bashrc").exists());
+}
+
+#[test]
+fn destroy_removes_every_export_but_not_files_changed_since() {
+    let fx = Fixture::new();
+    let (id, root) = env_with_apps(&fx);
+    fs::create_dir_all(root.join("usr/bin")).expect("mkdir");
+    fs::write(root.join("usr/bin/tool"), "").expect("write");
+    fx.run(&["export", "apps", "org.gnome.gedit"]).ok();
+    fx.run(&["export", "apps", "evil"]).ok();
+    fx.run(&["export", "--bin", "apps", "/usr/bin/tool"]).ok();
+    fx.run(&[
+        "export",
+        "--bin",
+        "apps",
+        "/usr/bin/tool",
+        "--name",
+        "tool2",
+    ])
+    .ok();
+    let bin = fx.home().join(".local/bin");
+    assert!(bin.join("tool").exists() && bin.join("tool2").exists());
+    // The user takes one file over and deletes another by hand.
+    fs::write(bin.join("tool2"), "#!/bin/sh\necho mine\n").expect("write");
+    let evil = data_home(&fx).join("applications/evil.desktop");
+    fs::remove_file(&evil).expect("rm");
+    let rows = fx.json(&["exports"]);
+    assert_eq!(rows.as_array().map(Vec::len), Some(4), "{rows}");
+    let missing: Vec<&Value> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|r| r["present"] == false)
+        .collect();
+    assert_eq!(missing.len(), 1, "{rows}");
+
+    let out = fx.run(&["destroy", &id]);
+    out.ok();
+    assert!(out.stderr.contains("left in place"), "{out:?}");
+    assert!(!data_home(&fx)
+        .join("applications/org.gnome.gedit.desktop")
+        .exists());
+    assert!(!bin.join("tool").exists());
+    assert_eq!(
+        fs::read_to_string(bin.join("tool2")).expect("kept"),
+        "#!/bin/sh\necho mine\n"
+    );
+    assert!(!data_home(&fx)
+        .join("icons/hicolor/48x48/apps/org.gnome.gedit.png")
+        .exists());
+    assert_eq!(fx.json(&["exports"]), Value::Array(Vec::new()));
+    assert!(!fx
+        .store()
+        .join("exports")
+        .join(format!("{id}.json"))
+        .exists());
+    // The store stays clean for verify.
+    fx.run(&["verify-store"]).ok();
+}
+
+#[test]
+fn names_and_foreign_files_are_refused() {
+    let fx = Fixture::new();
+    let (_, root) = env_with_apps(&fx);
+    for bad in ["../gedit", "a/b", "..", "-x", "a\nb", ""] {
+        let out = fx.run(&["export", "apps", "--", bad]);
+        out.expect_code(2);
+        assert!(out.stderr.contains("invalid application name"), "{out:?}");
+    }
+    let out = fx.run(&["export", "apps", "nope"]);
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("org.gnome.gedit"),
+        "lists what exists: {out:?}"
+    );
+    // A desktop file the user made is never replaced.
+    let apps = data_home(&fx).join("applications");
+    fs::create_dir_all(&apps).expect("mkdir");
+    fs::write(
+        apps.join("org.gnome.gedit.desktop"),
+        "[Desktop Entry]\nName=mine\n",
+    )
+    .expect("w");
+    let out = fx.run(&["export", "apps", "gedit"]);
+    out.expect_code(2);
+    assert!(out.stderr.contains("not made by karapace-tui"), "{out:?}");
+    assert_eq!(
+        fs::read_to_string(apps.join("org.gnome.gedit.desktop")).expect("read"),
+        "[Desktop Entry]\nName=mine\n"
+    );
+    // Nor a command.
+    fs::create_dir_all(root.join("usr/bin")).expect("mkdir");
+    fs::write(root.join("usr/bin/ls"), "").expect("write");
+    let bin = fx.home().join(".local/bin");
+    fs::create_dir_all(&bin).expect("mkdir");
+    fs::write(bin.join("ls"), "mine").expect("write");
+    let out = fx.run(&["export", "--bin", "apps", "/usr/bin/ls"]);
+    out.expect_code(2);
+    assert_eq!(fs::read_to_string(bin.join("ls")).expect("read"), "mine");
+    let out = fx.run(&["export", "--bin", "apps", "/usr/bin/missing"]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("does not exist in the environment"),
+        "{out:?}"
+    );
+    let out = fx.run(&["export", "--bin", "apps", "usr/bin/ls"]);
+    out.expect_code(2);
+    assert!(out.stderr.contains("absolute path"), "{out:?}");
+}
+
+#[test]
+fn the_default_store_is_not_named_in_the_command() {
+    let fx = Fixture::new();
+    let data = fx.path("data");
+    let store = data.join("karapace");
+    let cmd = |args: &[&str]| {
+        fx.cmd(args)
+            .env("XDG_DATA_HOME", &data)
+            .env("KARAPACE_STORE", &store)
+            .run()
+    };
+    fx.write_manifest("p", "rolling", &[]);
+    let built = cmd(&["--json", "build", &fx.path("p").display().to_string()]);
+    built.ok();
+    let id = s(&built.json(), "id");
+    let root = store.join("envs").join(&id).join("rootfs");
+    fs::create_dir_all(root.join("usr/share/applications")).expect("mkdir");
+    fs::write(
+        root.join("usr/share/applications/x.desktop"),
+        "[Desktop Entry]\nType=Application\nName=X\nExec=x\n",
+    )
+    .expect("write");
+    cmd(&["export", "p", "x"]).ok();
+    let entry = Entry::parse_file(data.join("applications/x.desktop")).expect("parse");
+    assert_eq!(
+        exec_argv(entry.section("Desktop Entry").attr("Exec").expect("Exec")),
+        strings(&[BIN, "exec", &id, "--", "x"])
+    );
+}
+
+/// The wrapper's output for tricky arguments: every argument arrives unchanged.
+const TRICKY: &[&str] = &[
+    "a b",
+    "it's",
+    "$HOME",
+    "`id`",
+    "\\",
+    "new\nline",
+    "\"quoted\"",
+    "*",
+    "ünï",
+    "",
+];
+
+fn check_wrapper_output(wrapper: &Path, env: &[(&str, &Path)]) {
+    let mut cmd = Command::new(wrapper);
+    cmd.arg("%s|").args(TRICKY);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run the wrapper");
+    assert!(out.status.success(), "{out:?}");
+    let want: String = TRICKY.iter().map(|t| format!("{t}|")).collect();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{out:?}");
+}
+
+#[test]
+fn a_wrapper_passes_tricky_arguments_unchanged() {
+    let fx = Fixture::new();
+    let (_, root) = env_with_apps(&fx);
+    // The mock backend runs programs on the host: /usr/bin/printf must be in the
+    // environment's tree for the export and on the host for the run.
+    fs::create_dir_all(root.join("usr/bin")).expect("mkdir");
+    fs::write(root.join("usr/bin/printf"), "").expect("write");
+    let done = fx.json(&[
+        "export",
+        "--bin",
+        "apps",
+        "/usr/bin/printf",
+        "--name",
+        "p r'f",
+    ]);
+    let wrapper = PathBuf::from(s(&done, "path"));
+    assert_eq!(wrapper, fx.home().join(".local/bin/p r'f"));
+    check_wrapper_output(&wrapper, &[("HOME", &fx.home())]);
+    fx.run(&["unexport", "--bin", "apps", "p r'f"]).ok();
+    assert!(!wrapper.exists());
+}
+
+#[test]
+fn a_wrapper_runs_its_program_in_a_namespace_environment() {
+    let Some((fx, tarball)) = util::namespace_fixture("export", "a_wrapper_runs_in_namespace")
+    else {
+        return;
+    };
+    fs::create_dir_all(fx.path("deb")).expect("mkdir");
+    fs::write(
+        fx.path("deb/karapace.toml"),
+        format!(
+            "manifest_version = 1\n[base]\nimage = \"{}\"\n[runtime]\nbackend = \"namespace\"\n",
+            tarball.display()
+        ),
+    )
+    .expect("write manifest");
+    fx.build("deb");
+    let done = fx.json(&[
+        "export",
+        "--bin",
+        "deb",
+        "/usr/bin/printf",
+        "--name",
+        "deb-printf",
+    ]);
+    let wrapper = PathBuf::from(s(&done, "path"));
+    check_wrapper_output(&wrapper, &[("HOME", &fx.home())]);
+    // A program that is not in the image cannot be exported, whatever the host has.
+    let out = fx.run(&["export", "--bin", "deb", "/usr/bin/cargo"]);
+    out.expect_code(1);
+}
