@@ -458,3 +458,144 @@ fn a_wrapper_runs_its_program_in_a_namespace_environment() {
     let out = fx.run(&["export", "--bin", "deb", "/usr/bin/cargo"]);
     out.expect_code(1);
 }
+
+fn write_gui_manifest(fx: &Fixture, dir: &str, apps: &[&str]) {
+    let list: Vec<String> = apps.iter().map(|a| format!("{a:?}")).collect();
+    fs::create_dir_all(fx.path(dir)).expect("mkdir");
+    fs::write(
+        fx.path(dir).join("karapace.toml"),
+        format!(
+            "manifest_version = 1\n[base]\nimage = \"rolling\"\n[gui]\napps = [{}]\n\
+             [runtime]\nbackend = \"mock\"\n",
+            list.join(", ")
+        ),
+    )
+    .expect("write manifest");
+}
+
+#[test]
+fn gui_apps_are_installed_locked_and_exported_on_build() {
+    let fx = Fixture::new();
+    write_gui_manifest(&fx, "gui", &["xterm", "gedit"]);
+    let built = fx.build("gui");
+    let id = s(&built, "id");
+    let apps = data_home(&fx).join("applications");
+    assert_eq!(
+        built["exported"],
+        serde_json::json!([
+            apps.join("gedit.desktop").display().to_string(),
+            apps.join("xterm.desktop").display().to_string()
+        ])
+    );
+    let lock = fs::read_to_string(fx.path("gui/karapace.lock")).expect("lock");
+    assert!(
+        lock.contains("name = \"xterm\""),
+        "pinned like a package: {lock}"
+    );
+    let entry = Entry::parse_file(apps.join("xterm.desktop")).expect("parse");
+    let mut want = prefix(&fx, &id);
+    want.push("xterm".to_string());
+    assert_eq!(
+        exec_argv(entry.section("Desktop Entry").attr("Exec").expect("Exec")),
+        want
+    );
+
+    // An up-to-date build exports what went missing, and only that.
+    fs::remove_file(apps.join("xterm.desktop")).expect("rm");
+    let again = fx.build("gui");
+    assert_eq!(
+        again["exported"],
+        serde_json::json!([apps.join("xterm.desktop").display().to_string()])
+    );
+
+    // A rebuild with a new id moves the exports to the new environment.
+    fx.run(&["export", "--bin", "gui", "/etc/hostname", "--name", "hn"])
+        .ok();
+    write_gui_manifest(&fx, "gui", &["xterm", "gedit", "zed"]);
+    let rebuilt = fx.cmd(["--json", "rebuild"]).arg(fx.path("gui")).run();
+    rebuilt.ok();
+    let new_id = s(&rebuilt.json(), "id");
+    assert_ne!(new_id, id);
+    let rows = fx.json(&["exports"]);
+    let rows = rows.as_array().expect("rows");
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert!(rows.iter().all(|r| r["env"] == new_id.as_str()), "{rows:?}");
+    let entry = Entry::parse_file(apps.join("gedit.desktop")).expect("parse");
+    assert_eq!(
+        entry.section("Desktop Entry").attr("X-Karapace-Env"),
+        Some(new_id.as_str())
+    );
+    let wrapper = fs::read_to_string(fx.home().join(".local/bin/hn")).expect("wrapper");
+    assert!(
+        wrapper.contains(&new_id) && !wrapper.contains(&id),
+        "{wrapper}"
+    );
+}
+
+#[test]
+fn a_failed_gui_export_fails_the_build_but_keeps_the_environment() {
+    let fx = Fixture::new();
+    write_gui_manifest(&fx, "gui", &["xterm"]);
+    let apps = data_home(&fx).join("applications");
+    fs::create_dir_all(&apps).expect("mkdir");
+    fs::write(apps.join("xterm.desktop"), "[Desktop Entry]\nName=my own\n").expect("write");
+    let out = fx.cmd(["build"]).arg(fx.path("gui")).run();
+    out.expect_code(1);
+    assert!(
+        out.stderr
+            .contains("is built, but exporting its [gui] apps failed")
+            && out.stderr.contains("xterm")
+            && out.stderr.contains("not made by karapace-tui"),
+        "{out:?}"
+    );
+    assert_eq!(fx.list().len(), 1, "the environment is built");
+    // Once the cause is gone, an up-to-date build completes the export.
+    fs::remove_file(apps.join("xterm.desktop")).expect("rm");
+    let built = fx.build("gui");
+    assert_eq!(
+        built["exported"],
+        serde_json::json!([apps.join("xterm.desktop").display().to_string()])
+    );
+}
+
+#[test]
+fn gui_apps_of_a_namespace_environment_come_from_the_package() {
+    let Some((fx, tarball)) = util::namespace_fixture("export", "gui_apps_of_a_namespace_env")
+    else {
+        return;
+    };
+    // htop ships a desktop entry with icons; hello has none (a warning, not a failure).
+    fs::create_dir_all(fx.path("deb")).expect("mkdir");
+    fs::write(
+        fx.path("deb/karapace.toml"),
+        format!(
+            "manifest_version = 1\n[base]\nimage = \"{}\"\n[gui]\napps = [\"hello\", \"htop\"]\n\
+             [runtime]\nbackend = \"namespace\"\n",
+            tarball.display()
+        ),
+    )
+    .expect("write manifest");
+    let out = fx.cmd(["--json", "build"]).arg(fx.path("deb")).run();
+    out.ok();
+    assert!(
+        out.stderr
+            .contains("[gui] app `hello`: the package installed no desktop entry"),
+        "{out:?}"
+    );
+    let id = s(&out.json(), "id");
+    let desktop = data_home(&fx).join("applications/htop.desktop");
+    let entry = Entry::parse_file(&desktop).expect("parse");
+    let main = entry.section("Desktop Entry");
+    let argv = exec_argv(main.attr("Exec").expect("Exec"));
+    assert_eq!(argv[..6], prefix(&fx, &id)[..], "{argv:?}");
+    assert_eq!(argv[6], "htop");
+    assert_eq!(main.attr("Icon"), Some("htop"));
+    let icons = data_home(&fx).join("icons");
+    assert!(
+        icons.join("hicolor/scalable/apps/htop.svg").is_file() || icons.join("htop.png").is_file(),
+        "htop's icon was copied"
+    );
+    // The program the entry runs is the environment's.
+    let version = fx.run(&["exec", "deb", "--", "htop", "--version"]);
+    assert!(version.ok().stdout().starts_with("htop "), "{version:?}");
+}

@@ -94,13 +94,17 @@ fn build_options(args: &super::BuildArgs) -> BuildOptions {
 
 fn build_text(outcome: &BuildOutcome) -> String {
     let verb = if outcome.built { "built" } else { "up to date" };
-    format!(
+    let mut text = format!(
         "{verb}: {} {} ({})\nlock: {}",
         outcome.env.short_id,
         outcome.env.name.as_deref().unwrap_or("-"),
         outcome.env.id,
         outcome.lock_path.display()
-    )
+    );
+    for path in &outcome.exported {
+        text.push_str(&format!("\nexported: {}", path.display()));
+    }
+    text
 }
 
 /// Run an engine command and print its result; returns the exit code.

@@ -31,6 +31,8 @@ pub enum EngineError {
     Image(#[from] ImageError),
     #[error(transparent)]
     Export(#[from] crate::export::ExportError),
+    #[error("environment {env} is built, but exporting its [gui] apps failed:\n  {}\nfix the cause and run `karapace-tui build` again (it exports what is missing), or `karapace-tui export {env} APP`", .failures.join("\n  "))]
+    GuiExport { env: String, failures: Vec<String> },
     #[error("invalid image `{name}`: {problem} (allowed: {allowed})")]
     InvalidImage {
         name: String,

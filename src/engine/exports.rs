@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::{Engine, EngineError, Result};
 use crate::events::Event;
 use crate::export::{self, AppExport, BinExport, EnvView, Exporter, HostDirs, Records, Removal};
+use crate::lock::LockFile;
 use crate::store::EnvMeta;
 use crate::types::{EnvId, EnvState};
 
@@ -181,6 +182,108 @@ impl Engine {
             }
         }
         Ok(rows)
+    }
+
+    /// Export the desktop entries of an environment's `[gui] apps` after a build. With
+    /// `only_missing` (an up-to-date build), only those not exported yet, so running `build`
+    /// again completes an export that failed. A package without a desktop entry is a
+    /// warning; a failed export is an error naming every failure, after the others were done
+    /// (the environment itself is built either way).
+    pub(super) fn export_gui_apps(
+        &self,
+        id: &EnvId,
+        lock: &LockFile,
+        only_missing: bool,
+    ) -> Result<Vec<PathBuf>> {
+        if lock.gui_apps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let meta = self.store.read_meta(id)?;
+        let env_dir = self.store.env_dir(id);
+        let Some(entries) = export::read_app_entries(&env_dir)? else {
+            self.events.emit(Event::warn(format!(
+                "{}: built before [gui] apps were exported; run `karapace-tui rebuild` to \
+                 export them",
+                id.short()
+            )));
+            return Ok(Vec::new());
+        };
+        let record = self.records().read(id.as_str())?;
+        let mut written = Vec::new();
+        let mut failures = Vec::new();
+        for app in &lock.gui_apps {
+            let files = entries.get(app).map(Vec::as_slice).unwrap_or_default();
+            if files.is_empty() {
+                self.events.emit(Event::warn(format!(
+                    "[gui] app `{app}`: the package installed no desktop entry, so there is \
+                     nothing to put on the desktop (run it with `karapace-tui exec`)"
+                )));
+            }
+            for file in files {
+                let done = record
+                    .apps
+                    .iter()
+                    .any(|a| a.source == *file && a.desktop_file.exists());
+                if only_missing && done {
+                    continue;
+                }
+                match self.with_exporter(&meta, "export from", |x| x.export_path(file)) {
+                    Ok((entry, notes)) => {
+                        for note in notes {
+                            self.events
+                                .emit(Event::warn(format!("export {}: {note}", entry.app)));
+                        }
+                        self.events.emit(Event::info(format!(
+                            "exported [gui] app {app}: {}",
+                            entry.desktop_file.display()
+                        )));
+                        written.push(entry.desktop_file);
+                    }
+                    Err(e) => failures.push(format!("{app} ({file}): {e}")),
+                }
+            }
+        }
+        if failures.is_empty() {
+            Ok(written)
+        } else {
+            Err(EngineError::GuiExport {
+                env: id.short().to_string(),
+                failures,
+            })
+        }
+    }
+
+    /// After a rebuild gave the environment a new id: move the old one's exports to it (each
+    /// written again for the new id; one that no longer applies is a warning).
+    pub(super) fn carry_exports(&self, old: &EnvId, new: &EnvId) -> Result<()> {
+        let records = self.records();
+        let record = records.read(old.as_str())?;
+        if record.is_empty() {
+            return Ok(());
+        }
+        let removal = export::remove_all(&records, old.as_str())?;
+        self.report_kept(&removal);
+        let meta = self.store.read_meta(new)?;
+        for app in &record.apps {
+            if let Err(e) = self.with_exporter(&meta, "export from", |x| x.export_app(&app.app)) {
+                self.events.emit(Event::warn(format!(
+                    "the export of {} was removed with the old environment and could not be \
+                     made again: {e}",
+                    app.app
+                )));
+            }
+        }
+        for bin in &record.bins {
+            let again = |x: &Exporter| x.export_bin(&bin.program, Some(&bin.name));
+            if let Err(e) = self.with_exporter(&meta, "export from", again) {
+                self.events.emit(Event::warn(format!(
+                    "the command {} was removed with the old environment and could not be \
+                     exported again: {e}",
+                    bin.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Remove every export of an environment (`destroy`, under its lock).

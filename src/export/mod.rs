@@ -40,6 +40,38 @@ const MAX_DESKTOP_FILE: u64 = 1 << 20;
 const MAX_ICON: u64 = 8 << 20;
 /// The directory in the store that holds the records.
 pub const RECORDS_DIR: &str = "exports";
+/// The file in an environment's directory that lists the desktop entries of its `[gui] apps`
+/// (written by the backend's build from the package manager's file lists).
+pub const APP_ENTRIES_FILE: &str = "gui-apps.json";
+
+/// The desktop entries (paths inside the environment) of each `[gui] apps` package.
+pub type AppEntries = std::collections::BTreeMap<String, Vec<String>>;
+
+/// Write [`APP_ENTRIES_FILE`] into a (staging) environment directory.
+pub fn write_app_entries(env_dir: &Path, entries: &AppEntries) -> io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(entries).map_err(io::Error::other)?;
+    crate::fsutil::write_atomic(&env_dir.join(APP_ENTRIES_FILE), &bytes)
+}
+
+/// Read [`APP_ENTRIES_FILE`]; `None` for an environment built before it existed.
+pub fn read_app_entries(env_dir: &Path) -> Result<Option<AppEntries>, ExportError> {
+    let path = env_dir.join(APP_ENTRIES_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ExportError::BadRecord {
+                path,
+                detail: e.to_string(),
+                hint: "run `karapace-tui rebuild` to write it again",
+            }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ExportError::Io {
+            op: "read",
+            path,
+            source,
+        }),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -89,8 +121,12 @@ pub enum ExportError {
         #[source]
         source: io::Error,
     },
-    #[error("export record {path} is damaged: {detail}; remove it (the exported files stay, marked as ours)")]
-    BadRecord { path: PathBuf, detail: String },
+    #[error("{path} is damaged: {detail}; {hint}")]
+    BadRecord {
+        path: PathBuf,
+        detail: String,
+        hint: &'static str,
+    },
 }
 
 fn available_list(available: &[String]) -> String {
@@ -251,6 +287,8 @@ impl Records {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ExportError::BadRecord {
                 path,
                 detail: e.to_string(),
+                hint: "remove it to start over (exported files stay on the host, marked as \
+                       made by karapace-tui)",
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Record::default()),
             Err(source) => Err(ExportError::Io {
@@ -422,6 +460,29 @@ impl Exporter<'_> {
     /// Returns the record entry and notes for the user (icons not found …).
     pub fn export_app(&self, app: &str) -> Result<(AppExport, Vec<String>), ExportError> {
         let found = self.find_app(app)?;
+        self.export_found(found)
+    }
+
+    /// Export the desktop file at `path` inside the environment (a `[gui] apps` package's).
+    pub fn export_path(&self, path: &str) -> Result<(AppExport, Vec<String>), ExportError> {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        validate_name("desktop file", name)?;
+        let id = name.strip_suffix(".desktop").unwrap_or(name);
+        if !APPLICATION_DIRS.contains(&dir) || id.len() == name.len() {
+            return Err(ExportError::InvalidName {
+                what: "desktop file",
+                name: path.to_string(),
+                reason: "must be a .desktop file in /usr/share/applications or \
+                         /usr/local/share/applications",
+            });
+        }
+        self.export_found(FoundApp {
+            id: id.to_string(),
+            path: path.to_string(),
+        })
+    }
+
+    fn export_found(&self, found: FoundApp) -> Result<(AppExport, Vec<String>), ExportError> {
         let bytes = self.view.read(&found.path, MAX_DESKTOP_FILE)?;
         let bad = |source| ExportError::BadDesktopFile {
             path: found.path.clone(),
