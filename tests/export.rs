@@ -599,3 +599,129 @@ fn gui_apps_of_a_namespace_environment_come_from_the_package() {
     let version = fx.run(&["exec", "deb", "--", "htop", "--version"]);
     assert!(version.ok().stdout().starts_with("htop "), "{version:?}");
 }
+
+/// As the unprivileged user `karapace-test` (created if needed, as tests/packages.rs does):
+/// an application made inside a rootless namespace environment is exported, and the command
+/// its host copy names, run as a launcher would, runs it inside; a wrapper passes tricky
+/// arguments through.
+#[test]
+fn rootless_exports_run_inside_the_environment() {
+    const TEST: &str = "rootless_exports_run_inside_the_environment";
+    const USER: &str = "karapace-test";
+    if !nix::unistd::geteuid().is_root() {
+        util::visible(&format!(
+            "{TEST}: already unprivileged; a_wrapper_runs_its_program_in_a_namespace_environment \
+             covers this user"
+        ));
+        return;
+    }
+    let Some(tarball) = std::env::var_os("KARAPACE_TEST_ROOTFS_TARBALL").map(PathBuf::from) else {
+        util::skip(
+            "export",
+            TEST,
+            "KARAPACE_TEST_ROOTFS_TARBALL is not set (.ci/run makes it)",
+        );
+        return;
+    };
+    let exists = Command::new("id").args(["-u", USER]).output();
+    if !exists.is_ok_and(|o| o.status.success()) {
+        let made = Command::new("useradd").args(["-m", USER]).status();
+        if !made.is_ok_and(|s| s.success()) {
+            util::skip("export", TEST, &format!("cannot create the user {USER}"));
+            return;
+        }
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("karapace-export-rootless-")
+        .tempdir()
+        .expect("tempdir");
+    let root = dir.path();
+    let bin = root.join("karapace-tui");
+    fs::copy(BIN, &bin).expect("copy binary");
+    let project = root.join("deb");
+    fs::create_dir_all(&project).expect("mkdir");
+    fs::write(
+        project.join("karapace.toml"),
+        format!(
+            "manifest_version = 1\n[base]\nimage = \"{}\"\n[runtime]\nbackend = \"namespace\"\n",
+            tarball.display()
+        ),
+    )
+    .expect("write manifest");
+    let chown = Command::new("chown")
+        .args(["-R", USER])
+        .arg(root)
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+    let as_user = |program: &Path, args: &[&str]| {
+        let out = Command::new("runuser")
+            .args(["-u", USER, "--", "env", "-i"])
+            .arg(format!(
+                "PATH={}",
+                std::env::var("PATH").unwrap_or_default()
+            ))
+            .arg(format!("HOME={}", root.display()))
+            .arg(format!("KARAPACE_STORE={}", root.join("store").display()))
+            .arg(format!("XDG_CONFIG_HOME={}", root.join("config").display()))
+            .arg(program)
+            .args(args)
+            .current_dir(root)
+            .output()
+            .expect("runuser");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let doctor = as_user(&bin, &["--json", "doctor"]);
+    if doctor.1.contains("user namespaces are not") || !doctor.1.contains("\"namespace\"") {
+        util::skip("export", TEST, &format!("doctor as {USER}: {}", doctor.1));
+        return;
+    }
+    let build = as_user(&bin, &["build", "deb"]);
+    assert_eq!(build.0, Some(0), "{build:?}");
+    // An application installed inside (into the environment's upper layer, by the sandbox).
+    let install = as_user(
+        &bin,
+        &[
+            "exec",
+            "deb",
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p /usr/share/applications && printf '[Desktop Entry]\\nType=Application\\n\
+             Name=T\\nExec=sh -c \"cat /etc/debian_version\"\\n' > \
+             /usr/share/applications/t.desktop",
+        ],
+    );
+    assert_eq!(install.0, Some(0), "{install:?}");
+    let export = as_user(&bin, &["export", "deb", "t"]);
+    assert_eq!(export.0, Some(0), "{export:?}");
+    let desktop = root.join(".local/share/applications/t.desktop");
+    let entry = Entry::parse_file(&desktop).expect("parse");
+    let argv = exec_argv(entry.section("Desktop Entry").attr("Exec").expect("Exec"));
+    assert_eq!(
+        argv[1..3],
+        ["--store", &root.join("store").display().to_string()]
+    );
+    let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+    let launched = as_user(Path::new(&argv[0]), &args);
+    assert_eq!(launched.0, Some(0), "{launched:?}");
+    assert!(
+        launched.1.trim_start().starts_with("12"),
+        "the environment's /etc/debian_version (bookworm): {launched:?}"
+    );
+
+    let wrapper = as_user(&bin, &["export", "--bin", "deb", "/usr/bin/printf"]);
+    assert_eq!(wrapper.0, Some(0), "{wrapper:?}");
+    let mut args = vec!["%s|"];
+    args.extend(TRICKY);
+    let out = as_user(&root.join(".local/bin/printf"), &args);
+    let want: String = TRICKY.iter().map(|t| format!("{t}|")).collect();
+    assert_eq!(out.1, want, "{out:?}");
+    let destroy = as_user(&bin, &["destroy", "deb"]);
+    assert_eq!(destroy.0, Some(0), "{destroy:?}");
+    assert!(!desktop.exists() && !root.join(".local/bin/printf").exists());
+}

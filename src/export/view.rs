@@ -370,6 +370,42 @@ mod tests {
     }
 
     #[test]
+    fn a_kernel_whiteout_device_hides_the_lower_file() {
+        // mknod(2) of a character device needs CAP_MKNOD: root here, and in CI.
+        if !nix::unistd::geteuid().is_root() {
+            let mut err = std::io::stderr();
+            std::io::Write::write_all(
+                &mut err,
+                b"SKIPPED: export::view::a_kernel_whiteout_device_hides_the_lower_file: not root\n",
+            )
+            .expect("stderr");
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (v, upper, lower) = view(tmp.path());
+        fs::create_dir_all(lower.join("apps")).expect("mkdir");
+        fs::write(lower.join("apps/gone.desktop"), "x").expect("write");
+        fs::write(lower.join("apps/kept.desktop"), "x").expect("write");
+        fs::create_dir_all(upper.join("apps")).expect("mkdir");
+        nix::sys::stat::mknod(
+            &upper.join("apps/gone.desktop"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
+        .expect("mknod a whiteout");
+        assert!(v.resolve("/apps/gone.desktop").is_none());
+        assert_eq!(v.list_dir("/apps"), ["kept.desktop"]);
+        // An opaque directory by attribute (what rootless overlayfs writes with userxattr).
+        match xattr::set(upper.join("apps"), "user.overlay.opaque", b"y") {
+            Ok(()) => assert!(v.list_dir("/apps").is_empty()),
+            // Some file systems (older tmpfs) refuse user attributes; the rest still counts.
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {}
+            Err(e) => panic!("setxattr: {e}"),
+        }
+    }
+
+    #[test]
     fn a_directory_is_not_a_file() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (v, upper, _) = view(tmp.path());
