@@ -517,6 +517,14 @@ pub fn host_copy(source: &DesktopFile, host: &HostEntry) -> Result<String, Deskt
     if main.get("Name").is_none() {
         return Err(err("no Name key"));
     }
+    // Hidden=true means "deleted" (spec, "Recognized desktop entry keys"): there is nothing to
+    // export, and dropping the key would bring it back.
+    if let Some(hidden) = main.get("Hidden").filter(|h| h.raw == "true") {
+        return Err(err_at(
+            hidden.line,
+            "Hidden=true: the entry is marked as deleted",
+        ));
+    }
     let mut out = String::from("[Desktop Entry]\nType=Application\n");
     write_kept(&mut out, main, host)?;
     out.push_str(&format!("Exec={}\n", exec_line(main, host.prefix)?));

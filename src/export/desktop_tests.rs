@@ -255,6 +255,10 @@ fn malformed_files_are_refused() {
             "[Desktop Entry]\nType=Application\nName=x\nExec=a\nTerminal=yes\n",
             "bool",
         ),
+        (
+            "[Desktop Entry]\nType=Application\nName=x\nExec=a\nHidden=true\n",
+            "hidden",
+        ),
     ] {
         assert!(host(source).is_err(), "{what}");
     }

@@ -110,9 +110,7 @@ pub enum ExportError {
     NotExported { name: String },
     #[error("{0}")]
     Shell(#[from] shell::NulByte),
-    #[error(
-        "the karapace-tui binary's path {path} cannot be written into a desktop entry: {reason}"
-    )]
+    #[error("{path} cannot be written into an exported command: {reason}")]
     BinaryPath { path: PathBuf, reason: &'static str },
     #[error("{op} {path}: {source}")]
     Io {
@@ -139,7 +137,7 @@ fn available_list(available: &[String]) -> String {
 
 impl ExportError {
     /// Whether the caller asked for something wrong (exit code 2) rather than an operation
-    /// failing.
+    /// failing (a host file in the way is the latter, as `new` without `--force` is).
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
@@ -147,8 +145,6 @@ impl ExportError {
                 | ExportError::AppNotFound { .. }
                 | ExportError::AppAmbiguous { .. }
                 | ExportError::NotExported { .. }
-                | ExportError::NotOurs { .. }
-                | ExportError::OtherEnv { .. }
                 | ExportError::Shell(_)
         )
     }
@@ -386,7 +382,7 @@ impl Exporter<'_> {
             .to_str()
             .ok_or_else(|| ExportError::BinaryPath {
                 path: self.binary.to_path_buf(),
-                reason: "it is not UTF-8",
+                reason: "the karapace-tui binary's path is not UTF-8",
             })?;
         let mut prefix = vec![binary.to_string()];
         let same = |a: &Path, b: &Path| {
