@@ -444,7 +444,7 @@ fn a_wrapper_runs_its_program_in_a_namespace_environment() {
         ),
     )
     .expect("write manifest");
-    fx.build("deb");
+    fx.build_real("deb");
     let done = fx.json(&[
         "export",
         "--bin",
@@ -576,7 +576,12 @@ fn gui_apps_of_a_namespace_environment_come_from_the_package() {
         ),
     )
     .expect("write manifest");
-    let out = fx.cmd(["--json", "build"]).arg(fx.path("deb")).run();
+    // Unpacking the image and installing from the mirror in a debug build can take a while.
+    let out = fx
+        .cmd(["--json", "build"])
+        .arg(fx.path("deb"))
+        .timeout(std::time::Duration::from_secs(300))
+        .run();
     out.ok();
     assert!(
         out.stderr
