@@ -58,6 +58,12 @@ impl Engine {
                 action,
                 backend: meta.backend,
             })?;
+        if let Some(missing) = layers.iter().find(|l| !l.is_dir()) {
+            return Err(export::ExportError::LayerMissing {
+                path: missing.clone(),
+            }
+            .into());
+        }
         Ok(EnvView::new(layers))
     }
 

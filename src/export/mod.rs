@@ -38,6 +38,9 @@ const ICON_EXTENSIONS: &[&str] = &["png", "svg", "xpm"];
 /// the host read or write.
 const MAX_DESKTOP_FILE: u64 = 1 << 20;
 const MAX_ICON: u64 = 8 << 20;
+/// Real applications ship an icon in a dozen sizes at most; a hostile environment with
+/// thousands of size directories gets this many copied, and a note.
+const MAX_ICON_FILES: usize = 64;
 /// The directory in the store that holds the records.
 pub const RECORDS_DIR: &str = "exports";
 /// The file in an environment's directory that lists the desktop entries of its `[gui] apps`
@@ -106,6 +109,8 @@ pub enum ExportError {
         "{path} is an export of environment {owner}; run `karapace-tui unexport {owner} …` first"
     )]
     OtherEnv { path: PathBuf, owner: String },
+    #[error("{path} is missing, so the environment's files cannot be read (is its base image still cached? `karapace-tui rebuild` fetches it again)")]
+    LayerMissing { path: PathBuf },
     #[error("nothing named `{name}` is exported from this environment; `karapace-tui exports` lists what is")]
     NotExported { name: String },
     #[error("{0}")]
@@ -593,6 +598,12 @@ impl Exporter<'_> {
         for size in self.view.list_dir(theme) {
             if !valid_icon_name(&size) {
                 continue;
+            }
+            if written.len() >= MAX_ICON_FILES {
+                notes.push(format!(
+                    "more than {MAX_ICON_FILES} icon files for {icon}; the rest were not copied"
+                ));
+                break;
             }
             for ext in ICON_EXTENSIONS {
                 let inside = format!("{theme}/{size}/apps/{icon}.{ext}");
