@@ -17,6 +17,8 @@
 //!   lands) and session records.
 //! - [`packages`]: distribution package managers as data (detection, argv, output parsing);
 //!   [`policy`]: the mount allow list; [`sandbox`]: the native namespace sandbox.
+//! - [`export`]: an environment's applications and programs on the host (desktop entries,
+//!   icons, wrapper scripts), run through `karapace-tui exec`.
 //! - [`layer`]: directory trees to deterministic tar streams and back.
 //! - [`events`]: progress and log events that long operations emit.
 //! - [`types`], [`fsutil`], [`crashpoint`]: shared value types, crash-safe writes, and the
@@ -30,6 +32,7 @@ pub mod cli;
 pub mod crashpoint;
 pub mod engine;
 pub mod events;
+pub mod export;
 pub mod fsutil;
 pub mod image;
 pub mod layer;

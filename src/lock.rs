@@ -377,8 +377,8 @@ impl LockFile {
 
 fn package_drift(lock: &LockFile, manifest: &Manifest, items: &mut Vec<String>) {
     let locked = lock.pinned_versions();
-    let wanted: BTreeMap<&str, Option<&str>> = manifest
-        .packages
+    let install = manifest.install_list();
+    let wanted: BTreeMap<&str, Option<&str>> = install
         .iter()
         .map(|p| (p.name.as_str(), p.version.as_deref()))
         .collect();

@@ -100,6 +100,22 @@ impl App {
                 let (target, _, _) = self.env_arg(env, "rename")?;
                 self.start(Job::Rename { env: target, name });
             }
+            Command::Export { env, app, bin } => {
+                let (target, _, _) = self.env_arg(env, "export")?;
+                self.start(Job::Export {
+                    env: target,
+                    app,
+                    bin,
+                });
+            }
+            Command::Unexport { env, app, bin } => {
+                let (target, _, _) = self.env_arg(env, "unexport")?;
+                self.start(Job::Unexport {
+                    env: target,
+                    app,
+                    bin,
+                });
+            }
             Command::Gc { dry_run: true } => {
                 self.start(Job::Gc { dry_run: true });
             }

@@ -61,6 +61,17 @@ pub enum Job {
         env: String,
         name: String,
     },
+    /// An application to the desktop, or (`bin`) a program as a host command.
+    Export {
+        env: String,
+        app: String,
+        bin: bool,
+    },
+    Unexport {
+        env: String,
+        app: String,
+        bin: bool,
+    },
     Gc {
         dry_run: bool,
     },
@@ -128,6 +139,14 @@ impl fmt::Display for Job {
             Job::Archive(env) => write!(f, "archive {}", env_label(env)),
             Job::Unarchive(env) => write!(f, "unarchive {}", env_label(env)),
             Job::Rename { env, name } => write!(f, "rename {} {name}", env_label(env)),
+            Job::Export { env, app, bin } => {
+                let bin = if *bin { "--bin " } else { "" };
+                write!(f, "export {bin}{} {app}", env_label(env))
+            }
+            Job::Unexport { env, app, bin } => {
+                let bin = if *bin { "--bin " } else { "" };
+                write!(f, "unexport {bin}{} {app}", env_label(env))
+            }
             Job::Gc { dry_run: true } => f.write_str("gc --dry-run"),
             Job::Gc { dry_run: false } => f.write_str("gc"),
             Job::Verify => f.write_str("verify-store"),
@@ -280,6 +299,37 @@ pub fn run(engine: &Engine, job: Job) -> Result<JobOutput, EngineError> {
         Job::Archive(env) => changed("archived", engine.archive(&env)?),
         Job::Unarchive(env) => changed("unarchived", engine.unarchive(&env)?),
         Job::Rename { env, name } => changed("renamed", engine.rename(&env, &name)?),
+        Job::Export {
+            env,
+            app,
+            bin: false,
+        } => {
+            let done = engine.export_app(&env, &app)?;
+            JobOutput::Changed(format!(
+                "exported {} to {}",
+                done.export.app,
+                done.export.desktop_file.display()
+            ))
+        }
+        Job::Export {
+            env,
+            app,
+            bin: true,
+        } => {
+            let done = engine.export_bin(&env, &app, None)?;
+            JobOutput::Changed(format!(
+                "exported {} as {}",
+                done.program,
+                done.path.display()
+            ))
+        }
+        Job::Unexport { env, app, bin } => {
+            let removal = engine.unexport(&env, &app, bin)?;
+            JobOutput::Changed(format!(
+                "unexported {app}: removed {} file(s)",
+                removal.removed.len()
+            ))
+        }
         Job::Gc { dry_run } => JobOutput::Gc(engine.gc(dry_run)?),
         Job::Verify => JobOutput::Verify(engine.verify()?),
     })

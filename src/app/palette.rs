@@ -55,6 +55,14 @@ pub const VERBS: &[Verb] = &[
         usage: "rename [ENV] NAME",
     },
     Verb {
+        name: "export",
+        usage: "export [--bin] [ENV] APP|PATH",
+    },
+    Verb {
+        name: "unexport",
+        usage: "unexport [--bin] [ENV] APP|NAME",
+    },
+    Verb {
         name: "gc",
         usage: "gc [--dry-run]",
     },
@@ -119,6 +127,17 @@ pub enum Command {
     Rename {
         env: Option<String>,
         name: String,
+    },
+    /// `export`: an application to the desktop, or with `bin` a program as a host command.
+    Export {
+        env: Option<String>,
+        app: String,
+        bin: bool,
+    },
+    Unexport {
+        env: Option<String>,
+        app: String,
+        bin: bool,
     },
     Gc {
         dry_run: bool,
@@ -189,6 +208,22 @@ pub fn parse(line: &str) -> Result<Command, String> {
             },
             _ => return Err(usage()),
         },
+        "export" | "unexport" => {
+            let bin = args.flag("--bin");
+            let (env, app) = match args.rest.len() {
+                1 => (None, args.rest.remove(0)),
+                2 => {
+                    let app = args.rest.remove(1);
+                    (Some(args.rest.remove(0)), app)
+                }
+                _ => return Err(usage()),
+            };
+            if verb == "export" {
+                Command::Export { env, app, bin }
+            } else {
+                Command::Unexport { env, app, bin }
+            }
+        }
         "gc" => Command::Gc {
             dry_run: args.flag("--dry-run"),
         },
@@ -347,6 +382,31 @@ mod tests {
                 name: "api".into()
             }
         );
+        assert_eq!(
+            ok("export web org.gnome.gedit"),
+            Command::Export {
+                env: Some("web".into()),
+                app: "org.gnome.gedit".into(),
+                bin: false
+            }
+        );
+        assert_eq!(
+            ok("export --bin /usr/bin/rg"),
+            Command::Export {
+                env: None,
+                app: "/usr/bin/rg".into(),
+                bin: true
+            }
+        );
+        assert_eq!(
+            ok("unexport --bin web rg"),
+            Command::Unexport {
+                env: Some("web".into()),
+                app: "rg".into(),
+                bin: true
+            }
+        );
+        assert!(parse("export").unwrap_err().contains("usage: export"));
         assert_eq!(ok("  gc   --dry-run "), Command::Gc { dry_run: true });
         assert_eq!(ok("verify"), Command::Verify);
         assert_eq!(ok("q"), Command::Quit);
@@ -381,7 +441,7 @@ mod tests {
     fn completion_lists_matching_verbs() {
         let names = |line| -> Vec<&str> { completions(line).iter().map(|v| v.name).collect() };
         assert_eq!(names("re"), ["rebuild", "rename", "refresh"]);
-        assert_eq!(names("un"), ["unfreeze", "unarchive"]);
+        assert_eq!(names("un"), ["unfreeze", "unarchive", "unexport"]);
         assert_eq!(names("destroy we"), ["destroy"]);
         assert_eq!(names("").len(), VERBS.len());
     }

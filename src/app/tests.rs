@@ -470,6 +470,7 @@ fn a_build_selects_its_environment_once_the_list_has_it() {
                 env: new.clone(),
                 built: true,
                 lock_path: "/home/user/src/zeta/karapace.lock".into(),
+                exported: Vec::new(),
             }),
             template: None,
         }),

@@ -121,6 +121,30 @@ pub enum Command {
     Unarchive { env: String },
     /// Give an environment a new name
     Rename { env: String, name: String },
+    /// Put an application of an environment on the host's desktop, or (--bin) a program on
+    /// the host's PATH; both run it through `karapace-tui exec`
+    Export {
+        env: String,
+        /// The application (desktop file id such as org.gnome.gedit, or its last part), or
+        /// with --bin the program's absolute path inside the environment
+        app: String,
+        /// Write a wrapper command in ~/.local/bin instead of a desktop entry
+        #[arg(long)]
+        bin: bool,
+        /// The wrapper's name (default: the program's file name); only with --bin
+        #[arg(long, requires = "bin")]
+        name: Option<String>,
+    },
+    /// Remove an export (its desktop entry and icons, or with --bin its wrapper)
+    Unexport {
+        env: String,
+        /// The application, or with --bin the wrapper's name
+        app: String,
+        #[arg(long)]
+        bin: bool,
+    },
+    /// List exported applications and commands
+    Exports { env: Option<String> },
     /// List, fetch or remove cached base images
     Images {
         #[command(subcommand)]

@@ -94,13 +94,17 @@ fn build_options(args: &super::BuildArgs) -> BuildOptions {
 
 fn build_text(outcome: &BuildOutcome) -> String {
     let verb = if outcome.built { "built" } else { "up to date" };
-    format!(
+    let mut text = format!(
         "{verb}: {} {} ({})\nlock: {}",
         outcome.env.short_id,
         outcome.env.name.as_deref().unwrap_or("-"),
         outcome.env.id,
         outcome.lock_path.display()
-    )
+    );
+    for path in &outcome.exported {
+        text.push_str(&format!("\nexported: {}", path.display()));
+    }
+    text
 }
 
 /// Run an engine command and print its result; returns the exit code.
@@ -144,6 +148,55 @@ pub(super) fn run_command(
         Command::Archive { env } => state_change(out, "archived", engine.archive(env)?)?,
         Command::Unarchive { env } => state_change(out, "unarchived", engine.unarchive(env)?)?,
         Command::Rename { env, name } => state_change(out, "renamed", engine.rename(env, name)?)?,
+        Command::Export {
+            env,
+            app,
+            bin: false,
+            ..
+        } => {
+            let done = engine.export_app(env, app)?;
+            out.result(
+                &json!({"status": "exported", "env": done.env, "app": done.export.app,
+                        "desktop_file": done.export.desktop_file, "icons": done.export.icons,
+                        "notes": done.notes}),
+                &format!(
+                    "exported {} to {}",
+                    done.export.app,
+                    done.export.desktop_file.display()
+                ),
+            )?;
+        }
+        Command::Export {
+            env,
+            app,
+            bin: true,
+            name,
+        } => {
+            let done = engine.export_bin(env, app, name.as_deref())?;
+            out.result(
+                &json!({"status": "exported", "name": done.name, "program": done.program,
+                        "path": done.path}),
+                &format!("exported {} as {}", done.program, done.path.display()),
+            )?;
+        }
+        Command::Unexport { env, app, bin } => {
+            let removal = engine.unexport(env, app, *bin)?;
+            let text = removal
+                .removed
+                .iter()
+                .map(|p| format!("removed {}", p.display()))
+                .collect::<Vec<_>>()
+                .join("\n");
+            out.result(
+                &json!({"status": "unexported", "removed": removal.removed,
+                               "kept": removal.kept}),
+                &text,
+            )?;
+        }
+        Command::Exports { env } => {
+            let rows = engine.exports(env.as_deref())?;
+            out.result(&rows, &super::output_text::exports(&rows))?;
+        }
         Command::Gc { dry_run } => {
             let report = engine.gc(*dry_run)?;
             out.result(&report, &super::output_text::gc(&report, *dry_run))?;

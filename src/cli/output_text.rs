@@ -15,7 +15,7 @@ macro_rules! outw {
     };
 }
 
-use crate::engine::{BrokenEnv, EnvDetails, EnvSummary, ImageInfo};
+use crate::engine::{BrokenEnv, EnvDetails, EnvSummary, ExportRow, ImageInfo};
 use crate::prereq::{Group, Report};
 use crate::store::{GcReport, VerifyReport};
 
@@ -294,6 +294,47 @@ pub fn doctor(report: &Report) -> String {
                 outln!(out, "         fix: {fix}");
             }
         }
+    }
+    out
+}
+
+pub fn exports(rows: &[ExportRow]) -> String {
+    if rows.is_empty() {
+        return "nothing exported: `karapace-tui export ENV APP` puts an application on the \
+                desktop, `export --bin ENV PATH` a command on PATH"
+            .to_string();
+    }
+    let env_w = rows
+        .iter()
+        .map(|r| r.env_name.as_deref().unwrap_or("-").chars().count())
+        .chain([4])
+        .max()
+        .unwrap_or(4);
+    let name_w = rows
+        .iter()
+        .map(|r| r.name.chars().count())
+        .chain([4])
+        .max()
+        .unwrap_or(4);
+    let mut out = format!(
+        "{}  {}  {}  {}  PATH\n",
+        pad("ID", 12),
+        pad("ENV", env_w),
+        pad("KIND", 4),
+        pad("NAME", name_w)
+    );
+    for r in rows {
+        let short: String = r.env.chars().take(12).collect();
+        outln!(
+            out,
+            "{}  {}  {}  {}  {}{}",
+            pad(&short, 12),
+            pad(r.env_name.as_deref().unwrap_or("-"), env_w),
+            pad(r.kind, 4),
+            pad(&r.name, name_w),
+            r.path.display(),
+            if r.present { "" } else { " (missing)" }
+        );
     }
     out
 }

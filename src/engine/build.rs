@@ -37,6 +37,9 @@ pub struct BuildOutcome {
     pub built: bool,
     /// The lock file that describes it.
     pub lock_path: PathBuf,
+    /// Desktop files of `[gui] apps` written on the host by this build.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exported: Vec<PathBuf>,
 }
 
 impl Engine {
@@ -106,11 +109,13 @@ impl Engine {
             }
         }
         self.write_lock_if_changed(&lock, &lock_path)?;
+        let exported = self.export_gui_apps(&lock.env_id, &lock, !built)?;
         let env = self.summary(&self.store.read_meta(&lock.env_id)?)?;
         Ok(BuildOutcome {
             env,
             built,
             lock_path,
+            exported,
         })
     }
 
@@ -199,11 +204,20 @@ impl Engine {
             }
         }
         self.write_lock_if_changed(&lock, &lock_path)?;
+        // A new id: the old environment's exports move to it (written again), and the apps
+        // among them need not be written twice. The same id: its exports still apply, and the
+        // apps are written again from the fresh tree.
+        let moved = lock.env_id != old.id;
+        if moved {
+            self.carry_exports(&old.id, &lock.env_id)?;
+        }
+        let exported = self.export_gui_apps(&lock.env_id, &lock, moved)?;
         let env = self.summary(&self.store.read_meta(&lock.env_id)?)?;
         Ok(BuildOutcome {
             env,
             built: true,
             lock_path,
+            exported,
         })
     }
 

@@ -29,6 +29,10 @@ pub enum EngineError {
     Backend(#[from] BackendError),
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
+    #[error("environment {env} is built, but exporting its [gui] apps failed:\n  {}\nfix the cause and run `karapace-tui build` again (it exports what is missing), or `karapace-tui export {env} APP`", .failures.join("\n  "))]
+    GuiExport { env: String, failures: Vec<String> },
     #[error("invalid image `{name}`: {problem} (allowed: {allowed})")]
     InvalidImage {
         name: String,
@@ -104,6 +108,7 @@ impl EngineError {
             | EngineError::UnknownTemplate { .. }
             | EngineError::InvalidImage { .. }
             | EngineError::Policy(_) => exit::USAGE,
+            EngineError::Export(e) if e.is_usage() => exit::USAGE,
             EngineError::Image(e) | EngineError::Backend(BackendError::Image(e))
                 if image_integrity(e) =>
             {

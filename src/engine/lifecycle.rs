@@ -253,6 +253,9 @@ impl Engine {
             &[EnvState::Built, EnvState::Archived, EnvState::Defined],
         )?;
         self.ensure_not_running(&meta, "destroy", true)?;
+        // Exports first: a failure here leaves the environment, never host files that run a
+        // destroyed one.
+        self.remove_exports(&meta)?;
         backend.teardown(&self.store.env_dir(&meta.id))?;
         self.store.begin(OpKind::Destroy, &meta.id)?.remove_env()?;
         self.events

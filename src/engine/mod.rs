@@ -13,6 +13,7 @@
 
 mod build;
 mod error;
+mod exports;
 mod images;
 mod lifecycle;
 mod maint;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 
 pub use build::{BuildOptions, BuildOutcome};
 pub use error::{exit, EngineError};
+pub use exports::{AppExported, ExportRow};
 pub use images::ImageInfo;
 pub use maint::write_template;
 pub use query::{BrokenEnv, EnvDetails, EnvSummary, StateView};

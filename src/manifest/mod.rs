@@ -146,6 +146,23 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// What the environment installs: `[system] packages`, then each `[gui] apps` entry (a
+    /// package name too) that the packages do not list already. Sorted by name, each once, so
+    /// the lock pins a version for every app as for any package.
+    pub fn install_list(&self) -> Vec<PackageSpec> {
+        let mut list = self.packages.clone();
+        for app in &self.gui_apps {
+            if !list.iter().any(|p| p.name == *app) {
+                list.push(PackageSpec {
+                    name: app.clone(),
+                    version: None,
+                });
+            }
+        }
+        list.sort();
+        list
+    }
+
     /// Reads and parses a manifest file.
     pub fn load(path: &Path, env: &ParseEnv) -> Result<Manifest, ManifestError> {
         let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {

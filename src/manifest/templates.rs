@@ -132,7 +132,7 @@ mod tests {
             ),
             (
                 "gui-dev",
-                "13a889a89ce1b257cb34383d8250a2a81514595ad21dea2e20f5944dd749d52a",
+                "44a0b709a5cb8fd06420f0fb09a997d32b83d673bc4e0b9ffc840dbbab868395",
             ),
             (
                 "rust-dev",

@@ -16,6 +16,9 @@
 //! | pacman  | `pacman -Sy`         | `pacman -Sp --print-format`        | cannot        | `pacman -Q`         |
 //! | apk     | `apk update`         | `apk policy`                       | `name=version`| `apk list -I`       |
 //!
+//! `[gui] apps` are packages too; their desktop entries are found in what the package owns
+//! (`dpkg-query -L`, `rpm -ql`, `pacman -Qlq`, `apk info -L`: [`Manager::list_files`]).
+//!
 //! pacman cannot install an older version from its sync repositories, so a `--locked` build
 //! installs what the mirror has and then fails if it differs from the lock ([`Manager::can_pin`]).
 
@@ -78,6 +81,37 @@ pub enum PackageError {
     },
     #[error("{manager} reported no installed version for package `{name}` after installing it")]
     NotInstalled { manager: Manager, name: String },
+}
+
+/// The desktop entries among a package's files (the output of [`Manager::list_files`]): the
+/// `.desktop` files directly in an `applications` data directory. apk lists paths without the
+/// leading `/` under a `NAME-VERSION contains:` header; the others list absolute paths.
+pub fn desktop_files(stdout: &str) -> Vec<String> {
+    const DIRS: [&str; 2] = ["/usr/share/applications/", "/usr/local/share/applications/"];
+    let mut found: Vec<String> = stdout
+        .lines()
+        .map(str::trim_end)
+        .filter(|line| !line.is_empty() && !line.ends_with(" contains:"))
+        .map(|line| {
+            if line.starts_with('/') {
+                line.to_string()
+            } else {
+                format!("/{line}")
+            }
+        })
+        .filter(|path| {
+            DIRS.iter().any(|dir| {
+                path.strip_prefix(dir).is_some_and(|name| {
+                    name.ends_with(".desktop")
+                        && name.len() > ".desktop".len()
+                        && !name.contains('/')
+                })
+            })
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 /// Where each manager's main program lives, relative to the root, checked in this order.
@@ -226,6 +260,19 @@ impl Manager {
             Manager::Apk => argv(&["apk", "list", "-I", "--"]),
         };
         cmd.extend(names.iter().map(|n| (*n).to_string()));
+        cmd
+    }
+
+    /// Lists the files one installed package owns (`[gui] apps` export their desktop entries),
+    /// read by [`desktop_files`].
+    pub fn list_files(self, name: &str) -> Vec<String> {
+        let mut cmd = match self {
+            Manager::Apt => argv(&["dpkg-query", "-L", "--"]),
+            Manager::Dnf | Manager::Zypper => argv(&["rpm", "-ql", "--"]),
+            Manager::Pacman => argv(&["pacman", "-Qlq", "--"]),
+            Manager::Apk => argv(&["apk", "info", "-L", "--"]),
+        };
+        cmd.push(name.to_string());
         cmd
     }
 

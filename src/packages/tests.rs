@@ -1,6 +1,6 @@
 use std::fs;
 
-use super::{detect, Manager, PackageError};
+use super::{desktop_files, detect, Manager, PackageError};
 use crate::lock::LockedPackage;
 use crate::manifest::PackageSpec;
 
@@ -239,4 +239,38 @@ fn detection_finds_the_manager_without_following_links_out_of_the_tree() {
         None,
         "an absolute link to the host's /usr must not make the host's manager count"
     );
+}
+
+#[test]
+fn desktop_entries_are_read_from_each_managers_file_list() {
+    assert_eq!(
+        Manager::Apt.list_files("gedit"),
+        ["dpkg-query", "-L", "--", "gedit"]
+    );
+    assert_eq!(
+        Manager::Zypper.list_files("MozillaFirefox"),
+        ["rpm", "-ql", "--", "MozillaFirefox"]
+    );
+    // dpkg-query -L (also lists directories), rpm -ql and pacman -Qlq: absolute paths.
+    let dpkg =
+        "/.\n/usr\n/usr/share/applications\n/usr/share/applications/org.gnome.gedit.desktop\n\
+                /usr/share/icons/hicolor/scalable/apps/org.gnome.gedit.svg\n\
+                /usr/share/applications/screensavers/x.desktop\n/usr/share/doc/gedit.desktop\n";
+    assert_eq!(
+        desktop_files(dpkg),
+        ["/usr/share/applications/org.gnome.gedit.desktop"]
+    );
+    let pacman = "/usr/\n/usr/share/applications/\n/usr/share/applications/firefox.desktop\n";
+    assert_eq!(
+        desktop_files(pacman),
+        ["/usr/share/applications/firefox.desktop"]
+    );
+    // apk info -L: a header, then paths without the leading slash.
+    let apk = "mousepad-0.6.1-r0 contains:\nusr/bin/mousepad\n\
+               usr/share/applications/org.xfce.mousepad.desktop\n\n";
+    assert_eq!(
+        desktop_files(apk),
+        ["/usr/share/applications/org.xfce.mousepad.desktop"]
+    );
+    assert!(desktop_files("package xterm is not installed\n").is_empty());
 }

@@ -172,6 +172,18 @@ pub trait RuntimeBackend: Send + Sync {
     fn archive_dir(&self) -> Option<&'static str> {
         None
     }
+
+    /// The directories whose merge is the environment's root, top first, for reading its files
+    /// from the host without running it (`crate::export::view`); `None` when this backend
+    /// cannot say.
+    fn file_layers(
+        &self,
+        _store: &Store,
+        _env_dir: &Path,
+        _lock: &LockFile,
+    ) -> Option<Vec<PathBuf>> {
+        None
+    }
 }
 
 /// The backend implementation for a kind. Backends that are not built yet say so through

@@ -7,7 +7,8 @@
 //!   version is derived from its name and the mock "repository epoch"
 //!   (`KARAPACE_MOCK_EPOCH`, default 1). Bumping the epoch plays the part of a distribution
 //!   publishing new versions, which is how the tests prove that `--locked` reproduces old ones.
-//! - Build writes a real directory tree (`rootfs/`) and stores two real layers in the store.
+//! - Build writes a real directory tree (`rootfs/`) and stores two real layers in the store; a
+//!   `[gui] apps` package also gets a minimal desktop entry, so export-on-build is exercised.
 //!   `KARAPACE_MOCK_DELAY_MS` slows each step down, for the TUI's live log and crash tests.
 //! - Run executes the program **on the host**, with the environment's tree as its working
 //!   directory and a cleaned environment. It says so on stderr every time: nothing pretends
@@ -32,7 +33,7 @@ use super::session::SessionProcess;
 use crate::events::Event;
 use crate::image::tree;
 use crate::layer::{self, PackMode};
-use crate::lock::{LockedBase, LockedPackage, Resolution};
+use crate::lock::{LockFile, LockedBase, LockedPackage, Resolution};
 use crate::manifest::ImageRef;
 use crate::store::Store;
 use crate::types::{BackendKind, Digest, EnvId};
@@ -210,8 +211,36 @@ impl MockBackend {
         let layer = store_layer(req.store, &rootfs.join(PKG_DB), req.staging)?;
         req.events
             .emit(Event::info(format!("mock: installed {total} package(s)")));
+        if !req.lock.gui_apps.is_empty() {
+            install_app_entries(req, rootfs)?;
+        }
         Ok(layer)
     }
+}
+
+/// A mock `[gui] apps` package brings a minimal desktop entry, as a real one would
+/// (`/usr/share/applications/APP.desktop`, running `APP`), and the build records it for
+/// export (`crate::export::APP_ENTRIES_FILE`).
+fn install_app_entries(req: &BuildRequest, rootfs: &Path) -> Result<(), BackendError> {
+    let dir = rootfs.join("usr/share/applications");
+    fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+    let mut entries = crate::export::AppEntries::new();
+    for app in &req.lock.gui_apps {
+        let path = dir.join(format!("{app}.desktop"));
+        fs::write(
+            &path,
+            format!("[Desktop Entry]\nType=Application\nName={app}\nExec={app}\n"),
+        )
+        .map_err(io_err("install desktop entry", &path))?;
+        entries.insert(
+            app.clone(),
+            vec![format!("/usr/share/applications/{app}.desktop")],
+        );
+    }
+    crate::export::write_app_entries(req.staging, &entries).map_err(io_err(
+        "record the [gui] apps' desktop entries in",
+        req.staging,
+    ))
 }
 
 fn io_err(step: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackendError {
@@ -310,7 +339,7 @@ impl RuntimeBackend for MockBackend {
         };
         let packages = req
             .manifest
-            .packages
+            .install_list()
             .iter()
             .map(|p| LockedPackage {
                 name: p.name.clone(),
@@ -395,6 +424,15 @@ impl RuntimeBackend for MockBackend {
 
     fn archive_dir(&self) -> Option<&'static str> {
         Some("rootfs")
+    }
+
+    fn file_layers(
+        &self,
+        _store: &Store,
+        env_dir: &Path,
+        _lock: &LockFile,
+    ) -> Option<Vec<PathBuf>> {
+        Some(vec![rootfs_of(env_dir)])
     }
 }
 

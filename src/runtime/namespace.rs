@@ -29,7 +29,7 @@ use super::install::{BuildSandbox, Output};
 use super::session::{init_record, stop_init, stop_sessions, SessionProcess};
 use crate::events::Event;
 use crate::image::ImageCache;
-use crate::lock::Resolution;
+use crate::lock::{LockFile, Resolution};
 use crate::packages::{self, Manager};
 use crate::sandbox::{self, Bind, IdMapping, RootfsSpec};
 use crate::store::{ScratchDir, Store};
@@ -117,7 +117,7 @@ impl RuntimeBackend for NamespaceBackend {
 
     fn resolve(&self, req: &ResolveRequest) -> Result<Resolution, BackendError> {
         let record = req.images.ensure(&req.manifest.base, None, req.offline)?;
-        let specs = &req.manifest.packages;
+        let specs = &req.manifest.install_list();
         if specs.is_empty() {
             return Ok(Resolution {
                 base: record.locked(),
@@ -200,6 +200,9 @@ impl RuntimeBackend for NamespaceBackend {
                 events: req.events,
             };
             install_packages(&sandbox, packages, prepared)?;
+            if !req.lock.gui_apps.is_empty() {
+                record_app_entries(&sandbox, &req.lock.gui_apps, req.staging)?;
+            }
         }
         req.events.emit(Event::info(format!(
             "namespace: environment on image {} ({}), changes in upper/",
@@ -303,6 +306,11 @@ impl RuntimeBackend for NamespaceBackend {
     fn supports_read_only(&self) -> bool {
         false
     }
+
+    fn file_layers(&self, store: &Store, env_dir: &Path, lock: &LockFile) -> Option<Vec<PathBuf>> {
+        let lower = ImageCache::new(store).rootfs(&lock.base.archive_sha256);
+        Some(vec![env_dir.join("upper"), lower])
+    }
 }
 
 fn poisoned() -> BackendError {
@@ -385,6 +393,26 @@ fn install_packages(
     Ok(())
 }
 
+/// Find each `[gui] apps` package's desktop entries in its file list (the package manager
+/// knows which files it installed) and record them for export (`crate::export`).
+fn record_app_entries(
+    sandbox: &BuildSandbox,
+    apps: &[String],
+    staging: &Path,
+) -> Result<(), BackendError> {
+    let mut entries = crate::export::AppEntries::new();
+    for app in apps {
+        let files = sandbox.run(
+            "list the files of a [gui] apps package",
+            sandbox.manager.list_files(app),
+            Output::Capture,
+        )?;
+        entries.insert(app.clone(), packages::desktop_files(&files));
+    }
+    crate::export::write_app_entries(staging, &entries)
+        .map_err(io_err("record the [gui] apps' desktop entries in", staging))
+}
+
 impl NamespaceBackend {
     fn spec(&self, req: &RunRequest, lower: &Path) -> Result<RootfsSpec, BackendError> {
         let root = req.env_dir.join("root");
@@ -459,13 +487,6 @@ fn unenforced(lock: &crate::lock::LockFile) -> Vec<String> {
             "namespace backend: [hardware] gpu/audio devices are NOT passed through yet \
              (see docs/roadmap.md)"
                 .to_string(),
-        );
-    }
-    if !lock.gui_apps.is_empty() {
-        out.push(
-            "namespace backend: [gui] apps are recorded in the lock but not installed or exported \
-             yet"
-            .to_string(),
         );
     }
     out

@@ -67,8 +67,9 @@ const TMP: &str = "tmp";
 /// The directories every store has, created by [`Store::open`].
 const LAYOUT_DIRS: [&str; 6] = [OBJECTS, ENVS, JOURNAL, LOCKS, RUN, TMP];
 
-/// Top-level names owned by other modules (the image cache), which verify does not flag.
-const OTHER_KNOWN_TOP: [&str; 1] = ["images"];
+/// Top-level names owned by other modules (the image cache, the export records), which verify
+/// does not flag.
+const OTHER_KNOWN_TOP: [&str; 2] = ["images", crate::export::RECORDS_DIR];
 
 /// Deletes a directory tree. Backends whose trees the host user cannot delete (files owned by
 /// subordinate ids) install their own with [`Store::with_tree_remover`].
