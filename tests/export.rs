@@ -444,7 +444,7 @@ fn a_wrapper_runs_its_program_in_a_namespace_environment() {
         ),
     )
     .expect("write manifest");
-    fx.build_real("deb");
+    fx.build("deb");
     let done = fx.json(&[
         "export",
         "--bin",

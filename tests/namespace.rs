@@ -47,7 +47,7 @@ fn programs_run_isolated_on_the_image_and_write_only_to_the_environment() {
         "deb",
         &manifest(&tarball, "network_isolation = true\n"),
     );
-    let built = fx.build_real("deb");
+    let built = fx.build("deb");
     let id = built["id"].as_str().expect("id").to_string();
     assert_eq!(built["backend"], "namespace");
 
@@ -116,7 +116,7 @@ fn stop_ends_a_running_session() {
         return;
     };
     write(&fx, "deb", &manifest(&tarball, ""));
-    fx.build_real("deb");
+    fx.build("deb");
     let mut child = fx
         .cmd(["exec", "deb", "--", "sleep", "60"])
         .spawn_background();
@@ -145,7 +145,7 @@ fn what_is_not_enforced_yet_is_said_on_every_run() {
         "deb",
         &manifest(&tarball, "").replace("[runtime]", "[hardware]\ngpu = true\n[runtime]"),
     );
-    fx.build_real("deb");
+    fx.build("deb");
     let out = fx.run(&["exec", "deb", "--", "true"]);
     out.ok();
     assert!(

@@ -169,6 +169,7 @@ fn apt_installs_pins_and_locked_rebuilds_reproduce() {
     let rebuilt = fx
         .cmd(["--json", "rebuild", "--locked", "deb"])
         .cwd(fx.root())
+        .timeout(util::BUILD_TIMEOUT)
         .run();
     let rebuilt = rebuilt.json();
     assert_eq!(rebuilt["id"].as_str(), Some(id.as_str()), "{rebuilt}");
@@ -195,7 +196,11 @@ fn a_missing_package_is_named_and_leaves_nothing_behind() {
         &fx.path("deb"),
         &manifest(&tarball, "\"karapace-no-such-package\"", ""),
     );
-    let out = fx.cmd(["build", "deb"]).cwd(fx.root()).run();
+    let out = fx
+        .cmd(["build", "deb"])
+        .cwd(fx.root())
+        .timeout(util::BUILD_TIMEOUT)
+        .run();
     assert_eq!(out.code(), Some(1), "{out:?}");
     assert!(
         out.stderr
@@ -228,7 +233,11 @@ fn hostile_package_names_are_refused_before_anything_runs() {
             &dir,
             &manifest(Path::new("/nonexistent/image.tar.xz"), name, ""),
         );
-        let out = fx.cmd(["build", &format!("p{i}")]).cwd(fx.root()).run();
+        let out = fx
+            .cmd(["build", &format!("p{i}")])
+            .cwd(fx.root())
+            .timeout(util::BUILD_TIMEOUT)
+            .run();
         assert_eq!(out.code(), Some(2), "{name}: {out:?}");
         assert!(out.stderr.contains("system.packages[0]"), "{name}: {out:?}");
         assert!(!dir.join("karapace.lock").exists());

@@ -71,7 +71,7 @@ fn a_link_repointed_after_the_build_is_refused_at_the_next_session() {
     let link = fx.home().join("data");
     symlink(&real, &link).expect("symlink");
     write(&fx, "p", &with_mount("~/data:/data"));
-    fx.build_real("p");
+    fx.build("p");
     fx.run(&["exec", "p", "--", "true"]).ok();
 
     fs::remove_file(&link).expect("rm link");
@@ -104,5 +104,5 @@ fn the_users_config_widens_the_allow_list_and_the_manifest_cannot() {
         "[policy]\nallow_mounts = [\"/etc\"]\n",
     )
     .expect("write config");
-    fx.build_real("p");
+    fx.build("p");
 }

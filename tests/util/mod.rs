@@ -28,6 +28,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_karapace-tui");
 
 /// How long a command may run before it is killed and reported as hung.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// For builds and rebuilds (see [`Fixture::build`]).
+pub const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A run of the binary, not started yet.
 pub struct TestCommand {
@@ -376,24 +378,16 @@ impl Fixture {
         path
     }
 
-    /// `--json build <root>/<dir>`, expecting success.
+    /// `--json build <root>/<dir>`, expecting success. Its timeout is [`BUILD_TIMEOUT`]: a
+    /// real image (a Debian rootfs unpacked by a debug build, apt reaching the mirror) takes
+    /// minutes on a busy machine.
     #[track_caller]
     pub fn build(&self, dir: &str) -> Value {
-        let manifest_dir = self.path(dir);
-        let out = self.cmd(["--json", "build"]).arg(&manifest_dir).run();
-        out.ok();
-        out.json()
-    }
-
-    /// [`Fixture::build`] of a real image (unpacking a Debian rootfs in a debug build takes
-    /// tens of seconds on a busy machine, more than [`DEFAULT_TIMEOUT`]).
-    #[track_caller]
-    pub fn build_real(&self, dir: &str) -> Value {
         let manifest_dir = self.path(dir);
         let out = self
             .cmd(["--json", "build"])
             .arg(&manifest_dir)
-            .timeout(Duration::from_secs(300))
+            .timeout(BUILD_TIMEOUT)
             .run();
         out.ok();
         out.json()
