@@ -509,71 +509,15 @@ fn limits_here(
 /// The interactive shell: the user's own (`$SHELL`) when the environment has it, else bash,
 /// else sh, as a login shell.
 fn login_shell(lower: &Path, upper: &Path) -> Vec<String> {
+    // Looked up as the sandbox will see it (links, whiteouts), without mounting anything.
+    let view = crate::export::view::EnvView::new(vec![upper.to_path_buf(), lower.to_path_buf()]);
     let user_shell = std::env::var("SHELL").ok().filter(|s| s.starts_with('/'));
     let shell = user_shell
         .into_iter()
         .chain(["/bin/bash".to_string(), "/bin/sh".to_string()])
-        .find(|s| exists_inside(&[upper, lower], s))
+        .find(|s| view.resolve(s).is_some())
         .unwrap_or_else(|| "/bin/sh".to_string());
     vec![shell, "-l".to_string()]
-}
-
-/// Whether `path` names something in the root made of `layers` (top first), following
-/// symbolic links the way the sandbox will see them: an absolute link target starts again at
-/// the root of the environment, never the host's.
-fn exists_inside(layers: &[&Path], path: &str) -> bool {
-    let mut pending: Vec<String> = path
-        .split('/')
-        .filter(|c| !c.is_empty())
-        .rev()
-        .map(str::to_string)
-        .collect();
-    let mut resolved: Vec<String> = Vec::new();
-    let mut hops = 0;
-    while let Some(comp) = pending.pop() {
-        match comp.as_str() {
-            "." => continue,
-            ".." => {
-                resolved.pop();
-                continue;
-            }
-            _ => {}
-        }
-        resolved.push(comp);
-        let rel = resolved.join("/");
-        let Some(meta) = layers
-            .iter()
-            .find_map(|layer| fs::symlink_metadata(layer.join(&rel)).ok())
-        else {
-            return false;
-        };
-        if meta.file_type().is_symlink() {
-            hops += 1;
-            // Linux gives up after 40 links in one lookup (path_resolution(7)).
-            if hops > 40 {
-                return false;
-            }
-            let Some(target) = layers
-                .iter()
-                .find_map(|layer| fs::read_link(layer.join(&rel)).ok())
-            else {
-                return false;
-            };
-            resolved.pop();
-            let target = target.to_string_lossy().into_owned();
-            if target.starts_with('/') {
-                resolved.clear();
-            }
-            pending.extend(
-                target
-                    .split('/')
-                    .filter(|c| !c.is_empty())
-                    .rev()
-                    .map(str::to_string),
-            );
-        }
-    }
-    true
 }
 
 /// The program's whole environment: built here, never inherited (only the terminal and locale
@@ -606,7 +550,13 @@ mod tests {
     use std::fs;
     use std::os::unix::fs::symlink;
 
-    use super::exists_inside;
+    /// The lookup `login_shell` uses.
+    fn exists_inside(layers: &[&std::path::Path], path: &str) -> bool {
+        let layers = layers.iter().map(|l| l.to_path_buf()).collect();
+        crate::export::view::EnvView::new(layers)
+            .resolve(path)
+            .is_some()
+    }
 
     #[test]
     fn paths_are_looked_up_inside_the_environment_not_on_the_host() {
