@@ -1,10 +1,13 @@
 //! cgroup v2 delegation: resource limits (`[runtime.resource_limits]`) and rootless OCI
 //! runtimes need a cgroup v2 directory this user may write, with the memory, cpu and pids
-//! controllers enabled for it (cgroups(7), "Cgroups v2 delegation").
+//! controllers enabled for it (cgroups(7), "Cgroups v2 delegation"). As real root, a
+//! controller on a cgroup v1 hierarchy (hybrid and v1-only hosts) serves as well: root may
+//! create cgroups anywhere in it; a user never may (v1 has no safe delegation).
 //!
 //! The layout is read from the host: `/sys/fs/cgroup` is cgroup2 (unified), or a tmpfs of v1
 //! hierarchies with cgroup2 at `/sys/fs/cgroup/unified` (hybrid, where every controller is on
-//! v1), or v1 only; the process's own v2 cgroup is the `0::` line of `/proc/self/cgroup`.
+//! v1), or v1 only; the process's own v2 cgroup is the `0::` line of `/proc/self/cgroup`, and
+//! the v1 hierarchies are the `cgroup` mounts of `/proc/self/mountinfo`.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +16,7 @@ use super::host::{FsKind, Host};
 use super::{Check, Group, Status};
 
 /// The controllers limits use.
-const NEEDED: [&str; 3] = ["memory", "cpu", "pids"];
+pub const NEEDED: [&str; 3] = ["memory", "cpu", "pids"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hierarchy {
@@ -142,10 +145,13 @@ pub fn placement(host: &dyn Host, uid: u32, root: bool) -> Placement {
     let (hierarchy, mount) = mount(host);
     let mount = match (&hierarchy, mount) {
         (Hierarchy::Unified, Some(mount)) => mount,
+        // Root may use whatever controllers a hybrid host left on v2 (usually none: each goes
+        // where it lives, the rest to their v1 hierarchies, see `v1_hierarchy`).
+        (Hierarchy::Hybrid, Some(mount)) if root => mount,
         (Hierarchy::Hybrid, _) => {
             return unusable(
                 "the host uses hybrid cgroups, where the memory, cpu and pids controllers are \
-                 on cgroup v1"
+                 on cgroup v1, which is never delegated to a user"
                     .into(),
                 false,
             )
@@ -208,6 +214,89 @@ pub fn placement(host: &dyn Host, uid: u32, root: bool) -> Placement {
     usable(parent.to_path_buf(), enabled, Vec::new())
 }
 
+/// A cgroup v1 hierarchy: where it is mounted and the controllers it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V1Hierarchy {
+    pub mount: PathBuf,
+    pub controllers: Vec<String>,
+}
+
+/// The cgroup v1 hierarchies mounted here, from `/proc/self/mountinfo` (proc(5): the mount
+/// point is field 5; after the ` - ` separator come the type, `cgroup` for v1, the source and
+/// the super options, which name the controllers), as runc finds them. Co-mounted controllers
+/// (`cpu,cpuacct`) share one hierarchy.
+pub fn v1_hierarchies(host: &dyn Host) -> Vec<V1Hierarchy> {
+    let Ok(text) = host.read(Path::new("/proc/self/mountinfo")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let (mount, fs) = line.split_once(" - ")?;
+            let mut fs = fs.split(' ');
+            let (kind, _source, options) = (fs.next()?, fs.next()?, fs.next()?);
+            if kind != "cgroup" {
+                return None;
+            }
+            // Besides `rw`/`ro` and `name=…`, the options are the controllers (and a few flags
+            // such as `xattr`, which no controller is called).
+            let controllers = options
+                .split(',')
+                .filter(|o| !["rw", "ro"].contains(o) && !o.contains('='))
+                .map(str::to_string)
+                .collect();
+            let point = mount.split(' ').nth(4)?;
+            Some(V1Hierarchy {
+                mount: PathBuf::from(unescape_mount_point(point)),
+                controllers,
+            })
+        })
+        .collect()
+}
+
+/// mountinfo writes a space, tab, newline or backslash in a path as `\` and three octal
+/// digits.
+fn unescape_mount_point(point: &str) -> String {
+    let mut out = Vec::with_capacity(point.len());
+    let bytes = point.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push(d.iter().fold(0u8, |n, b| n.wrapping_mul(8) + (b - b'0')));
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Where `controller`'s cgroup v1 hierarchy is mounted, when this process (real root) may
+/// create cgroups in it and move processes into them: an environment's cgroup goes directly
+/// under it (`<mount>/karapace-<short id>`), as Docker's and Podman's cgroupfs managers
+/// (`/docker/<id>`, `/libpod_parent/…`) place theirs at the hierarchy's root rather than under
+/// the caller's own cgroup (what runc does for a relative path): one fixed path per
+/// environment, whichever terminal or service starts a session, so a joining session finds
+/// the cold start's cgroup, `stop` finds what is left, and it is the same choice as the v2
+/// root's. A read-only /sys (a container) makes the hierarchy unwritable, and it is not used.
+pub fn v1_hierarchy(
+    host: &dyn Host,
+    hierarchies: &[V1Hierarchy],
+    controller: &str,
+) -> Option<PathBuf> {
+    let h = hierarchies
+        .iter()
+        .find(|h| h.controllers.iter().any(|c| c == controller))?;
+    (host.writable(&h.mount) && host.writable(&h.mount.join("cgroup.procs")))
+        .then(|| h.mount.clone())
+}
+
 pub fn check(host: &dyn Host, fixes: &Fixes, layout: &Layout) -> Check {
     let check = |status, meaning| {
         Check::new(
@@ -232,8 +321,19 @@ pub fn check(host: &dyn Host, fixes: &Fixes, layout: &Layout) -> Check {
             } else {
                 "cgroup v1 only"
             };
-            return check(Status::Warn, format!("{which}, so {limits}"))
+            let ids = host.ids();
+            if !ids.is_root() {
+                return check(
+                    Status::Warn,
+                    format!(
+                        "{which}, which is never delegated to a user, so {limits} for {} (as \
+                         root they are, through cgroup v1)",
+                        ids.who()
+                    ),
+                )
                 .fix(fixes.unified_cgroups());
+            }
+            return v1_check(host, fixes, which, check);
         }
         Hierarchy::Unified => {}
     }
@@ -275,4 +375,46 @@ pub fn check(host: &dyn Host, fixes: &Fixes, layout: &Layout) -> Check {
         ),
     )
     .fix(fixes.delegate_cgroups())
+}
+
+/// Root on a hybrid or v1-only host: each controller where it lives (v2, when a hybrid host
+/// left it there, else its v1 hierarchy).
+fn v1_check(
+    host: &dyn Host,
+    fixes: &Fixes,
+    which: &str,
+    check: impl Fn(Status, String) -> Check,
+) -> Check {
+    let v2 = placement(host, 0, true);
+    let hierarchies = v1_hierarchies(host);
+    let mut places = Vec::new();
+    let mut missing = Vec::new();
+    for controller in NEEDED {
+        if v2.has(controller) {
+            places.push(format!("{controller} on cgroup v2"));
+        } else if let Some(mount) = v1_hierarchy(host, &hierarchies, controller) {
+            places.push(format!("{controller} in {}", mount.display()));
+        } else {
+            missing.push(controller);
+        }
+    }
+    if missing.is_empty() {
+        return check(
+            Status::Pass,
+            format!(
+                "{which}; as root, limits are enforced through cgroup v1: environments with \
+                 limits get a cgroup karapace-<id> per hierarchy ({})",
+                places.join(", ")
+            ),
+        );
+    }
+    check(
+        Status::Warn,
+        format!(
+            "{which}; as root, no writable cgroup hierarchy holds the {} controller(s), so the \
+             limits that need them are not enforced",
+            missing.join(", ")
+        ),
+    )
+    .fix(fixes.unified_cgroups())
 }

@@ -236,8 +236,8 @@ impl RuntimeBackend for NamespaceBackend {
         // Nothing is probed or read when the manifest sets no limit.
         if req.lock.runtime.has_limits() {
             plan.limits = limits_here(req.lock, req.events);
-            if let Some(cgroup) = &plan.limits.cgroup {
-                super::limits::record(req.env_dir, cgroup)?;
+            if !plan.limits.cgroups.is_empty() {
+                super::limits::record(req.env_dir, &plan.limits.cgroups)?;
             }
         }
         // The helper joins the environment if it runs (overlayfs must not mount one upper

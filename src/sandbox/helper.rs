@@ -62,7 +62,7 @@ use super::error::{Result, SandboxError, EXIT_SETUP_FAILED};
 use super::exec::{apply_steps_in, apply_steps_with};
 use super::fork::ThreadCount;
 use super::join::{try_join, Join, ProcStat, RecordFile, RecordLock};
-use super::limits::{enter_plan_cgroup, leave_plan_cgroup};
+use super::limits::{enter_plan_cgroups, leave_plan_cgroups};
 use super::plan::{SandboxPlan, SetupStep, Stage};
 use super::program::{exec_program, fork_tied, ExecAttrs, Started};
 use super::supervise::{
@@ -305,12 +305,12 @@ fn run_stage1(
                     // The program is inside the PID namespace now: the init will count it.
                     drop(lock);
                     let code = supervise(program, &signals, false);
-                    leave_plan_cgroup(membership);
+                    leave_plan_cgroups(membership);
                     return code;
                 }
                 Join::Vanished(membership) => {
                     // Silent: the runtime says that it starts the session again.
-                    leave_plan_cgroup(membership);
+                    leave_plan_cgroups(membership);
                     origin.ran_nothing()?;
                     return Ok(EXIT_SETUP_FAILED);
                 }
@@ -323,10 +323,10 @@ fn run_stage1(
         reuse_overlay_work(&plan)?;
     }
     // Before any namespace, with our own credentials: PID 1 and the program inherit the
-    // cgroup (`limits.rs`). Left (and removed if empty) once PID 1 has ended or lingers on.
-    let membership = enter_plan_cgroup(&plan.limits, true)?;
+    // cgroups (`limits.rs`). Left (and removed if empty) once PID 1 has ended or lingers on.
+    let membership = enter_plan_cgroups(&plan.limits, true)?;
     let code = cold_start(plan, &signals, record, id_maps, &threads);
-    leave_plan_cgroup(membership);
+    leave_plan_cgroups(membership);
     code
 }
 

@@ -53,7 +53,7 @@ use nix::unistd::Pid;
 
 use super::error::{Result, SandboxError};
 use super::fork::ThreadCount;
-use super::limits::{enter_plan_cgroup, Membership};
+use super::limits::{enter_plan_cgroups, Membership};
 use super::plan::SandboxPlan;
 use super::program::{exec_program, fork_tied, ExecAttrs, Started, Tie};
 
@@ -309,14 +309,14 @@ impl RecordLock {
 /// What [`try_join`] found.
 pub enum Join {
     /// The program runs inside the environment; the parent end of its tie must stay open
-    /// while we wait for it. With the plan's cgroup, this process is in it (and must leave
-    /// it when the program has ended: `limits::leave_plan_cgroup`).
-    Started(Pid, Tie, Option<Membership<File>>),
+    /// while we wait for it. With the plan's cgroups, this process is in them (and must leave
+    /// it when the program has ended: `limits::leave_plan_cgroups`).
+    Started(Pid, Tie, Vec<Membership<File>>),
     /// No running init: start the environment cold (the lock is still held).
     NotRunning,
     /// The init died while we were entering its namespaces: nothing ran, and this process can
     /// no longer start a cold sandbox (it is inside the dead environment's user namespace).
-    Vanished(Option<Membership<File>>),
+    Vanished(Vec<Membership<File>>),
 }
 
 /// Joins the init named by the record under `lock`, if it runs (see the module documentation).
@@ -333,9 +333,9 @@ pub fn try_join(lock: &RecordLock, plan: &SandboxPlan, threads: &ThreadCount) ->
         // Gone, or the pid now belongs to someone else: whatever we opened is not the init's.
         _ => return Ok(Join::NotRunning),
     };
-    // Into the environment's cgroup first, with our own credentials (`limits.rs`): the
+    // Into the environment's cgroups first, with our own credentials (`limits.rs`): the
     // program forked below starts there.
-    let membership = enter_plan_cgroup(&plan.limits, false)?;
+    let membership = enter_plan_cgroups(&plan.limits, false)?;
     namespaces.enter_all_but_mount()?;
     match fork_tied(threads, "fork the program into the environment") {
         Ok(Started::Child) => {

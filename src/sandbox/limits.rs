@@ -1,6 +1,11 @@
-//! Resource limits of a sandbox: a cgroup v2 directory per environment (memory, CPU weight,
-//! processes) and rlimits set on the program just before it execs (open files; processes where
-//! no cgroup can be had).
+//! Resource limits of a sandbox: a cgroup directory per environment and hierarchy (memory,
+//! CPU weight or shares, processes) and rlimits set on the program just before it execs (open
+//! files; processes where no cgroup can be had).
+//!
+//! Each controller's limit goes where the controller lives: into one cgroup of the cgroup v2
+//! hierarchy, or (as real root on a hybrid or v1-only host) into one cgroup per cgroup v1
+//! hierarchy, `<mount>/karapace-<short id>` (`memory.limit_in_bytes`, `cpu.shares`,
+//! `pids.max`). Every step below is done for each of the plan's cgroups in turn.
 //!
 //! The runtime decides what can be enforced on this host (`runtime::limits`, with the cgroup
 //! detection of `prereq::cgroup`) and puts the result in the plan as [`Limits`]; the helper
@@ -40,9 +45,10 @@ const STEP: &str = "cgroup";
 /// What the helper enforces; empty (the default) when the manifest sets no limit.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
-    /// Boxed: most plans have none, and a plan is moved around whole.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cgroup: Option<Box<CgroupLimits>>,
+    /// The environment's cgroups: at most one in the cgroup v2 hierarchy and one per cgroup v1
+    /// hierarchy; empty in most plans.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cgroups: Vec<CgroupLimits>,
     /// Set by the program's process just before exec, soft and hard alike.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rlimits: Vec<Rlimit>,
@@ -50,28 +56,40 @@ pub struct Limits {
 
 impl Limits {
     pub fn is_empty(&self) -> bool {
-        self.cgroup.is_none() && self.rlimits.is_empty()
+        self.cgroups.is_empty() && self.rlimits.is_empty()
     }
 }
 
-/// The environment's cgroup and the values written into it.
+/// The environment's cgroup in one hierarchy and the values written into it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CgroupLimits {
-    /// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup`, or
-    /// `/sys/fs/cgroup/unified` on a hybrid host): `/proc/self/cgroup` paths are relative to it.
+    /// `None`: the cgroup v2 hierarchy. Else a cgroup v1 hierarchy, named by one of the
+    /// controllers mounted on it (`memory`, `cpu` or `pids`), which is how its line of
+    /// `/proc/self/cgroup` is found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v1: Option<String>,
+    /// Where the hierarchy is mounted (v2: `/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a
+    /// hybrid host; v1: `/sys/fs/cgroup/memory`, …): `/proc/self/cgroup` paths are relative
+    /// to it.
     pub hierarchy: String,
     /// The environment's cgroup, a child of a delegated (or, as root, any) cgroup.
     pub dir: String,
-    /// Controllers to enable in the parent's `cgroup.subtree_control` first (as root; a
+    /// v2: controllers to enable in the parent's `cgroup.subtree_control` first (as root; a
     /// delegated parent has them enabled already).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub enable: Vec<String>,
-    /// `memory.max` in bytes; `memory.swap.max` is then 0.
+    /// In bytes. v2: `memory.max`, and `memory.swap.max` is 0; v1: `memory.limit_in_bytes`,
+    /// and `memory.memsw.limit_in_bytes` (memory plus swap) the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_max: Option<u64>,
-    /// `cpu.weight`, 1 to 10000 (see [`cpu_weight`]).
+    /// v2 `cpu.weight`, 1 to 10000 (see [`cpu_weight`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_weight: Option<u64>,
+    /// v1 `cpu.shares`, the manifest's `cpu_shares` as it is: v1's own unit (relative weight
+    /// against sibling cgroups, default 1024; Documentation/scheduler/sched-design-CFS.rst,
+    /// "Group scheduler extensions to CFS").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<u64>,
     /// `pids.max`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids_max: Option<u64>,
@@ -124,9 +142,12 @@ impl CgroupLimits {
         format!("{}/{name}", self.dir)
     }
 
-    /// The writes that set the limits, in order: controllers first (a limit file exists only
-    /// once its controller is enabled for the cgroup), then one file per limit.
+    /// The writes that set the limits, in order: (v2) controllers first (a limit file exists
+    /// only once its controller is enabled for the cgroup), then one file per limit.
     pub fn writes(&self) -> Vec<(String, String)> {
+        if self.v1.is_some() {
+            return self.writes_v1();
+        }
         let mut out = Vec::new();
         if !self.enable.is_empty() {
             let enable: Vec<String> = self.enable.iter().map(|c| format!("+{c}")).collect();
@@ -150,6 +171,37 @@ impl CgroupLimits {
             out.push((self.file("pids.max"), pids.to_string()));
         }
         out
+    }
+
+    /// cgroup v1 (Documentation/admin-guide/cgroup-v1/memory.rst, cpu via CFS shares,
+    /// pids.rst): no controller to enable, one file per limit.
+    fn writes_v1(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(bytes) = self.memory_max {
+            out.push((self.file("memory.limit_in_bytes"), bytes.to_string()));
+            // memory.limit_in_bytes alone lets the cgroup swap out without bound (memory.rst
+            // 2.4 "Swap Extension"): the memory+swap limit equal to it leaves swap nothing.
+            // After the memory limit, which it may never be below (memory.rst 5.4); absent
+            // without swap accounting (see `setup`).
+            out.push((self.file("memory.memsw.limit_in_bytes"), bytes.to_string()));
+        }
+        if let Some(shares) = self.cpu_shares {
+            out.push((self.file("cpu.shares"), shares.to_string()));
+        }
+        if let Some(pids) = self.pids_max {
+            out.push((self.file("pids.max"), pids.to_string()));
+        }
+        out
+    }
+
+    /// The file whose count grows when the kernel's OOM killer kills a process in the cgroup:
+    /// v2 `memory.events` (`oom_kill N`), v1 `memory.oom_control` (`oom_kill N`, Linux 4.13
+    /// and later).
+    fn oom_file(&self) -> String {
+        match self.v1 {
+            None => self.file("memory.events"),
+            Some(_) => self.file("memory.oom_control"),
+        }
     }
 }
 
@@ -313,9 +365,10 @@ fn step_error(op: &str, path: &str, errno: Errno) -> SandboxError {
         op: op.to_string(),
         path: path.to_string(),
         errno,
-        hint: "The environment's resource limits need a cgroup v2 directory this user may \
-               write, with the memory, cpu and pids controllers enabled for it; `karapace-tui \
-               doctor` says what is missing here and how to fix it"
+        hint: "The environment's resource limits need a cgroup this user may write: a \
+               delegated cgroup v2 directory with the memory, cpu and pids controllers enabled \
+               for it, or (as root) the cgroup v1 hierarchies of those controllers; \
+               `karapace-tui doctor` says what is missing here and how to fix it"
             .into(),
     }
 }
@@ -330,35 +383,114 @@ pub struct Membership<F> {
     home_procs: (String, F),
     /// The environment cgroup's parent directory, to remove it from.
     parent: F,
-    /// `memory.events` and its `oom_kill` count when the process joined (with a memory
-    /// limit).
-    events: Option<(F, u64)>,
+    /// With a memory limit: the OOM count, as it was when the process joined.
+    events: Option<OomWatch<F>>,
     memory_max: Option<u64>,
 }
 
-/// This process's cgroup v2 directory: the `0::` line of `/proc/self/cgroup`, under the
-/// hierarchy's mount point.
-fn own_cgroup<F: CgroupFs>(fs: &mut F, hierarchy: &str) -> Result<String> {
+/// This process's cgroup in the hierarchy of `limits`, under its mount point: the line of
+/// `/proc/self/cgroup` (`ID:CONTROLLERS:PATH`, cgroups(7)) that is `0::` for cgroup v2, or
+/// whose controller list names the v1 hierarchy's controller.
+fn own_cgroup<F: CgroupFs>(fs: &mut F, limits: &CgroupLimits) -> Result<String> {
     let text = fs
         .read("/proc/self/cgroup")
         .map_err(|e| step_error("read", "/proc/self/cgroup", e))?;
-    let path = text
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .ok_or_else(|| step_error("find the `0::` line in", "/proc/self/cgroup", Errno::ENOENT))?;
+    let found = text.lines().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let ours = match &limits.v1 {
+            None => line.starts_with("0::"),
+            Some(c) => controllers.split(',').any(|name| name == c),
+        };
+        ours.then_some(path)
+    });
+    let what = match &limits.v1 {
+        None => "the `0::` line".to_string(),
+        Some(c) => format!("the line of the `{c}` controller"),
+    };
+    let path = found.ok_or_else(|| {
+        step_error(
+            &format!("find {what} in"),
+            "/proc/self/cgroup",
+            Errno::ENOENT,
+        )
+    })?;
     let path = path.trim().trim_end_matches('/');
-    Ok(format!("{}{path}", hierarchy.trim_end_matches('/')))
+    Ok(format!("{}{path}", limits.hierarchy.trim_end_matches('/')))
 }
 
-fn oom_kills(text: &str) -> u64 {
+/// The file a session's memory report reads when the session ends, open since it began.
+#[derive(Debug)]
+struct OomWatch<F> {
+    path: String,
+    file: F,
+    counter: OomCounter,
+    before: u64,
+}
+
+/// What a session's memory report counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OomCounter {
+    /// Processes the kernel's OOM killer killed in the cgroup: the `oom_kill N` line of v2
+    /// `memory.events` or of v1 `memory.oom_control` (Linux 4.13 and later).
+    Kills,
+    /// Older v1 kernels count no kills: `memory.failcnt`, the times usage hit the limit.
+    LimitHits,
+}
+
+impl OomCounter {
+    fn count(self, text: &str) -> u64 {
+        match self {
+            OomCounter::Kills => oom_kills(text).unwrap_or(0),
+            OomCounter::LimitHits => text.trim().parse().unwrap_or(0),
+        }
+    }
+}
+
+fn oom_kills(text: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix("oom_kill "))
         .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn open<F: CgroupFs>(fs: &mut F, path: &str, dir: bool) -> Result<F::File> {
     fs.open(path, dir).map_err(|e| step_error("open", path, e))
+}
+
+fn open_and_read<F: CgroupFs>(fs: &mut F, path: &str) -> Result<(F::File, String)> {
+    let file = open(fs, path, false)?;
+    let text = fs
+        .read_from(&file)
+        .map_err(|e| step_error("read", path, e))?;
+    Ok((file, text))
+}
+
+/// The OOM count's file, open, and its count now.
+fn watch_oom<F: CgroupFs>(fs: &mut F, limits: &CgroupLimits) -> Result<OomWatch<F::File>> {
+    let path = limits.oom_file();
+    let (file, text) = open_and_read(fs, &path)?;
+    if let Some(before) = oom_kills(&text) {
+        let counter = OomCounter::Kills;
+        return Ok(OomWatch {
+            path,
+            file,
+            counter,
+            before,
+        });
+    }
+    if limits.v1.is_none() {
+        return Err(step_error("find `oom_kill` in", &path, Errno::ENOENT));
+    }
+    let path = limits.file("memory.failcnt");
+    let (file, text) = open_and_read(fs, &path)?;
+    let counter = OomCounter::LimitHits;
+    let before = counter.count(&text);
+    Ok(OomWatch {
+        path,
+        file,
+        counter,
+        before,
+    })
 }
 
 /// Moves process `pid` (this one) into the environment's cgroup. `create`: a cold start,
@@ -372,7 +504,7 @@ pub fn enter<F: CgroupFs>(
     pid: u32,
     warn: &mut dyn FnMut(String),
 ) -> Result<Membership<F::File>> {
-    let home = own_cgroup(fs, &limits.hierarchy)?;
+    let home = own_cgroup(fs, limits)?;
     let home_procs = format!("{home}/cgroup.procs");
     let home_file = open(fs, &home_procs, false)?;
     let parent = open(fs, limits.parent(), true)?;
@@ -392,14 +524,7 @@ pub fn enter<F: CgroupFs>(
         Err(e) => return Err(step_error("move the sandbox into", &procs, e)),
     }
     let events = match limits.memory_max {
-        Some(_) => {
-            let path = limits.file("memory.events");
-            let file = open(fs, &path, false)?;
-            let text = fs
-                .read_from(&file)
-                .map_err(|e| step_error("read", &path, e))?;
-            Some((file, oom_kills(&text)))
-        }
+        Some(_) => Some(watch_oom(fs, limits)?),
         None => None,
     };
     Ok(Membership {
@@ -439,10 +564,16 @@ fn setup<F: CgroupFs>(
     for (path, value) in files {
         match fs.write(path, value) {
             Ok(()) => {}
-            Err(Errno::ENOENT) if path.ends_with("/memory.swap.max") => warn(format!(
-                "{path} does not exist (the kernel does not account swap here): the \
-                 environment may use swap beyond its memory limit"
-            )),
+            Err(Errno::ENOENT)
+                if path.ends_with("/memory.swap.max")
+                    || path.ends_with("/memory.memsw.limit_in_bytes") =>
+            {
+                warn(format!(
+                    "{path} does not exist (the kernel does not account swap here; \
+                     swapaccount=1 on its command line turns it on): the environment may use \
+                     swap beyond its memory limit"
+                ))
+            }
             Err(e) => return Err(step_error(&format!("write `{value}` to"), path, e)),
         }
     }
@@ -454,18 +585,25 @@ fn setup<F: CgroupFs>(
 /// cgroup could not be left.
 pub fn leave<F: CgroupFs>(fs: &mut F, membership: &Membership<F::File>, pid: u32) -> Vec<String> {
     let mut notes = Vec::new();
-    if let (Some((file, before)), Some(bytes)) = (&membership.events, membership.memory_max) {
-        match fs.read_from(file) {
-            Ok(text) if oom_kills(&text) > *before => notes.push(format!(
-                "the environment reached its memory limit (memory_limit_mb = {}): the \
-                 kernel's OOM killer killed {} process(es) in it",
-                bytes >> 20,
-                oom_kills(&text) - before
-            )),
+    if let (Some(watch), Some(bytes)) = (&membership.events, membership.memory_max) {
+        let mb = bytes >> 20;
+        match fs.read_from(&watch.file) {
+            Ok(text) if watch.counter.count(&text) > watch.before => {
+                let more = watch.counter.count(&text) - watch.before;
+                notes.push(match watch.counter {
+                    OomCounter::Kills => format!(
+                        "the environment reached its memory limit (memory_limit_mb = {mb}): \
+                         the kernel's OOM killer killed {more} process(es) in it"
+                    ),
+                    OomCounter::LimitHits => format!(
+                        "the environment reached its memory limit (memory_limit_mb = {mb}) \
+                         {more} time(s); this kernel does not count OOM kills, so a program \
+                         that ended with SIGKILL was most likely killed for it"
+                    ),
+                })
+            }
             Ok(_) => {}
-            Err(e) => notes.push(
-                step_error("read", &format!("{}/memory.events", membership.dir), e).to_string(),
-            ),
+            Err(e) => notes.push(step_error("read", &watch.path, e).to_string()),
         }
     }
     let (home_procs, home_file) = &membership.home_procs;
@@ -488,27 +626,29 @@ pub fn leave<F: CgroupFs>(fs: &mut F, membership: &Membership<F::File>, pid: u32
     notes
 }
 
-/// [`enter`] for this process, when the plan has a cgroup; warnings go to stderr (the
-/// session's).
-pub fn enter_plan_cgroup(limits: &Limits, create: bool) -> Result<Option<Membership<fs::File>>> {
-    let Some(cgroup) = &limits.cgroup else {
-        return Ok(None);
-    };
+/// [`enter`] for this process, into each of the plan's cgroups in turn; warnings go to stderr
+/// (the session's). If one fails, the ones entered before are left again.
+pub fn enter_plan_cgroups(limits: &Limits, create: bool) -> Result<Vec<Membership<fs::File>>> {
     let mut warn = |w: String| eprintln!("karapace-tui: warning: {w}");
-    enter(
-        &mut LinuxCgroupFs,
-        cgroup,
-        create,
-        std::process::id(),
-        &mut warn,
-    )
-    .map(Some)
+    let mut entered = Vec::with_capacity(limits.cgroups.len());
+    for cgroup in &limits.cgroups {
+        let pid = std::process::id();
+        match enter(&mut LinuxCgroupFs, cgroup, create, pid, &mut warn) {
+            Ok(m) => entered.push(m),
+            Err(e) => {
+                leave_plan_cgroups(entered);
+                return Err(e);
+            }
+        }
+    }
+    Ok(entered)
 }
 
-/// [`leave`] for this process; what the user should know goes to stderr.
-pub fn leave_plan_cgroup(membership: Option<Membership<fs::File>>) {
-    if let Some(m) = membership {
-        for note in leave(&mut LinuxCgroupFs, &m, std::process::id()) {
+/// [`leave`] for this process, each cgroup in the reverse order; what the user should know
+/// goes to stderr.
+pub fn leave_plan_cgroups(memberships: Vec<Membership<fs::File>>) {
+    for m in memberships.iter().rev() {
+        for note in leave(&mut LinuxCgroupFs, m, std::process::id()) {
             eprintln!("karapace-tui: {note}");
         }
     }
@@ -562,11 +702,13 @@ mod tests {
 
     fn limits() -> CgroupLimits {
         CgroupLimits {
+            v1: None,
             hierarchy: "/sys/fs/cgroup".into(),
             dir: "/sys/fs/cgroup/karapace-abc".into(),
             enable: vec!["memory".into(), "pids".into()],
             memory_max: Some(32 << 20),
             cpu_weight: None,
+            cpu_shares: None,
             pids_max: Some(20),
         }
     }
@@ -611,7 +753,7 @@ mod tests {
             m.home_procs.0,
             "/sys/fs/cgroup/user.slice/session-1.scope/cgroup.procs"
         );
-        assert_eq!(m.events.as_ref().map(|e| e.1), Some(1));
+        assert_eq!(m.events.as_ref().map(|e| e.before), Some(1));
 
         // Leaving: an OOM kill since is reported, the helper goes home, the cgroup goes.
         fs.calls.clear();
@@ -716,6 +858,178 @@ mod tests {
         );
     }
 
+    fn v1_memory() -> CgroupLimits {
+        CgroupLimits {
+            v1: Some("memory".into()),
+            hierarchy: "/sys/fs/cgroup/memory".into(),
+            dir: "/sys/fs/cgroup/memory/karapace-abc".into(),
+            enable: Vec::new(),
+            memory_max: Some(32 << 20),
+            cpu_weight: None,
+            cpu_shares: None,
+            pids_max: None,
+        }
+    }
+
+    /// A hybrid host's `/proc/self/cgroup`: `cpu,cpuacct` co-mounted, as systemd does.
+    fn hybrid_fake() -> RecordingCgroupFs {
+        let mut fs = RecordingCgroupFs::default();
+        fs.files.insert(
+            "/proc/self/cgroup".into(),
+            "12:pids:/user.slice/user-0.slice/session-1.scope\n\
+             4:cpu,cpuacct:/user.slice\n\
+             3:memory:/user.slice/user-0.slice/session-1.scope\n\
+             1:name=systemd:/user.slice/user-0.slice/session-1.scope\n\
+             0::/user.slice/user-0.slice/session-1.scope\n"
+                .into(),
+        );
+        fs.files.insert(
+            "/sys/fs/cgroup/memory/karapace-abc/memory.oom_control".into(),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n".into(),
+        );
+        fs
+    }
+
+    #[test]
+    fn a_v1_memory_cgroup_limits_memory_and_swap_and_counts_oom_kills() {
+        let mut fs = hybrid_fake();
+        let mut warnings = Vec::new();
+        let m = enter(&mut fs, &v1_memory(), true, 42, &mut |w| warnings.push(w)).expect("enter");
+        let w = |p: &str, v: &str| CgroupCall::Write(p.into(), v.into());
+        let session = "/sys/fs/cgroup/memory/user.slice/user-0.slice/session-1.scope";
+        assert_eq!(
+            fs.calls,
+            vec![
+                CgroupCall::Read("/proc/self/cgroup".into()),
+                CgroupCall::Open(format!("{session}/cgroup.procs")),
+                CgroupCall::Open("/sys/fs/cgroup/memory".into()),
+                CgroupCall::Mkdir("/sys/fs/cgroup/memory/karapace-abc".into()),
+                w(
+                    "/sys/fs/cgroup/memory/karapace-abc/memory.limit_in_bytes",
+                    "33554432"
+                ),
+                w(
+                    "/sys/fs/cgroup/memory/karapace-abc/memory.memsw.limit_in_bytes",
+                    "33554432"
+                ),
+                w("/sys/fs/cgroup/memory/karapace-abc/cgroup.procs", "42"),
+                CgroupCall::Open("/sys/fs/cgroup/memory/karapace-abc/memory.oom_control".into()),
+                CgroupCall::Read("/sys/fs/cgroup/memory/karapace-abc/memory.oom_control".into()),
+            ]
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+
+        fs.calls.clear();
+        fs.files.insert(
+            "/sys/fs/cgroup/memory/karapace-abc/memory.oom_control".into(),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n".into(),
+        );
+        let notes = leave(&mut fs, &m, 42);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains(
+                "reached its memory limit (memory_limit_mb = 32): the kernel's OOM killer \
+                 killed 1 process"
+            ),
+            "{notes:?}"
+        );
+        assert_eq!(
+            fs.calls[1..],
+            [
+                w(&format!("{session}/cgroup.procs"), "42"),
+                CgroupCall::Rmdir("/sys/fs/cgroup/memory/karapace-abc".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn v1_without_swap_accounting_warns_and_before_4_13_counts_limit_hits() {
+        let mut fs = hybrid_fake();
+        fs.fail.insert(
+            "/sys/fs/cgroup/memory/karapace-abc/memory.memsw.limit_in_bytes".into(),
+            Errno::ENOENT,
+        );
+        // Linux < 4.13: no `oom_kill` line, so memory.failcnt is watched instead.
+        fs.files.insert(
+            "/sys/fs/cgroup/memory/karapace-abc/memory.oom_control".into(),
+            "oom_kill_disable 0\nunder_oom 0\n".into(),
+        );
+        fs.files.insert(
+            "/sys/fs/cgroup/memory/karapace-abc/memory.failcnt".into(),
+            "0\n".into(),
+        );
+        let mut warnings = Vec::new();
+        let m = enter(&mut fs, &v1_memory(), true, 42, &mut |w| warnings.push(w)).expect("enter");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("memory.memsw.limit_in_bytes does not exist")
+                && warnings[0].contains("may use swap beyond its memory limit"),
+            "{warnings:?}"
+        );
+        fs.files.insert(
+            "/sys/fs/cgroup/memory/karapace-abc/memory.failcnt".into(),
+            "7\n".into(),
+        );
+        let notes = leave(&mut fs, &m, 42);
+        assert!(
+            notes[0].contains("memory_limit_mb = 32) 7 time(s)")
+                && notes[0].contains("does not count OOM kills"),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn v1_cpu_and_pids_find_their_own_hierarchys_line_and_write_the_native_values() {
+        let cpu = CgroupLimits {
+            v1: Some("cpu".into()),
+            hierarchy: "/sys/fs/cgroup/cpu,cpuacct".into(),
+            dir: "/sys/fs/cgroup/cpu,cpuacct/karapace-abc".into(),
+            memory_max: None,
+            cpu_shares: Some(512),
+            pids_max: None,
+            ..v1_memory()
+        };
+        assert_eq!(
+            cpu.writes(),
+            [(
+                "/sys/fs/cgroup/cpu,cpuacct/karapace-abc/cpu.shares".to_string(),
+                "512".to_string()
+            )]
+        );
+        let mut fs = hybrid_fake();
+        let m = enter(&mut fs, &cpu, false, 7, &mut |_| {}).expect("join");
+        assert_eq!(
+            m.home_procs.0,
+            "/sys/fs/cgroup/cpu,cpuacct/user.slice/cgroup.procs"
+        );
+        assert!(m.events.is_none());
+
+        let pids = CgroupLimits {
+            v1: Some("pids".into()),
+            hierarchy: "/sys/fs/cgroup/pids".into(),
+            dir: "/sys/fs/cgroup/pids/karapace-abc".into(),
+            memory_max: None,
+            pids_max: Some(20),
+            ..v1_memory()
+        };
+        assert_eq!(
+            pids.writes(),
+            [(
+                "/sys/fs/cgroup/pids/karapace-abc/pids.max".to_string(),
+                "20".to_string()
+            )]
+        );
+        // A v1 hierarchy this process has no line for (not mounted when it started).
+        let mut fs = hybrid_fake();
+        fs.files.insert("/proc/self/cgroup".into(), "0::/\n".into());
+        let err = enter(&mut fs, &pids, true, 7, &mut |_| {}).expect_err("no pids line");
+        assert!(
+            err.to_string()
+                .contains("find the line of the `pids` controller in"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn limits_are_left_out_of_the_plan_when_there_are_none() {
         let json = serde_json::to_string(&Limits::default()).expect("json");
@@ -727,13 +1041,16 @@ mod tests {
     fn a_plan_refuses_a_cgroup_outside_its_hierarchy() {
         use crate::sandbox::tests::fixtures::rootless_spec;
         let mut plan = rootless_spec().plan();
-        plan.limits.cgroup = Some(Box::new(limits()));
+        plan.limits.cgroups = vec![limits(), v1_memory()];
         plan.validate().expect("valid");
         for dir in ["/sys/fs/cgroup/../../etc", "/tmp/karapace-abc", "relative"] {
-            plan.limits.cgroup = Some(Box::new(CgroupLimits {
-                dir: dir.into(),
-                ..limits()
-            }));
+            plan.limits.cgroups = vec![
+                limits(),
+                CgroupLimits {
+                    dir: dir.into(),
+                    ..v1_memory()
+                },
+            ];
             assert!(plan.validate().is_err(), "{dir}");
         }
     }

@@ -309,7 +309,7 @@ impl SandboxPlan {
             no_nul("environment variable", key)?;
             no_nul("environment value", value)?;
         }
-        if let Some(cgroup) = &self.limits.cgroup {
+        for cgroup in &self.limits.cgroups {
             absolute(&cgroup.hierarchy)?;
             absolute(&cgroup.dir)?;
             let under = format!("{}/", cgroup.hierarchy.trim_end_matches('/'));

@@ -3,17 +3,21 @@
 //! is removed when the last of them has ended; the rlimits bind the program.
 //!
 //! The cgroup part needs a cgroup v2 hierarchy this process may write: as root, the host's
-//! (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a hybrid host). The plan asks for no
-//! limit there, because a hybrid host has no controller on cgroup v2 (the limits themselves
-//! are tested through the CLI in tests/namespace/limits.rs where the host delegates them);
-//! what is tested is the placement: create, move in before the namespaces, inherit, join,
-//! leave, remove. Without such a hierarchy (rootless here) it prints `SKIPPED:`, or fails
-//! under `KARAPACE_REQUIRE_CGROUPS=1`.
+//! (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a hybrid host). The v2 cgroup asks for no
+//! limit there, because a hybrid host has no controller on cgroup v2; what is tested is the
+//! placement: create, move in before the namespaces, inherit, join, leave, remove. On a hybrid
+//! host the plans also carry one cgroup per v1 hierarchy of memory, cpu and pids, with limits
+//! (written, inherited, joined, removed, as the runtime does as root); the limits themselves
+//! are tested through the CLI in tests/namespace/limits.rs. Without a writable hierarchy
+//! (rootless) it prints `SKIPPED:`, or fails under `KARAPACE_REQUIRE_CGROUPS=1` and, as root,
+//! under `KARAPACE_REQUIRE_SANDBOX=1`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use karapace_tui::prereq::cgroup::{v1_hierarchies, v1_hierarchy};
+use karapace_tui::prereq::SystemHost;
 use karapace_tui::sandbox::limits::{CgroupLimits, Rlimit, RlimitResource};
 use karapace_tui::sandbox::{self, SandboxStdio};
 
@@ -35,14 +39,17 @@ fn writable_hierarchy(test: &str) -> Option<PathBuf> {
         }
         Some(dir) => return Some(dir.clone()),
     };
-    let required = std::env::var("KARAPACE_REQUIRE_CGROUPS").as_deref() == Ok("1");
-    assert!(!required, "{test}: KARAPACE_REQUIRE_CGROUPS=1 but {why}");
+    let root = nix::unistd::geteuid().is_root();
+    let required = std::env::var("KARAPACE_REQUIRE_CGROUPS").as_deref() == Ok("1")
+        || (root && std::env::var("KARAPACE_REQUIRE_SANDBOX").as_deref() == Ok("1"));
+    assert!(!required, "{test}: cgroups are required but {why}");
     visible(&format!("SKIPPED: {test}: {why}"));
     None
 }
 
 fn cgroup_in(hierarchy: &Path, name: &str) -> CgroupLimits {
     CgroupLimits {
+        v1: None,
         hierarchy: hierarchy.display().to_string(),
         dir: hierarchy
             .join(format!("karapace-test-{name}-{}", std::process::id()))
@@ -51,16 +58,83 @@ fn cgroup_in(hierarchy: &Path, name: &str) -> CgroupLimits {
         enable: Vec::new(),
         memory_max: None,
         cpu_weight: None,
+        cpu_shares: None,
         pids_max: None,
     }
 }
 
-/// The `0::` line of `/proc/self/cgroup` as the program printed it.
-fn v2_line(out: &str) -> String {
-    out.lines()
-        .find(|l| l.starts_with("0::"))
-        .unwrap_or_default()
-        .to_string()
+/// The v2 cgroup and, where memory, cpu and pids are on cgroup v1 (a hybrid host, as root),
+/// one cgroup with a limit in each of their hierarchies, as the runtime plans them.
+fn cgroups_in(hierarchy: &Path, name: &str) -> Vec<CgroupLimits> {
+    let host = SystemHost::new();
+    let hierarchies = v1_hierarchies(&host);
+    let mut out = vec![cgroup_in(hierarchy, name)];
+    for controller in ["memory", "cpu", "pids"] {
+        let Some(mount) = v1_hierarchy(&host, &hierarchies, controller) else {
+            continue;
+        };
+        let mut c = cgroup_in(&mount, name);
+        c.v1 = Some(controller.to_string());
+        match controller {
+            "memory" => c.memory_max = Some(256 << 20),
+            "cpu" => c.cpu_shares = Some(512),
+            _ => c.pids_max = Some(64),
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The lines `/proc/self/cgroup` should read inside: `0::/NAME` and, per v1 cgroup, its
+/// hierarchy's line (`N:memory:/NAME`) with the hierarchy id left out.
+fn expected_lines(cgroups: &[CgroupLimits]) -> Vec<String> {
+    cgroups
+        .iter()
+        .map(|c| {
+            let name = Path::new(&c.dir)
+                .file_name()
+                .expect("name")
+                .to_string_lossy();
+            match &c.v1 {
+                None => format!("0::/{name}"),
+                Some(controller) => format!("{controller}:/{name}"),
+            }
+        })
+        .collect()
+}
+
+/// What the program printed, in the form of [`expected_lines`] for each expected line.
+fn found_lines(out: &str, cgroups: &[CgroupLimits]) -> Vec<String> {
+    cgroups
+        .iter()
+        .map(|c| {
+            let line = out.lines().find(|l| match &c.v1 {
+                None => l.starts_with("0::"),
+                Some(controller) => l
+                    .split(':')
+                    .nth(1)
+                    .is_some_and(|cs| cs.split(',').any(|x| x == controller)),
+            });
+            let line = line.unwrap_or_default();
+            match &c.v1 {
+                None => line.to_string(),
+                Some(controller) => {
+                    format!("{controller}:{}", line.splitn(3, ':').nth(2).unwrap_or(""))
+                }
+            }
+        })
+        .collect()
+}
+
+#[track_caller]
+fn all_removed(cgroups: &[CgroupLimits], stderr: &str) {
+    for c in cgroups {
+        assert!(
+            !Path::new(&c.dir).exists(),
+            "{} is left behind: {stderr}",
+            c.dir
+        );
+    }
 }
 
 #[test]
@@ -72,22 +146,18 @@ fn the_program_runs_in_the_plans_cgroup_which_is_removed_after() {
     let Some(hierarchy) = writable_hierarchy(test) else {
         return;
     };
-    let cgroup = cgroup_in(&hierarchy, "cold");
-    let dir = PathBuf::from(&cgroup.dir);
+    let cgroups = cgroups_in(&hierarchy, "cold");
     let scratch = Scratch::new();
     let mut plan = scratch.spec(&["cat", "/proc/self/cgroup"]).plan();
-    plan.limits.cgroup = Some(Box::new(cgroup));
+    plan.limits.cgroups = cgroups.clone();
     let out =
         wait_output(sandbox::spawn(&plan, &helper(), scratch.dir.path(), piped()).expect("spawn"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let name = dir.file_name().expect("name").to_string_lossy();
-    assert_eq!(v2_line(&text(&out.stdout)), format!("0::/{name}"));
-    assert!(
-        !dir.exists(),
-        "{} is left behind: {}",
-        dir.display(),
-        text(&out.stderr)
+    assert_eq!(
+        found_lines(&text(&out.stdout), &cgroups),
+        expected_lines(&cgroups)
     );
+    all_removed(&cgroups, &text(&out.stderr));
 }
 
 fn piped() -> SandboxStdio {
@@ -107,8 +177,7 @@ fn a_joined_session_lands_in_the_same_cgroup_and_the_last_one_out_removes_it() {
     let Some(hierarchy) = writable_hierarchy(test) else {
         return;
     };
-    let cgroup = cgroup_in(&hierarchy, "joined");
-    let dir = PathBuf::from(&cgroup.dir);
+    let cgroups = cgroups_in(&hierarchy, "joined");
     let scratch = Scratch::new();
     let record = scratch.path("init");
     // The first session prints its cgroup, then waits until the second one has run (it
@@ -116,24 +185,24 @@ fn a_joined_session_lands_in_the_same_cgroup_and_the_last_one_out_removes_it() {
     let first_script = "cat /proc/self/cgroup; \
                         while [ ! -e /tmp/second-ran ]; do sleep 0.05; done";
     let mut first_plan = scratch.spec(&["sh", "-c", first_script]).plan();
-    first_plan.limits.cgroup = Some(Box::new(cgroup.clone()));
+    first_plan.limits.cgroups = cgroups.clone();
     let mut first =
         sandbox::spawn_session(&first_plan, &record, &helper(), scratch.dir.path(), piped())
             .expect("spawn the first session");
     let stdout = first.child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
-    let first_line = loop {
+    // `cat` prints the v2 line last.
+    let mut first_out = String::new();
+    while !first_out.lines().any(|l| l.starts_with("0::")) {
         let line = lines.next().expect("a line").expect("read");
-        if line.starts_with("0::") {
-            break line;
-        }
-    };
-    let name = dir.file_name().expect("name").to_string_lossy();
-    assert_eq!(first_line, format!("0::/{name}"));
+        first_out.push_str(&line);
+        first_out.push('\n');
+    }
+    assert_eq!(found_lines(&first_out, &cgroups), expected_lines(&cgroups));
 
     let second_script = "cat /proc/self/cgroup; touch /tmp/second-ran";
     let mut second_plan = scratch.spec(&["sh", "-c", second_script]).plan();
-    second_plan.limits.cgroup = Some(Box::new(cgroup));
+    second_plan.limits.cgroups = cgroups.clone();
     let second = sandbox::spawn_session(
         &second_plan,
         &record,
@@ -144,10 +213,14 @@ fn a_joined_session_lands_in_the_same_cgroup_and_the_last_one_out_removes_it() {
     .expect("spawn the second session");
     let out = wait_output(second.child);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(v2_line(&text(&out.stdout)), format!("0::/{name}"), "joined");
+    assert_eq!(
+        found_lines(&text(&out.stdout), &cgroups),
+        expected_lines(&cgroups),
+        "joined"
+    );
     let status = first.child.wait().expect("wait for the first session");
     assert_eq!(status.code(), Some(0));
-    assert!(!dir.exists(), "{} is left behind", dir.display());
+    all_removed(&cgroups, "");
 }
 
 #[test]

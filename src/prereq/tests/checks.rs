@@ -514,3 +514,113 @@ fn the_report_serialises_with_stable_fields() {
     assert_eq!(first["required"], true);
     assert!(first.get("fix").is_none(), "no fix on a pass");
 }
+
+#[test]
+fn as_root_on_hybrid_cgroups_limits_go_to_each_controllers_v1_hierarchy() {
+    let host = FakeHost::new("debian10-hybrid").root_user().hybrid();
+    let cgroup = check(&host.run(), "namespace.cgroup").clone();
+    assert_eq!(cgroup.status, Status::Pass, "{}", cgroup.meaning);
+    assert!(
+        cgroup.meaning.starts_with(
+            "hybrid cgroups: every controller is on cgroup v1; as root, limits are enforced \
+             through cgroup v1"
+        ) && cgroup.meaning.contains(
+            "(memory in /sys/fs/cgroup/memory, cpu in /sys/fs/cgroup/cpu,cpuacct, pids in \
+             /sys/fs/cgroup/pids)"
+        ),
+        "{}",
+        cgroup.meaning
+    );
+
+    // A v1 hierarchy root cannot write (a read-only /sys in a container) is not used.
+    let mut host = FakeHost::new("debian10-hybrid").root_user().hybrid();
+    host.readonly.insert("/sys/fs/cgroup/pids".into());
+    let cgroup = check(&host.run(), "namespace.cgroup").clone();
+    assert_eq!(cgroup.status, Status::Warn);
+    assert!(
+        cgroup
+            .meaning
+            .contains("no writable cgroup hierarchy holds the pids controller(s)"),
+        "{}",
+        cgroup.meaning
+    );
+    assert!(cgroup
+        .fix
+        .unwrap_or_default()
+        .contains("systemd.unified_cgroup_hierarchy=1"));
+}
+
+#[test]
+fn rootless_on_hybrid_cgroups_limits_are_not_enforced_and_doctor_says_why() {
+    let host = FakeHost::new("debian10-hybrid").hybrid();
+    let cgroup = check(&host.run(), "namespace.cgroup").clone();
+    assert_eq!(cgroup.status, Status::Warn);
+    assert_eq!(
+        cgroup.meaning,
+        "hybrid cgroups: every controller is on cgroup v1, which is never delegated to a \
+         user, so memory_limit_mb, cpu_shares and pids_limit are not enforced for user (as \
+         root they are, through cgroup v1)"
+    );
+    assert!(cgroup
+        .fix
+        .unwrap_or_default()
+        .contains("`sudo update-grub`"));
+    let placement = crate::prereq::cgroup::placement(&host, 1000, false);
+    assert!(matches!(
+        placement,
+        crate::prereq::cgroup::Placement::Unusable { .. }
+    ));
+}
+
+#[test]
+fn v1_hierarchies_come_from_mountinfo() {
+    use crate::prereq::cgroup::{v1_hierarchies, v1_hierarchy, V1Hierarchy};
+    let host = FakeHost::new("debian10-hybrid").root_user().hybrid();
+    let found = v1_hierarchies(&host);
+    let names: Vec<(&str, Vec<&str>)> = found
+        .iter()
+        .map(|h| {
+            (
+                h.mount.to_str().expect("utf-8"),
+                h.controllers.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("/sys/fs/cgroup/systemd", vec!["xattr"]),
+            ("/sys/fs/cgroup/cpu,cpuacct", vec!["cpu", "cpuacct"]),
+            ("/sys/fs/cgroup/cpuset", vec!["cpuset"]),
+            (
+                "/sys/fs/cgroup/net_cls,net_prio",
+                vec!["net_cls", "net_prio"]
+            ),
+            ("/sys/fs/cgroup/memory", vec!["memory"]),
+            ("/sys/fs/cgroup/devices", vec!["devices"]),
+            ("/sys/fs/cgroup/pids", vec!["pids"]),
+        ]
+    );
+    assert_eq!(
+        v1_hierarchy(&host, &found, "cpu"),
+        Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))
+    );
+    // A mount point with a space is escaped in mountinfo (proc(5)).
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("proc/self")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("proc/self/mountinfo"),
+        "40 27 0:36 / /cg\\040v1/pids rw,relatime - cgroup cgroup rw,pids\n",
+    )
+    .expect("write");
+    let host = FakeHost::at_root(dir.path().into());
+    assert_eq!(
+        v1_hierarchies(&host),
+        [V1Hierarchy {
+            mount: "/cg v1/pids".into(),
+            controllers: vec!["pids".into()],
+        }]
+    );
+    // The unified fixtures have no v1 hierarchy.
+    assert!(v1_hierarchies(&FakeHost::new("debian")).is_empty());
+}
