@@ -1,12 +1,14 @@
 //! `[runtime.resource_limits]` through the CLI, as root and as `karapace-test`: `open_files`
-//! is what `ulimit -n` says inside; where `doctor` finds a delegated cgroup v2, a program
-//! touching 200 MB under `memory_limit_mb = 32` is killed and the session says why, a fork loop
-//! under `pids_limit = 20` fails, `cpu.weight` holds the mapped `cpu_shares`, and the cgroup
-//! is gone once the environment stops. Where the host has none (this repository's CI machine
-//! has hybrid cgroups), each of those limits must be named in a warning instead, and rootless
-//! `pids_limit` falls back to `RLIMIT_NPROC`, which the fork loop must still hit; the cgroup
-//! part then prints `SKIPPED:` (a failure under `KARAPACE_REQUIRE_CGROUPS=1`). Without limits,
-//! no cgroup is made.
+//! is what `ulimit -n` says inside; where `doctor` finds the cgroups for them (a delegated
+//! cgroup v2; as root, also the cgroup v1 hierarchies of a hybrid host such as this
+//! repository's CI machine), a program touching 200 MB under `memory_limit_mb = 32` is killed
+//! and the session says why, a fork loop under `pids_limit = 20` fails, `cpu.weight` (v2) or
+//! `cpu.shares` (v1) holds `cpu_shares`, and the cgroups are gone once the environment stops.
+//! Where there are none (rootless on hybrid cgroups), each of those limits must be named in a
+//! warning instead, and rootless `pids_limit` falls back to `RLIMIT_NPROC`, which the fork loop
+//! must still hit. As root under `KARAPACE_REQUIRE_SANDBOX=1` (and for anyone under
+//! `KARAPACE_REQUIRE_CGROUPS=1`) the cgroups must be there. Without limits, no cgroup is made
+//! in any hierarchy.
 
 use std::fs;
 use std::path::PathBuf;
@@ -59,11 +61,16 @@ fn limits_bind_programs(test: &str, user: Option<&'static str>) {
     if status == "pass" {
         with_a_cgroup(&cli, &id);
     } else {
-        without_a_cgroup(&cli, &id, user.is_none());
-        let required = std::env::var("KARAPACE_REQUIRE_CGROUPS").as_deref() == Ok("1");
-        assert!(!required, "KARAPACE_REQUIRE_CGROUPS=1 but: {meaning}");
+        let root = user.is_none();
+        let required = std::env::var("KARAPACE_REQUIRE_CGROUPS").as_deref() == Ok("1")
+            || (root && std::env::var("KARAPACE_REQUIRE_SANDBOX").as_deref() == Ok("1"));
+        assert!(!required, "the cgroup limits are required but: {meaning}");
+        without_a_cgroup(&cli, &id, root);
+        // What was checked, not a skip: the host cannot enforce them for this user, and every
+        // run said so.
         visible(&format!(
-            "SKIPPED: namespace::{test}: the cgroup limits (warnings checked instead): {meaning}"
+            "namespace::{test}: checked that memory_limit_mb, cpu_shares and pids_limit are \
+             each warned about as not enforced here ({meaning})"
         ));
     }
 }
@@ -84,26 +91,58 @@ fn with_a_cgroup(cli: &Cli, id: &str) {
 
     let mut running = cli.spawn(&["exec", "deb", "--", "sleep", "60"]);
     let record = env_dir(cli, id).join("cgroup");
-    let mut dir = PathBuf::new();
-    wait_until("the environment's cgroup", || {
-        dir = fs::read_to_string(&record)
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    wait_until("the environment's cgroups", || {
+        dirs = fs::read_to_string(&record)
+            .unwrap_or_default()
+            .lines()
             .map(PathBuf::from)
-            .unwrap_or_default();
-        dir.join("cgroup.procs").exists()
+            .collect();
+        !dirs.is_empty() && dirs.iter().all(|d| d.join("cgroup.procs").exists())
     });
-    let read = |name: &str| {
-        fs::read_to_string(dir.join(name))
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()))
-            .trim()
-            .to_string()
+    // Each limit in whichever of the cgroups (v2, or a v1 hierarchy's) has its file.
+    let read = |names: &[&str]| -> (String, String) {
+        for dir in &dirs {
+            for name in names {
+                let path = dir.join(name);
+                if let Ok(text) = fs::read_to_string(&path) {
+                    return (name.to_string(), text.trim().to_string());
+                }
+            }
+        }
+        panic!("none of {names:?} in {dirs:?}")
     };
-    assert_eq!(read("cpu.weight"), cpu_weight(512).to_string());
-    assert_eq!(read("memory.max"), (32u64 << 20).to_string());
-    assert_eq!(read("memory.swap.max"), "0");
-    assert_eq!(read("pids.max"), "20");
+    let cpu = read(&["cpu.weight", "cpu.shares"]);
+    let expected_cpu = match cpu.0.as_str() {
+        "cpu.weight" => cpu_weight(512).to_string(),
+        _ => "512".to_string(),
+    };
+    assert_eq!(cpu.1, expected_cpu, "{}", cpu.0);
+    let memory = read(&["memory.max", "memory.limit_in_bytes"]);
+    assert_eq!(memory.1, (32u64 << 20).to_string(), "{}", memory.0);
+    let swap = read(&[
+        "memory.swap.max",
+        "memory.memsw.limit_in_bytes",
+        "memory.max",
+        "memory.limit_in_bytes",
+    ]);
+    match swap.0.as_str() {
+        "memory.swap.max" => assert_eq!(swap.1, "0"),
+        "memory.memsw.limit_in_bytes" => assert_eq!(swap.1, (32u64 << 20).to_string()),
+        // Without swap accounting the session warned (unit-tested in sandbox::limits).
+        _ => visible("no swap accounting here: the swap limit is not checked"),
+    }
+    assert_eq!(read(&["pids.max"]).1, "20");
+    // The session's processes are inside every one of them.
+    for dir in &dirs {
+        let procs = fs::read_to_string(dir.join("cgroup.procs")).expect("cgroup.procs");
+        assert!(!procs.trim().is_empty(), "{} is empty", dir.display());
+    }
     cli.run(&["stop", "deb"]).expect_code(0);
     running.wait().expect("wait for the stopped session");
-    assert!(!dir.exists(), "{} is left after stop", dir.display());
+    for dir in &dirs {
+        assert!(!dir.exists(), "{} is left after stop", dir.display());
+    }
 }
 
 /// No delegated cgroup: every cgroup limit is named in a warning; rootless, pids_limit is
@@ -149,10 +188,14 @@ fn without_limits_no_cgroup_is_made() {
     assert!(!run.stderr.contains("resource limit"), "{run:?}");
     assert!(!env_dir(&cli, &id).join("cgroup").exists());
     let ours = format!("karapace-{}", &id[..12]);
-    for parent in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
-        assert!(
-            !PathBuf::from(parent).join(&ours).exists(),
-            "{parent}/{ours} exists"
-        );
+    // In any hierarchy: the v2 one at /sys/fs/cgroup or /sys/fs/cgroup/unified, and each v1
+    // one (/sys/fs/cgroup/memory, …).
+    let mut parents = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(entries) = fs::read_dir("/sys/fs/cgroup") {
+        parents.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    for parent in parents {
+        let dir = parent.join(&ours);
+        assert!(!dir.exists(), "{} exists", dir.display());
     }
 }
