@@ -8,9 +8,10 @@
 //! placement: create, move in before the namespaces, inherit, join, leave, remove. On a hybrid
 //! host the plans also carry one cgroup per v1 hierarchy of memory, cpu and pids, with limits
 //! (written, inherited, joined, removed, as the runtime does as root); the limits themselves
-//! are tested through the CLI in tests/namespace/limits.rs. Without a writable hierarchy
-//! (rootless) it prints `SKIPPED:`, or fails under `KARAPACE_REQUIRE_CGROUPS=1` and, as root,
-//! under `KARAPACE_REQUIRE_SANDBOX=1`.
+//! are tested through the CLI in tests/namespace/limits.rs. Rootless (the re-run as
+//! `karapace-test`), the host's hierarchy is root's: the check is that a plan's cgroup there
+//! is refused, by name. Without any cgroup v2 hierarchy it prints `SKIPPED:`, or fails under
+//! `KARAPACE_REQUIRE_CGROUPS=1` and, as root, under `KARAPACE_REQUIRE_SANDBOX=1`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -23,28 +24,56 @@ use karapace_tui::sandbox::{self, SandboxStdio};
 
 use super::{helper, ready, text, visible, wait_output, Scratch};
 
-/// A cgroup v2 hierarchy this process may create cgroups in and move itself around.
-fn writable_hierarchy(test: &str) -> Option<PathBuf> {
+/// The cgroup v2 hierarchy, and whether this process may create cgroups in it and move itself
+/// around (as root).
+enum Hierarchy {
+    Ours(PathBuf),
+    /// Rootless: the host's hierarchy belongs to root. What is checked then is that a plan
+    /// naming a cgroup there is refused, with an error that names the file, the errno and the
+    /// fix (the runtime itself never plans one there: `doctor` finds no delegation).
+    NotOurs(PathBuf),
+}
+
+fn hierarchy(test: &str) -> Option<Hierarchy> {
     use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
     let found = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
         .into_iter()
         .map(PathBuf::from)
         .find(|p| statfs(p).is_ok_and(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC));
-    let why = match &found {
-        None => "no cgroup v2 hierarchy is mounted".to_string(),
-        Some(_) if !nix::unistd::geteuid().is_root() => {
-            "not root: the host's cgroup v2 hierarchy is not ours to write (the CLI tests \
-             cover delegated cgroups)"
-                .to_string()
-        }
-        Some(dir) => return Some(dir.clone()),
-    };
     let root = nix::unistd::geteuid().is_root();
-    let required = std::env::var("KARAPACE_REQUIRE_CGROUPS").as_deref() == Ok("1")
-        || (root && std::env::var("KARAPACE_REQUIRE_SANDBOX").as_deref() == Ok("1"));
-    assert!(!required, "{test}: cgroups are required but {why}");
-    visible(&format!("SKIPPED: {test}: {why}"));
-    None
+    match found {
+        Some(dir) if root => Some(Hierarchy::Ours(dir)),
+        Some(dir) => Some(Hierarchy::NotOurs(dir)),
+        None => {
+            let required = std::env::var("KARAPACE_REQUIRE_CGROUPS").as_deref() == Ok("1")
+                || (root && std::env::var("KARAPACE_REQUIRE_SANDBOX").as_deref() == Ok("1"));
+            let why = "no cgroup v2 hierarchy is mounted";
+            assert!(!required, "{test}: cgroups are required but {why}");
+            visible(&format!("SKIPPED: {test}: {why}"));
+            None
+        }
+    }
+}
+
+/// Rootless: a plan's cgroup in the host's hierarchy fails the session before anything runs,
+/// naming what failed.
+fn refused_rootless(test: &str, hierarchy: &Path) {
+    let cgroup = cgroup_in(hierarchy, "rootless");
+    let scratch = Scratch::new();
+    let mut plan = scratch.spec(&["true"]).plan();
+    plan.limits.cgroups = vec![cgroup.clone()];
+    let out =
+        wait_output(sandbox::spawn(&plan, &helper(), scratch.dir.path(), piped()).expect("spawn"));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains("cgroup.procs") && stderr.contains("EACCES") && stderr.contains("doctor"),
+        "{stderr}"
+    );
+    assert!(!Path::new(&cgroup.dir).exists(), "{} was made", cgroup.dir);
+    visible(&format!(
+        "{test}: rootless, checked that a cgroup in the host's hierarchy is refused by name"
+    ));
 }
 
 fn cgroup_in(hierarchy: &Path, name: &str) -> CgroupLimits {
@@ -143,8 +172,10 @@ fn the_program_runs_in_the_plans_cgroup_which_is_removed_after() {
     if !ready(test) {
         return;
     }
-    let Some(hierarchy) = writable_hierarchy(test) else {
-        return;
+    let hierarchy = match hierarchy(test) {
+        Some(Hierarchy::Ours(dir)) => dir,
+        Some(Hierarchy::NotOurs(dir)) => return refused_rootless(test, &dir),
+        None => return,
     };
     let cgroups = cgroups_in(&hierarchy, "cold");
     let scratch = Scratch::new();
@@ -174,8 +205,10 @@ fn a_joined_session_lands_in_the_same_cgroup_and_the_last_one_out_removes_it() {
     if !ready(test) {
         return;
     }
-    let Some(hierarchy) = writable_hierarchy(test) else {
-        return;
+    let hierarchy = match hierarchy(test) {
+        Some(Hierarchy::Ours(dir)) => dir,
+        Some(Hierarchy::NotOurs(dir)) => return refused_rootless(test, &dir),
+        None => return,
     };
     let cgroups = cgroups_in(&hierarchy, "joined");
     let scratch = Scratch::new();
