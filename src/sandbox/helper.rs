@@ -35,9 +35,10 @@
 //!   deletes TREE as root of that namespace: files a sandbox gave to subordinate ids, which the
 //!   user cannot delete on the host ([`super::remove`]).
 //!
-//! With resource limits (`limits.rs`), stage 1 moves itself into the environment's cgroup before
-//! it creates any namespace (a cold start creates the cgroup first; a join moves in before
-//! `setns`), and moves back and removes the cgroup when its program has ended.
+//! With resource limits (`limits.rs`), stage 1 moves itself into the environment's cgroups (v2,
+//! and as root one per cgroup v1 hierarchy) before it creates any namespace (a cold start
+//! creates them first; a join moves in before `setns`), and moves back and removes them when its
+//! program has ended.
 //!
 //! Every process of the helper sets `PR_SET_PDEATHSIG` to SIGKILL, so the sandbox dies with
 //! whoever started it; only an init that stays for joined sessions clears it (after its own session ended).

@@ -310,7 +310,7 @@ impl RecordLock {
 pub enum Join {
     /// The program runs inside the environment; the parent end of its tie must stay open
     /// while we wait for it. With the plan's cgroups, this process is in them (and must leave
-    /// it when the program has ended: `limits::leave_plan_cgroups`).
+    /// them when the program has ended: `limits::leave_plan_cgroups`).
     Started(Pid, Tie, Vec<Membership<File>>),
     /// No running init: start the environment cold (the lock is still held).
     NotRunning,
