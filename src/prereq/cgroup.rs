@@ -1,4 +1,4 @@
-//! cgroup v2 delegation: resource limits (`[runtime.resource_limits]`) and rootless OCI
+//! Cgroups for resource limits: `[runtime.resource_limits]` and rootless OCI
 //! runtimes need a cgroup v2 directory this user may write, with the memory, cpu and pids
 //! controllers enabled for it (cgroups(7), "Cgroups v2 delegation"). As real root, a
 //! controller on a cgroup v1 hierarchy (hybrid and v1-only hosts) serves as well: root may
@@ -302,7 +302,7 @@ pub fn check(host: &dyn Host, fixes: &Fixes, layout: &Layout) -> Check {
         Check::new(
             Group::Namespace,
             "cgroup",
-            "cgroup v2 delegation",
+            "cgroups for resource limits",
             status,
             meaning,
         )
