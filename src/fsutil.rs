@@ -92,7 +92,21 @@ pub fn tree_size(root: &Path) -> io::Result<u64> {
     let mut seen = std::collections::HashSet::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir)? {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            // overlayfs leaves its `work/work` with mode 000 (only transient files live there,
+            // while an overlay is mounted): its rootless owner cannot list it. Any other
+            // unreadable directory is an error.
+            Err(e)
+                if e.kind() == io::ErrorKind::PermissionDenied
+                    && dir != root
+                    && fs::symlink_metadata(&dir).is_ok_and(|m| m.mode() & 0o777 == 0) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
             let entry = entry?;
             // DirEntry::metadata does not follow symlinks (lstat).
             let meta = entry.metadata()?;

@@ -16,7 +16,9 @@
 //! - [`runtime`]: the backends (`mock`, `namespace`; `oci` reports itself unavailable until it
 //!   lands) and session records.
 //! - [`packages`]: distribution package managers as data (detection, argv, output parsing);
-//!   [`policy`]: the mount allow list; [`sandbox`]: the native namespace sandbox.
+//!   [`policy`]: the mount allow list; [`envpolicy`]: what of the caller's environment a
+//!   sandbox gets; [`integration`]: the host's sockets, devices and home a sandbox gets;
+//!   [`sandbox`]: the native namespace sandbox.
 //! - [`export`]: an environment's applications and programs on the host (desktop entries,
 //!   icons, wrapper scripts), run through `karapace-tui exec`.
 //! - [`layer`]: directory trees to deterministic tar streams and back.
@@ -31,10 +33,12 @@ pub mod app;
 pub mod cli;
 pub mod crashpoint;
 pub mod engine;
+pub mod envpolicy;
 pub mod events;
 pub mod export;
 pub mod fsutil;
 pub mod image;
+pub mod integration;
 pub mod layer;
 pub mod lock;
 pub mod manifest;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::fsutil;
+use crate::integration::Integrations;
 use crate::manifest::Manifest;
 use crate::types::{BackendKind, EnvId};
 
@@ -157,6 +158,13 @@ pub struct LockFile {
     #[serde(default)]
     pub mounts: Vec<LockedMount>,
     pub runtime: LockedRuntime,
+    /// The manifest's `[env]` (addition; absent from older locks and from the identity when
+    /// empty).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// The manifest's written `[integration]` switches (addition, likewise).
+    #[serde(default, skip_serializing_if = "Integrations::is_unset")]
+    pub integration: Integrations,
 }
 
 /// What a backend resolved for a manifest; combined with the manifest into a [`LockFile`].
@@ -202,6 +210,8 @@ impl LockFile {
                 pids_limit: limits.pids_limit,
                 open_files: limits.open_files,
             },
+            env: manifest.env.clone(),
+            integration: manifest.integration,
         };
         lock.env_id = lock.compute_identity();
         lock.short_id = lock.env_id.short().to_string();
@@ -246,6 +256,17 @@ impl LockFile {
             }
             if let Some(files) = self.runtime.open_files {
                 runtime.insert("open_files".into(), files.into());
+            }
+        }
+        if let Some(top) = value.as_object_mut() {
+            if !self.env.is_empty() {
+                top.insert("env".into(), json!(self.env));
+            }
+            if !self.integration.is_unset() {
+                top.insert(
+                    "integration".into(),
+                    Value::Object(self.integration.canonical()),
+                );
             }
         }
         // serde_json's Map is a BTreeMap (the preserve_order feature is off), so keys come out
@@ -354,6 +375,16 @@ impl LockFile {
                 "~ mounts: {} -> {}",
                 describe_mounts(&self.mounts),
                 describe_mounts(&fresh.mounts)
+            ));
+        }
+        if self.env != fresh.env {
+            items.push(format!("~ env: {:?} -> {:?}", self.env, fresh.env));
+        }
+        if self.integration != fresh.integration {
+            items.push(format!(
+                "~ integration: {} -> {}",
+                Value::Object(self.integration.canonical()),
+                Value::Object(fresh.integration.canonical())
             ));
         }
         if self.runtime != fresh.runtime {

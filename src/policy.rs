@@ -8,6 +8,9 @@
 //! in the user's `config.toml`; a manifest can never widen them. The check runs when a build
 //! starts (before anything is fetched or run) and again before every session, whose bind
 //! sources are the resolved paths — a link re-pointed after the build is caught then.
+//!
+//! The same `[policy]` table holds the environment rule's `env_allow` and `env_deny`
+//! ([`load_env_policy`]; the rule itself is `crate::envpolicy`).
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +46,8 @@ pub enum PolicyError {
     },
     #[error("{path}: [policy] {detail}")]
     Config { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Env(#[from] crate::envpolicy::EnvPolicyError),
 }
 
 #[derive(Deserialize, Default)]
@@ -56,6 +61,51 @@ struct RawFile {
 struct RawPolicy {
     #[serde(default)]
     allow_mounts: Vec<String>,
+    /// Patterns of host variables that may also pass into sandboxes (`crate::envpolicy`).
+    #[serde(default)]
+    env_allow: Vec<String>,
+    /// Patterns of variables that never pass, added to the built-in deny list.
+    #[serde(default)]
+    env_deny: Vec<String>,
+}
+
+/// The user's config file as text (empty when there is none) and its path.
+fn read_config(home: &Path) -> Result<(String, PathBuf), PolicyError> {
+    let config = config_path(home);
+    match std::fs::read_to_string(&config) {
+        Ok(text) => Ok((text, config)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((String::new(), config)),
+        Err(e) => Err(PolicyError::Config {
+            path: config,
+            detail: format!("cannot read the file: {e}"),
+        }),
+    }
+}
+
+fn parse_raw(text: &str, config: &Path) -> Result<RawFile, PolicyError> {
+    toml::from_str(text).map_err(|e| PolicyError::Config {
+        path: config.to_path_buf(),
+        detail: e.to_string().trim_end().to_string(),
+    })
+}
+
+/// The user's environment policy: the built-in lists plus `[policy] env_allow` and
+/// `env_deny` of the same config file.
+pub fn load_env_policy(home: &Path) -> Result<crate::envpolicy::EnvPolicy, PolicyError> {
+    let (text, config) = read_config(home)?;
+    parse_env_policy(&text, &config)
+}
+
+pub fn parse_env_policy(
+    text: &str,
+    config: &Path,
+) -> Result<crate::envpolicy::EnvPolicy, PolicyError> {
+    let raw = parse_raw(text, config)?;
+    Ok(crate::envpolicy::EnvPolicy::new(
+        &raw.policy.env_allow,
+        &raw.policy.env_deny,
+        config,
+    )?)
 }
 
 /// Where mounts may come from: resolved, absolute directories.
@@ -69,17 +119,7 @@ impl MountPolicy {
     /// The user's policy: `home`, `/tmp`, and the config file's `allow_mounts`. Roots that do
     /// not exist are dropped (nothing can be mounted from them anyway).
     pub fn load(home: &Path) -> Result<MountPolicy, PolicyError> {
-        let config = config_path(home);
-        let text = match std::fs::read_to_string(&config) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => {
-                return Err(PolicyError::Config {
-                    path: config,
-                    detail: format!("cannot read the file: {e}"),
-                })
-            }
-        };
+        let (text, config) = read_config(home)?;
         MountPolicy::parse(&text, home, config)
     }
 
@@ -97,10 +137,7 @@ impl MountPolicy {
         mut roots: Vec<PathBuf>,
         config: PathBuf,
     ) -> Result<MountPolicy, PolicyError> {
-        let raw: RawFile = toml::from_str(text).map_err(|e| PolicyError::Config {
-            path: config.clone(),
-            detail: e.to_string().trim_end().to_string(),
-        })?;
+        let raw = parse_raw(text, &config)?;
         for entry in raw.policy.allow_mounts {
             let path = PathBuf::from(&entry);
             if !path.is_absolute() {
@@ -229,6 +266,17 @@ mod tests {
             policy(&home, &text).check("d", &data).expect("allowed"),
             data
         );
+        let text = "[policy]\nenv_allow = [\"CARGO_*\"]\nenv_deny = [\"LC_*\"]\n";
+        assert!(
+            policy(&home, text).check("d", &data).is_err(),
+            "env keys are known"
+        );
+        let env = super::parse_env_policy(text, &home.join("c.toml")).expect("env policy");
+        assert!(env.passes("CARGO_HOME") && !env.passes("LC_ALL") && env.passes("LANG"));
+        assert!(matches!(
+            super::parse_env_policy("[policy]\nenv_deny = [\"a b\"]\n", &home),
+            Err(PolicyError::Env(_))
+        ));
         for bad in [
             "[policy]\nallow_mounts = [\"relative/dir\"]\n",
             "[policy]\nallow_everything = true\n",

@@ -148,9 +148,10 @@ fn what_is_not_enforced_yet_is_said_on_every_run() {
     fx.build("deb");
     let out = fx.run(&["exec", "deb", "--", "true"]);
     out.ok();
+    // This machine has no GPU: asked for, it is missing, which is said, never fatal.
     assert!(
         out.stderr
-            .contains("gpu/audio devices are NOT passed through"),
+            .contains("integration gpu is not available here: the host has no /dev/dri"),
         "{out:?}"
     );
 }

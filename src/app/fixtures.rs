@@ -9,6 +9,7 @@ use ratatui::layout::Rect;
 use super::jobs::{Job, JobOutput};
 use super::{App, AppEvent, Context};
 use crate::engine::{EnvDetails, EnvSummary, StateView};
+use crate::integration::{State, Status};
 use crate::lock::{LockFile, LockedBase, LockedMount, LockedPackage, LockedRuntime};
 use crate::types::{BackendKind, EnvId};
 use crate::ui::theme::Theme;
@@ -106,8 +107,47 @@ pub fn details(env: &EnvSummary) -> EnvDetails {
                 pids_limit: None,
                 open_files: None,
             },
+            env: Default::default(),
+            integration: Default::default(),
         },
+        integrations: integrations(),
     }
+}
+
+/// A laptop's integrations: a Wayland session without X11, the agent off, no sound device.
+fn integrations() -> Vec<Status> {
+    let row = |name, state, detail: &str| Status {
+        name,
+        state,
+        detail: detail.to_string(),
+        explicit: false,
+    };
+    vec![
+        row("home", State::On, "host: /home/user (read-write)"),
+        row("wayland", State::On, "/run/user/1000/wayland-0"),
+        row("x11", State::Missing, "DISPLAY is not set"),
+        row("pipewire", State::On, "/run/user/1000/pipewire-0"),
+        row("pulseaudio", State::On, "/run/user/1000/pulse/native"),
+        row("dbus", State::On, "/run/user/1000/bus"),
+        row("ssh_agent", State::Off, "off (the default)"),
+        row(
+            "fonts",
+            State::On,
+            "/usr/share/fonts at /usr/local/share/fonts",
+        ),
+        row(
+            "icons",
+            State::On,
+            "/usr/share/icons at /run/host/share/icons",
+        ),
+        row(
+            "themes",
+            State::Missing,
+            "the host has no /usr/share/themes",
+        ),
+        row("gpu", State::Off, "off (the default)"),
+        row("audio", State::Missing, "the host has no /dev/snd"),
+    ]
 }
 
 /// The prerequisite checks of a rootless user on the Debian fixture host, where every probe

@@ -154,6 +154,12 @@ pub fn inspect(d: &EnvDetails) -> String {
             m.container_path.display()
         );
     }
+    if !d.integrations.is_empty() {
+        outln!(out, "integrations (on this host):");
+    }
+    for i in &d.integrations {
+        outln!(out, "  {:<10} {:<7} {}", i.name, i.state.as_str(), i.detail);
+    }
     outln!(out, "layers:");
     for l in &d.layers {
         outln!(out, "  {l}");

@@ -70,7 +70,7 @@ impl Engine {
             validate_name(name)?;
         }
         let manifest = Manifest::load(&opts.manifest, &self.parse_env)?;
-        self.mount_policy()?.check_manifest(&manifest.mounts)?;
+        self.check_policy(&manifest)?;
         let backend = self.backend(manifest.runtime.backend);
         let lock_path = lock_path_for(&manifest.path);
         // Held from resolution on: resolving may fetch a base image into the store, which gc
@@ -131,7 +131,7 @@ impl Engine {
             validate_name(name)?;
         }
         let manifest = Manifest::load(&opts.manifest, &self.parse_env)?;
-        self.mount_policy()?.check_manifest(&manifest.mounts)?;
+        self.check_policy(&manifest)?;
         let Some(old) = self.latest_from_manifest(&manifest.path)? else {
             self.events.emit(Event::info(
                 "no environment was built from this manifest yet; building a new one",

@@ -43,6 +43,11 @@ impl Engine {
         }
         // Mount sources are checked again and resolved now: a link may have changed.
         let lock = self.mount_policy()?.resolve_lock(&self.lock_of(&meta)?)?;
+        // The user's deny list may have grown since the build: checked again, as mounts are.
+        let env_policy = self.env_policy()?;
+        env_policy
+            .check_manifest(&lock.env)
+            .map_err(crate::policy::PolicyError::from)?;
         let env_dir = self.store.env_dir(&meta.id);
         // The session marker is taken under the environment lock, so that a concurrent
         // destroy either sees the session or finishes before it starts; the lock is released
@@ -65,6 +70,8 @@ impl Engine {
             marker: &marker,
             stdout_to_stderr,
             events: self.events.as_ref(),
+            env_policy: &env_policy,
+            home: &self.parse_env.home,
         })?;
         drop(marker);
         Ok(code)

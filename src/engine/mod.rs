@@ -72,6 +72,20 @@ impl Engine {
         Ok(crate::policy::MountPolicy::load(&self.parse_env.home)?)
     }
 
+    fn env_policy(&self) -> Result<crate::envpolicy::EnvPolicy> {
+        Ok(crate::policy::load_env_policy(&self.parse_env.home)?)
+    }
+
+    /// The security policy's checks of a manifest before a build: mount sources, and `[env]`
+    /// names against the user's deny list.
+    fn check_policy(&self, manifest: &crate::manifest::Manifest) -> Result<()> {
+        self.mount_policy()?.check_manifest(&manifest.mounts)?;
+        self.env_policy()?
+            .check_manifest(&manifest.env)
+            .map_err(crate::policy::PolicyError::from)?;
+        Ok(())
+    }
+
     fn backend(&self, kind: BackendKind) -> Box<dyn RuntimeBackend> {
         backend_for(kind)
     }

@@ -71,6 +71,9 @@ pub struct EnvDetails {
     pub layers: Vec<Digest>,
     pub archive: Option<Digest>,
     pub lock: LockFile,
+    /// Each host integration's state on this host (namespace environments; other backends
+    /// apply none).
+    pub integrations: Vec<crate::integration::Status>,
 }
 
 /// A listed environment whose metadata could not be read.
@@ -169,9 +172,16 @@ impl Engine {
                 path: path.clone(),
                 source,
             })?;
+        let lock = self.lock_of(&meta)?;
+        let integrations = if meta.backend == BackendKind::Namespace {
+            crate::integration::for_environment(&lock, &self.parse_env.home, &path).report
+        } else {
+            Vec::new()
+        };
         Ok(EnvDetails {
             summary: self.summary(&meta)?,
-            lock: self.lock_of(&meta)?,
+            lock,
+            integrations,
             layers: meta.layers.clone(),
             archive: meta.archive.clone(),
             disk_usage_bytes,

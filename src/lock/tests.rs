@@ -89,6 +89,11 @@ fn every_input_changes_the_id() {
         DEV.replace("[runtime]", "[gui]\napps = [\"firefox\"]\n[runtime]"),
         format!("{DEV}[runtime.resource_limits]\nmemory_limit_mb = 512\n"),
         format!("{DEV}[runtime.resource_limits]\ncpu_shares = 512\n"),
+        format!("{DEV}[env]\nRUST_LOG = \"debug\"\n"),
+        format!("{DEV}[integration]\nssh_agent = true\n"),
+        format!("{DEV}[integration]\nhome = \"own\"\n"),
+        // Writing a default still says something: it is part of the identity.
+        format!("{DEV}[integration]\nwayland = true\n"),
     ];
     for text in &variants {
         let id = LockFile::new(&manifest(text), resolution()).env_id;
@@ -197,4 +202,27 @@ fn drift_lists_each_change() {
         text.contains("~ package git: locked 1:2.39.5-0+deb12u1, manifest pins 9.9"),
         "{text}"
     );
+}
+
+#[test]
+fn env_and_integration_are_locked_and_left_out_when_absent() {
+    let plain = LockFile::new(&manifest(DEV), resolution());
+    assert!(!plain.identity_json().contains("\"env\""));
+    assert!(!plain.identity_json().contains("integration"));
+    assert!(!plain.to_toml().contains("[env]"));
+    assert!(!plain.to_toml().contains("[integration]"));
+    let text = format!("{DEV}[env]\nRUST_LOG = \"debug\"\n[integration]\nssh_agent = true\n");
+    let lock = LockFile::new(&manifest(&text), resolution());
+    assert!(lock
+        .identity_json()
+        .contains(r#""env":{"RUST_LOG":"debug"},"gui_apps""#));
+    assert!(lock
+        .identity_json()
+        .contains(r#""integration":{"ssh_agent":true},"mounts""#));
+    let back = LockFile::parse(&lock.to_toml(), Path::new("karapace.lock")).expect("parse");
+    assert_eq!(back, lock);
+    assert!(lock.drift_from(&manifest(&text)).is_empty());
+    let drift = plain.drift_from(&manifest(&text));
+    assert!(drift.to_string().contains("~ env"), "{drift}");
+    assert!(drift.to_string().contains("~ integration"), "{drift}");
 }

@@ -48,8 +48,23 @@ impl Manifest {
 
         let mut top = Map::new();
         top.insert("base".into(), Value::Object(base));
+        // Additions, present only when written, so older manifests keep their form.
+        if !self.env.is_empty() {
+            let env: Map<String, Value> = self
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+                .collect();
+            top.insert("env".into(), Value::Object(env));
+        }
         top.insert("gui_apps".into(), Value::from(self.gui_apps.clone()));
         top.insert("hardware".into(), Value::Object(hardware));
+        if !self.integration.is_unset() {
+            top.insert(
+                "integration".into(),
+                Value::Object(self.integration.canonical()),
+            );
+        }
         top.insert("manifest_version".into(), Value::from(MANIFEST_VERSION));
         top.insert("mounts".into(), Value::Array(mounts));
         let packages: Vec<String> = self.packages.iter().map(ToString::to_string).collect();

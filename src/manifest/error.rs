@@ -174,6 +174,18 @@ pub enum Problem {
         min: u64,
         max: u64,
     },
+    /// An `[env]` name that is malformed, reserved or matches the built-in deny list.
+    BadEnvName {
+        written: String,
+        reason: String,
+    },
+    EnvNotString {
+        found: &'static str,
+    },
+    EnvValueNul,
+    UnknownHomeMode {
+        written: String,
+    },
 }
 
 /// The forms `[base] image` accepts, for error messages.
@@ -222,6 +234,12 @@ impl Problem {
             }
             Problem::UnknownBackend { .. } => "namespace, oci, mock".to_string(),
             Problem::OutOfRange { min, max, .. } => format!("{min} to {max}"),
+            Problem::BadEnvName { .. } | Problem::EnvNotString { .. } | Problem::EnvValueNul => {
+                "NAME = \"value\", NAME of letters, digits and _ not starting with a digit, \
+                 not KARAPACE_* or container, and outside the deny list of docs/security.md"
+                    .to_string()
+            }
+            Problem::UnknownHomeMode { .. } => "\"host\" or \"own\"".to_string(),
         }
     }
 }
@@ -288,6 +306,12 @@ impl fmt::Display for Problem {
             }
             Problem::UnknownBackend { written } => write!(f, "unknown backend {written:?}"),
             Problem::OutOfRange { value, .. } => write!(f, "{value} is out of range"),
+            Problem::BadEnvName { written, reason } => {
+                write!(f, "the variable name {written:?} {reason}")
+            }
+            Problem::EnvNotString { found } => write!(f, "must be a string, found {found}"),
+            Problem::EnvValueNul => f.write_str("the value contains a NUL character"),
+            Problem::UnknownHomeMode { written } => write!(f, "unknown home mode {written:?}"),
         }
     }
 }

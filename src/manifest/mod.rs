@@ -39,6 +39,7 @@ pub use self::image::{
 pub use self::mounts::MountSpec;
 pub use self::names::{validate_package_name, PackageSpec, MAX_NAME_LEN};
 pub use self::templates::{template, Template, TEMPLATES};
+use crate::integration::{HomeMode, Integrations};
 use crate::types::BackendKind;
 
 /// The manifest format version this build writes and understands.
@@ -143,6 +144,11 @@ pub struct Manifest {
     /// Sorted by label.
     pub mounts: Vec<MountSpec>,
     pub runtime: RuntimeConfig,
+    /// `[env]` (addition): variables for the sandbox, names checked against
+    /// `crate::envpolicy`'s built-in deny list.
+    pub env: BTreeMap<String, String>,
+    /// `[integration]` (addition): the written switches; unwritten ones take defaults.
+    pub integration: Integrations,
 }
 
 impl Manifest {
@@ -214,6 +220,72 @@ impl Validator<'_> {
             },
             mounts: self.mounts(raw.mounts)?,
             runtime: self.runtime(raw.runtime)?,
+            env: self.env(raw.env)?,
+            integration: self.integration(raw.integration)?,
+        })
+    }
+
+    fn env(
+        &self,
+        table: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    ) -> Checked<BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        for (key, value) in table {
+            let name = key.get_ref().clone();
+            let field = format!("env.{name}");
+            let refuse = |reason: String| {
+                self.rep.invalid(
+                    key.span(),
+                    field.clone(),
+                    Problem::BadEnvName {
+                        written: name.clone(),
+                        reason,
+                    },
+                )
+            };
+            crate::envpolicy::check_name(&name).map_err(|p| refuse(p.to_string()))?;
+            if let Some(reason) = crate::envpolicy::builtin_refusal(&name) {
+                return Err(refuse(reason));
+            }
+            let text = match value.get_ref() {
+                toml::Value::String(s) => s.clone(),
+                other => {
+                    let problem = Problem::EnvNotString {
+                        found: raw::type_name(other),
+                    };
+                    return Err(self.rep.invalid(value.span(), field, problem));
+                }
+            };
+            // execve(2) takes NUL-terminated strings: a NUL would silently cut the value.
+            if text.contains('\0') {
+                return Err(self.rep.invalid(value.span(), field, Problem::EnvValueNul));
+            }
+            out.insert(name, text);
+        }
+        Ok(out)
+    }
+
+    fn integration(&self, raw: raw::RawIntegration) -> Checked<Integrations> {
+        let home = match raw.home {
+            None => None,
+            Some(h) => Some(HomeMode::parse(h.get_ref().trim()).ok_or_else(|| {
+                let problem = Problem::UnknownHomeMode {
+                    written: h.get_ref().clone(),
+                };
+                self.rep.invalid(h.span(), "integration.home", problem)
+            })?),
+        };
+        Ok(Integrations {
+            wayland: raw.wayland,
+            x11: raw.x11,
+            pipewire: raw.pipewire,
+            pulseaudio: raw.pulseaudio,
+            dbus: raw.dbus,
+            ssh_agent: raw.ssh_agent,
+            fonts: raw.fonts,
+            icons: raw.icons,
+            themes: raw.themes,
+            home,
         })
     }
 

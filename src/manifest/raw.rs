@@ -33,6 +33,28 @@ pub struct RawManifest {
     pub mounts: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
     #[serde(default)]
     pub runtime: RawRuntime,
+    /// Addition: `NAME = "value"` for the sandbox's environment. Values are read as any TOML
+    /// value so that a non-string gets a manifest error naming the variable.
+    #[serde(default)]
+    pub env: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    /// Addition: host integrations on or off (see `crate::integration`).
+    #[serde(default)]
+    pub integration: RawIntegration,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntegration {
+    pub wayland: Option<bool>,
+    pub x11: Option<bool>,
+    pub pipewire: Option<bool>,
+    pub pulseaudio: Option<bool>,
+    pub dbus: Option<bool>,
+    pub ssh_agent: Option<bool>,
+    pub fonts: Option<bool>,
+    pub icons: Option<bool>,
+    pub themes: Option<bool>,
+    pub home: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -208,6 +230,7 @@ mod tests {
             "[hardware]\nusb = true\n",
             "[runtime]\nbackends = \"oci\"\n",
             "[runtime.resource_limits]\ncpu = 1\n",
+            "[integration]\nwaylnd = true\n",
         ] {
             let err = parse(text).err();
             let msg = err.map(|e| e.message().to_string()).unwrap_or_default();

@@ -561,3 +561,70 @@ fn parse_env_from_process_gives_an_absolute_home() {
         assert!(env.home.is_absolute());
     }
 }
+
+#[test]
+fn env_variables_are_named_checked_and_never_denied_ones() {
+    let m = ok(&with(
+        "[env]\nRUST_LOG = \"debug\"\nPATH = \"/opt/bin:/usr/bin\"\n",
+    ));
+    assert_eq!(m.env.get("RUST_LOG").map(String::as_str), Some("debug"));
+    assert_eq!(m.env.len(), 2);
+    for (text, needle) in [
+        ("[env]\nAWS_SECRET_ACCESS_KEY = \"x\"\n", "`AWS_*`"),
+        ("[env]\nFOO_TOKEN = \"x\"\n", "`*_TOKEN`"),
+        ("[env]\nSSH_AUTH_SOCK = \"/tmp/a\"\n", "`SSH_AUTH_SOCK`"),
+        ("[env]\nKARAPACE_ENV_ID = \"x\"\n", "set by karapace"),
+        ("[env]\n\"A B\" = \"x\"\n", "contains ' '"),
+        ("[env]\n1X = \"x\"\n", "starts with a digit"),
+    ] {
+        let (line, _, field, problem) = invalid(&with(text));
+        assert_eq!(line, 5, "{text}");
+        assert!(field.starts_with("env."), "{field}");
+        assert!(problem.to_string().contains(needle), "{text}: {problem}");
+    }
+    let (_, _, field, problem) = invalid(&with("[env]\nN = 1\n"));
+    assert_eq!(field, "env.N");
+    assert_eq!(
+        problem,
+        Problem::EnvNotString {
+            found: "an integer"
+        }
+    );
+    let (_, _, _, problem) = invalid(&with("[env]\nN = \"a\\u0000b\"\n"));
+    assert_eq!(problem, Problem::EnvValueNul);
+}
+
+#[test]
+fn integration_switches_and_home_modes() {
+    let m = ok(&with(
+        "[integration]\nssh_agent = true\nwayland = false\nhome = \"own\"\n",
+    ));
+    assert_eq!(m.integration.ssh_agent, Some(true));
+    assert_eq!(m.integration.wayland, Some(false));
+    assert_eq!(m.integration.x11, None);
+    assert_eq!(m.integration.home, Some(crate::integration::HomeMode::Own));
+    assert!(ok(&with("")).integration.is_unset());
+    let (_, _, field, problem) = invalid(&with("[integration]\nhome = \"shared\"\n"));
+    assert_eq!(field, "integration.home");
+    assert!(problem.allowed().contains("own"), "{problem}");
+    let (_, _, field, _) = syntax(&with("[integration]\nwayland = \"yes\"\n"));
+    assert_eq!(field.as_deref(), Some("integration.wayland"));
+}
+
+#[test]
+fn env_and_integration_enter_the_canonical_form_only_when_written() {
+    let plain = ok(&with("")).canonical_json();
+    assert!(!plain.contains("\"env\"") && !plain.contains("integration"));
+    let m = ok(&with(
+        "[env]\nB = \"2\"\nA = \"1\"\n[integration]\nfonts = false\n",
+    ));
+    let json = m.canonical_json();
+    assert!(
+        json.contains(r#""env":{"A":"1","B":"2"},"gui_apps""#),
+        "{json}"
+    );
+    assert!(
+        json.contains(r#""integration":{"fonts":false},"manifest_version""#),
+        "{json}"
+    );
+}

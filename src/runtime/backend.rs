@@ -137,6 +137,10 @@ pub struct RunRequest<'a> {
     /// Send the program's stdout to our stderr (for `--json`).
     pub stdout_to_stderr: bool,
     pub events: &'a dyn EventSink,
+    /// The user's environment policy (what of the caller's environment may pass).
+    pub env_policy: &'a crate::envpolicy::EnvPolicy,
+    /// The caller's home directory (`~` of the manifest).
+    pub home: &'a Path,
 }
 
 pub trait RuntimeBackend: Send + Sync {

@@ -29,6 +29,7 @@ use super::install::{BuildSandbox, Output};
 use super::session::{init_record, stop_init, stop_sessions, SessionProcess};
 use crate::events::Event;
 use crate::image::ImageCache;
+use crate::integration;
 use crate::lock::{LockFile, Resolution};
 use crate::packages::{self, Manager};
 use crate::sandbox::{self, Bind, IdMapping, RootfsSpec};
@@ -227,9 +228,6 @@ impl RuntimeBackend for NamespaceBackend {
                     req.lock.base.archive_sha256
                 ),
             });
-        }
-        for warning in unenforced(req.lock) {
-            req.events.emit(Event::warn(warning));
         }
         let spec = self.spec(req, &lower)?;
         let mut plan = spec.plan();
@@ -438,16 +436,24 @@ impl NamespaceBackend {
             .name
             .clone()
             .unwrap_or_else(|| req.meta.id.short().to_string());
-        let binds = req
-            .lock
-            .mounts
-            .iter()
-            .map(|m| Bind {
-                source: m.host_path.display().to_string(),
-                target: m.container_path.display().to_string(),
-                read_only: m.read_only,
-            })
-            .collect();
+        // The host's integrations first (the home, then sockets and shares that may lie in
+        // it), then the manifest's mounts, which may land inside the home.
+        let host = integration::for_environment(req.lock, req.home, req.env_dir);
+        for warning in host.warnings() {
+            req.events
+                .emit(Event::warn(format!("namespace backend: {warning}")));
+        }
+        if let Some(dir) = &host.own_home {
+            create_own_home(dir)?;
+        }
+        let mut binds = host.binds.clone();
+        binds.extend(req.lock.mounts.iter().map(|m| Bind {
+            source: m.host_path.display().to_string(),
+            target: m.container_path.display().to_string(),
+            read_only: m.read_only,
+        }));
+        let mut tmpfs = vec![("/tmp".to_string(), 0o1777)];
+        tmpfs.extend(host.tmpfs.iter().cloned());
         let argv = if req.argv.is_empty() {
             login_shell(lower, &req.env_dir.join("upper"))
         } else {
@@ -467,29 +473,15 @@ impl NamespaceBackend {
             isolate_net: req.lock.runtime.network_isolation,
             hostname: Some(hostname),
             sys: true,
-            tmpfs: vec![("/tmp".to_string(), 0o1777)],
-            devices: Vec::new(),
+            tmpfs,
+            devices: host.devices.clone(),
             console,
             binds,
             argv,
-            env: environment(req),
-            cwd: "/root".to_string(),
+            env: environment(req, &host),
+            cwd: host.cwd.clone(),
         })
     }
-}
-
-/// What the manifest asks for that this backend does not apply yet: said every time, never
-/// silently dropped.
-fn unenforced(lock: &crate::lock::LockFile) -> Vec<String> {
-    let mut out = Vec::new();
-    if lock.gpu || lock.audio {
-        out.push(
-            "namespace backend: [hardware] gpu/audio devices are NOT passed through yet \
-             (see docs/roadmap.md)"
-                .to_string(),
-        );
-    }
-    out
 }
 
 /// The lock's resource limits as this host can enforce them (`super::limits`); a warning
@@ -520,29 +512,45 @@ fn login_shell(lower: &Path, upper: &Path) -> Vec<String> {
     vec![shell, "-l".to_string()]
 }
 
-/// The program's whole environment: built here, never inherited (only the terminal and locale
-/// settings are taken from the host).
-fn environment(req: &RunRequest) -> Vec<(String, String)> {
-    let mut env = vec![
+/// The program's whole environment, built here and never inherited: karapace's own
+/// variables, the integrations', the manifest's `[env]` and the host variables the user's
+/// policy lets through (`crate::envpolicy`).
+fn environment(req: &RunRequest, host: &integration::Setup) -> Vec<(String, String)> {
+    let mut own = vec![
         ("PATH".to_string(), PATH.to_string()),
-        ("HOME".to_string(), "/root".to_string()),
+        ("HOME".to_string(), host.home.clone()),
         ("USER".to_string(), "root".to_string()),
         ("container".to_string(), "karapace".to_string()),
         ("KARAPACE_ENV_ID".to_string(), req.meta.id.to_string()),
         ("KARAPACE_BACKEND".to_string(), KIND.as_str().to_string()),
     ];
     if let Some(name) = &req.meta.name {
-        env.push(("KARAPACE_ENV_NAME".to_string(), name.clone()));
+        own.push(("KARAPACE_ENV_NAME".to_string(), name.clone()));
     }
-    for key in ["TERM", "COLORTERM", "LANG", "TZ"] {
-        if let Ok(value) = std::env::var(key) {
-            env.push((key.to_string(), value));
-        }
-    }
+    // The manifest may set PATH and HOME: its values replace karapace's defaults.
+    own.retain(|(k, _)| !req.lock.env.contains_key(k));
+    let caller = integration::process_env();
+    let mut env = req.env_policy.environment(
+        caller.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        &own,
+        &host.env,
+        &req.lock.env,
+    );
     if !env.iter().any(|(k, _)| k == "TERM") && std::io::stdin().is_terminal() {
         env.push(("TERM".to_string(), "xterm-256color".to_string()));
     }
     env
+}
+
+/// The environment's own home (`home = "own"`), made on first use: private to the user, as
+/// a home directory is.
+fn create_own_home(dir: &Path) -> Result<(), BackendError> {
+    use std::os::unix::fs::DirBuilderExt;
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(io_err("create the environment's own home", dir)(e)),
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The details pane: what `inspect` says about the selected environment — the manifest and
-//! its lock (base image, packages with versions), mounts, runtime policy, size on disk.
+//! its lock (base image, packages with versions), mounts, runtime policy, size on disk, and
+//! which host integrations a session gets here.
 
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -11,6 +12,7 @@ use super::theme::Theme;
 use crate::app::{App, Details};
 use crate::engine::EnvDetails;
 use crate::events::human_bytes;
+use crate::integration::{State, Status};
 use crate::lock::LockFile;
 
 pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
@@ -51,6 +53,9 @@ fn field<'a>(theme: &Theme, key: &'a str, value: impl Into<String>) -> Vec<Span<
 fn lines<'a>(theme: &Theme, d: &'a EnvDetails) -> Vec<Line<'a>> {
     let mut out = summary(theme, d);
     out.extend(contents(theme, &d.lock));
+    if !d.integrations.is_empty() {
+        out.push(integrations(theme, &d.integrations));
+    }
     if let Some(archive) = &d.archive {
         out.push(Line::from(field(theme, "archive", archive.to_string())));
     }
@@ -158,6 +163,36 @@ fn contents<'a>(theme: &Theme, lock: &'a LockFile) -> Vec<Line<'a>> {
         )));
     }
     out
+}
+
+/// The host integrations on one line: passed in, asked for but missing here, off.
+fn integrations<'a>(theme: &Theme, rows: &[Status]) -> Line<'a> {
+    let names = |state: State| -> Vec<&str> {
+        rows.iter()
+            .filter(|r| r.state == state)
+            .map(|r| r.name)
+            .collect()
+    };
+    let mut spans = field(theme, "host", "");
+    let groups = [
+        (State::On, "on", theme.ok()),
+        (State::Missing, "missing", theme.warn()),
+        (State::Off, "off", theme.dim()),
+    ];
+    let mut first = true;
+    for (state, label, style) in groups {
+        let list = names(state);
+        if list.is_empty() {
+            continue;
+        }
+        if !first {
+            spans.push(Span::raw("; "));
+        }
+        first = false;
+        spans.push(Span::styled(format!("{label}: "), theme.dim()));
+        spans.push(Span::styled(list.join(" "), style));
+    }
+    Line::from(spans)
 }
 
 fn yes_no(b: bool) -> &'static str {
