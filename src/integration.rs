@@ -18,7 +18,7 @@
 //!   `/run/host/share/{icons,themes}` (read-only), found through `XDG_DATA_DIRS`;
 //! - the home directory at the same path: the host's (`home = "host"`, the default) or the
 //!   environment's own, `home/` in its store directory (`home = "own"`), which lives as long as
-//!   the environment (removed by `destroy`; a rebuild that changes the id starts a new one).
+//!   the environment (removed by `destroy`, and by `rebuild`, which builds a clean one).
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -330,6 +330,15 @@ fn scenario(test: &str, user: Option<&'static str>) {
     assert!(out
         .stderr
         .contains("integration audio is not available here"));
+    let text = cli.run(&["inspect", "hosthome"]);
+    let text = &text.ok().stdout;
+    assert!(text.contains("  RUST_LOG=\"debug\""), "{text}");
+    assert!(text.contains("integrations (on this host):"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("  gpu") && l.contains("missing")),
+        "{text}"
+    );
     let made = cli.home().join("made-inside");
     let meta = fs::metadata(&made).expect("written through to the host's home");
     assert_eq!(meta.uid(), cli.uid(), "owned by the caller on the host");

@@ -154,6 +154,12 @@ pub fn inspect(d: &EnvDetails) -> String {
             m.container_path.display()
         );
     }
+    if !d.lock.env.is_empty() {
+        outln!(out, "env:");
+    }
+    for (name, value) in &d.lock.env {
+        outln!(out, "  {name}={value:?}");
+    }
     if !d.integrations.is_empty() {
         outln!(out, "integrations (on this host):");
     }
