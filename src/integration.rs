@@ -188,21 +188,40 @@ pub fn process_env() -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Whether `path` is absolute and has no `.`, `..` or empty component: a path from the
+/// caller's environment becomes a mount point inside the sandbox's root, where `..` could
+/// climb out of it.
+fn is_clean(path: &str) -> bool {
+    path.starts_with('/')
+        && (path == "/"
+            || path[1..]
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != ".."))
+}
+
 impl HostView<'_> {
     fn at(&self, path: &str) -> PathBuf {
         self.root.join(path.trim_start_matches('/'))
     }
 
+    /// The metadata of a clean path (see [`is_clean`]); `None` for anything else.
+    fn meta(&self, path: &str) -> Option<fs::Metadata> {
+        if !is_clean(path) {
+            return None;
+        }
+        fs::metadata(self.at(path)).ok()
+    }
+
     fn is_socket(&self, path: &str) -> bool {
-        fs::metadata(self.at(path)).is_ok_and(|m| m.file_type().is_socket())
+        self.meta(path).is_some_and(|m| m.file_type().is_socket())
     }
 
     fn is_dir(&self, path: &str) -> bool {
-        fs::metadata(self.at(path)).is_ok_and(|m| m.is_dir())
+        self.meta(path).is_some_and(|m| m.is_dir())
     }
 
     fn is_file(&self, path: &str) -> bool {
-        fs::metadata(self.at(path)).is_ok_and(|m| m.is_file())
+        self.meta(path).is_some_and(|m| m.is_file())
     }
 
     fn var(&self, name: &str) -> Option<&str> {
@@ -217,10 +236,11 @@ impl HostView<'_> {
         let dir = self
             .var("XDG_RUNTIME_DIR")
             .ok_or("XDG_RUNTIME_DIR is not set (no desktop session here)")?;
-        if !dir.starts_with('/') || !self.is_dir(dir) {
+        let trimmed = dir.trim_end_matches('/');
+        if !self.is_dir(trimmed) {
             return Err(format!("XDG_RUNTIME_DIR={dir} is not a directory"));
         }
-        Ok(dir.trim_end_matches('/').to_string())
+        Ok(trimmed.to_string())
     }
 }
 
@@ -599,11 +619,19 @@ impl Builder<'_> {
     fn home(&mut self, own_dir: &Path) {
         let mode = self.settings.home_mode();
         let explicit = self.settings.home.is_some();
-        let home = self.host.home.display().to_string();
+        let written = self.host.home.display().to_string();
+        let home = match written.trim_end_matches('/') {
+            "" => "/".to_string(),
+            trimmed => trimmed.to_string(),
+        };
         let refused = SYSTEM_DIRS
             .iter()
             .any(|d| home == *d || (*d != "/" && home.starts_with(&format!("{d}/"))));
-        let usable = if !self.host.home.is_absolute() || refused {
+        let usable = if !is_clean(&home) {
+            Err(format!(
+                "the home directory {written} is not a clean absolute path"
+            ))
+        } else if refused {
             Err(format!(
                 "the home directory {home} is not bound (a system directory)"
             ))

@@ -258,6 +258,32 @@ fn the_ssh_agent_is_passed_only_when_enabled() {
 }
 
 #[test]
+fn paths_that_climb_are_refused() {
+    let mut h = FakeHost::desktop();
+    h.socket("/run/other.sock");
+    h.var("WAYLAND_DISPLAY", "../../other.sock");
+    h.var("SSH_AUTH_SOCK", "/tmp/ssh-x/../ssh-x/agent.7");
+    h.var("XDG_RUNTIME_DIR", "/run/user/1000/");
+    let mut on = Integrations::default();
+    on.set("ssh_agent", true);
+    let s = h.setup(&on, Hardware::default());
+    assert_eq!(state(&s, "wayland").0, &State::Missing);
+    assert_eq!(state(&s, "ssh_agent").0, &State::Missing);
+    assert!(
+        s.binds.iter().all(|b| !b.target.contains("..")),
+        "{:?}",
+        s.binds
+    );
+    assert_eq!(
+        state(&s, "pipewire").0,
+        &State::On,
+        "a trailing / is trimmed"
+    );
+    assert!(is_clean("/a/b") && is_clean("/"));
+    assert!(!is_clean("a/b") && !is_clean("/a//b") && !is_clean("/a/./b") && !is_clean("/a/"));
+}
+
+#[test]
 fn switching_integrations_off_passes_nothing_of_them() {
     let h = FakeHost::desktop();
     let mut off = Integrations::default();
