@@ -175,6 +175,81 @@ fn programs_start_with_sigpipe_at_its_default_action_forked_or_executed() {
     }
 }
 
+/// Connects to 127.0.0.1:PORT and prints what the other side says, or why it could not.
+fn tcp_probe(port: u16) -> String {
+    format!(
+        r#"use IO::Socket::INET;
+my $c = IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => {port}, Timeout => 10);
+if ($c) {{ print "reached " . <$c>; }} else {{ print "not reached: $@\n"; }}"#
+    )
+}
+
+#[test]
+fn an_isolated_environment_cannot_reach_a_service_on_the_hosts_loopback() {
+    let Some((fx, _)) = built("host_loopback", "network_isolation = true\n") else {
+        return;
+    };
+    // A service on the host's 127.0.0.1, answering every connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen on the host");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            drop(stream.write_all(b"the host\n"));
+        }
+    });
+    // The control: the same image without isolation shares the host's network and reaches it
+    // (so the probe can tell the difference).
+    let manifest = std::fs::read_to_string(fx.path("deb/karapace.toml")).expect("manifest");
+    std::fs::create_dir_all(fx.path("open")).expect("mkdir");
+    std::fs::write(
+        fx.path("open/karapace.toml"),
+        manifest.replace("network_isolation = true\n", ""),
+    )
+    .expect("write manifest");
+    fx.build("open");
+    let open = fx.run(&["exec", "open", "--", "perl", "-e", &tcp_probe(port)]);
+    assert_eq!(open.ok().stdout(), "reached the host\n");
+    // Isolated: its 127.0.0.1 is its own `lo`, where nothing listens on that port.
+    let isolated = fx.run(&["exec", "deb", "--", "perl", "-e", &tcp_probe(port)]);
+    let said = isolated.ok().stdout();
+    assert!(said.starts_with("not reached"), "{isolated:?}");
+    assert!(said.contains("refused"), "{isolated:?}");
+}
+
+#[test]
+fn a_host_file_outside_the_mounts_cannot_be_reached_from_inside() {
+    let Some((fx, _)) = built("host_path_outside_mounts", "") else {
+        return;
+    };
+    // On the host, beside the store (under the host's /tmp, which the sandbox replaces with
+    // its own tmpfs), in no mount of the manifest.
+    let secret = fx.path("secret.txt");
+    std::fs::write(&secret, "the host's secret\n").expect("write the secret");
+    let secret = secret.display().to_string();
+    // The direct path, through the roots /proc shows, and climbing above the root.
+    let script = format!(
+        "for p in '{secret}' '/proc/self/root{secret}' '/proc/1/root{secret}' \
+         '/../../..{secret}' '/proc/1/cwd/../../../..{secret}'; do \
+           if cat \"$p\" 2>/dev/null; then echo \"LEAK via $p\"; fi; \
+         done; echo checked"
+    );
+    let out = fx.run(&["exec", "deb", "--", "sh", "-c", &script]);
+    assert_eq!(out.ok().stdout(), "checked\n", "{out:?}");
+    // The control: the same file is readable once the manifest mounts its directory.
+    let dir = fx.root().display().to_string();
+    let manifest = std::fs::read_to_string(fx.path("deb/karapace.toml")).expect("manifest");
+    std::fs::create_dir_all(fx.path("mounted")).expect("mkdir");
+    std::fs::write(
+        fx.path("mounted/karapace.toml"),
+        format!("{manifest}[mounts]\nhost = \"{dir}:/host:ro\"\n"),
+    )
+    .expect("write manifest");
+    fx.build("mounted");
+    let out = fx.run(&["exec", "mounted", "--", "cat", "/host/secret.txt"]);
+    assert_eq!(out.ok().stdout(), "the host's secret\n");
+}
+
 fn fuse_daemons_mentioning(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
