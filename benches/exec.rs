@@ -10,7 +10,10 @@
 //! - B: `bwrap --unshare-all --ro-bind ROOTFS / --proc /proc --dev /dev true`,
 //! - C: `/bin/true` (the cost of starting any process).
 //!
-//! The goal is A/B ≤ 1.5 on the medians. Then the second goal of the issue, an exec that joins
+//! and, when /dev/shm is a tmpfs, T: A again with a copy of the store on that tmpfs. The goal
+//! is A/B ≤ 1.5 on the medians; T/B is reported against it too, because the store's file
+//! system weighs on a cold start (overlayfs creates several inodes in the work directory at
+//! every mount, and ext4 without a journal makes each slow after many deletions). Then the second goal of the issue, an exec that joins
 //! a running environment: a background `exec ENV -- sh -c 'echo joined > /tmp/…; exec sleep
 //! 600'` keeps the environment running (a second exec must read that file, which only the
 //! running instance's /tmp holds), and, in the same run, round by round again:
@@ -597,7 +600,9 @@ fn run() -> Res<()> {
         return Ok(());
     }
 
-    // 1. The environment.
+    // 1. The environment. The host shares (fonts, icons, themes) are switched off: bwrap binds
+    // none either, and their mount points would appear in the upper layer, which the bench
+    // checks stays empty. The host home (root's) stays bound, as users get it.
     let project = scratch.join(ENV_NAME);
     fs::create_dir(&project).map_err(|e| format!("mkdir {}: {e}", project.display()))?;
     let manifest = project.join("karapace.toml");
@@ -610,7 +615,8 @@ fn run() -> Res<()> {
     fs::write(
         &manifest,
         format!(
-            "manifest_version = 1\n\n[base]\nimage = \"{image}\"\n\n[runtime]\nbackend = \"namespace\"\n"
+            "manifest_version = 1\n\n[base]\nimage = \"{image}\"\n\n[runtime]\nbackend = \"namespace\"\n\n\
+             [integration]\nfonts = false\nicons = false\nthemes = false\n"
         ),
     )
     .map_err(|e| format!("write {}: {e}", manifest.display()))?;
@@ -781,6 +787,7 @@ fn run() -> Res<()> {
         ));
     }
     let (sa, sb, sc) = (st[0], st[1], st[2]);
+    let st_t = st.get(3).copied();
     println!(
         "cold exec, {rounds} rounds in {main_secs:.1} s; wall time from spawn to reaped exit; \
          cpu = median user+sys of the process tree"
@@ -798,9 +805,8 @@ fn run() -> Res<()> {
          an eventfd and exits without waiting for its PID 1, so that process's CPU time and \
          namespace teardown are not counted. A waits for its whole process tree.)"
     );
-    match &shm {
-        Ok(_) => {
-            let st_t = st[3];
+    match (&shm, st_t) {
+        (Ok(_), Some(st_t)) => {
             println!(
                 "ratio T/B: {:.2} (median), {:.2} (p90): the store on a tmpfs; the store here is on \
                  {}. On ext4 without a journal every new inode skips the inodes freed in the last \
@@ -812,7 +818,8 @@ fn run() -> Res<()> {
                 fs_name(&store_path)
             );
         }
-        Err(why) => println!("  (no tmpfs case: {why})"),
+        (Err(why), _) => println!("  (no tmpfs case: {why})"),
+        (Ok(_), None) => {}
     }
     println!();
 
@@ -896,6 +903,15 @@ fn run() -> Res<()> {
         ms(sa.median),
         ms(sb.median)
     );
+    if let Some(st_t) = st_t {
+        let rt = ratio(st_t.median, sb.median);
+        println!(
+            "goal cold exec ratio <= {GOAL_COLD}, the store on a tmpfs: {} (ratio {rt:.2}; T {} vs B {})",
+            pass(rt <= GOAL_COLD),
+            ms(st_t.median),
+            ms(sb.median)
+        );
+    }
     println!(
         "goal joined exec ratio <= {GOAL_JOIN:.1}: {} (ratio {rj:.2}; J {} vs B {})",
         pass(rj <= GOAL_JOIN),

@@ -419,5 +419,13 @@ pub fn choose(host: &Host) -> IdMapChoice {
 
 /// [`choose`] for this process.
 pub fn detect() -> IdMapChoice {
+    // As real root no user namespace is made: nothing of the host needs reading (passwd,
+    // subuid, subgid, the map tools, /proc/self/status), which every `exec` would pay for.
+    if nix::unistd::geteuid().is_root() {
+        return IdMapChoice {
+            mapping: IdMapping::HostRoot,
+            fallback: None,
+        };
+    }
     choose(&Host::current())
 }
