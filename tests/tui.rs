@@ -58,6 +58,11 @@ fn open_build_watch_filter_help_and_quit() {
     // A build from a path prompt streams its log lines into the log pane.
     build_with_prompt(&mut tui, &alpha, "alpha");
     tui.wait_for("[build alpha] mock: installing git");
+    // Its size is measured on a worker and fills the SIZE column.
+    tui.wait_until("a size in alpha's row", |s| {
+        let rows = list_rows(&s.contents());
+        row_of(&rows, "alpha").is_some_and(|r| !r.contains('…') && r.contains('B'))
+    });
     tui.wait_for("[build alpha] built: ");
     tui.wait_for("Details: alpha");
 

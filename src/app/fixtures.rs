@@ -150,6 +150,12 @@ fn integrations() -> Vec<Status> {
     ]
 }
 
+/// A fixed disk usage per environment (from its id), for the SIZE column.
+pub fn size(id: &EnvId) -> u64 {
+    let n = u64::from(id.as_str().as_bytes()[1] % 16);
+    (n + 1) * 37 * 1024 * 1024
+}
+
 /// The prerequisite checks of a rootless user on the Debian fixture host, where every probe
 /// succeeds (`crate::prereq::tests::FakeHost`): namespace and mock can run, oci cannot.
 pub fn report() -> crate::prereq::Report {
@@ -171,7 +177,8 @@ pub fn app(width: u16, height: u16) -> App {
 }
 
 /// Answer every queued job: `list` with `rows`, the backend probes with [`backends`],
-/// `inspect` with [`details`]; other jobs stay queued and are returned.
+/// `inspect` with [`details`], the sizes with [`size`]; other jobs stay queued and are
+/// returned.
 pub fn answer(app: &mut App, rows: &[EnvSummary]) -> Vec<(super::JobId, Job)> {
     let mut left = Vec::new();
     for _ in 0..4 {
@@ -182,6 +189,9 @@ pub fn answer(app: &mut App, rows: &[EnvSummary]) -> Vec<(super::JobId, Job)> {
                     broken: Vec::new(),
                 },
                 Job::Backends => JobOutput::Backends(Box::new(report())),
+                Job::Sizes(ids) => {
+                    JobOutput::Sizes(ids.iter().map(|id| (id.clone(), size(id))).collect())
+                }
                 Job::Inspect(env) => match rows.iter().find(|r| &r.id == env) {
                     Some(row) => JobOutput::Details(Box::new(details(row))),
                     None => {

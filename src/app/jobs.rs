@@ -34,6 +34,8 @@ pub type JobId = u64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Job {
     List,
+    /// The disk usage of these environments, for the list's SIZE column (a tree walk each).
+    Sizes(Vec<EnvId>),
     Backends,
     Inspect(EnvId),
     Build {
@@ -81,7 +83,10 @@ pub enum Job {
 impl Job {
     /// Queries only read; they get no spinner and never hold up quitting.
     pub fn is_query(&self) -> bool {
-        matches!(self, Job::List | Job::Backends | Job::Inspect(_))
+        matches!(
+            self,
+            Job::List | Job::Sizes(_) | Job::Backends | Job::Inspect(_)
+        )
     }
 
     /// The tag of its log lines: as [`Display`](fmt::Display), with paths cut to their last
@@ -124,6 +129,7 @@ impl fmt::Display for Job {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Job::List => f.write_str("list"),
+            Job::Sizes(ids) => write!(f, "measure {} environment(s)", ids.len()),
             Job::Backends => f.write_str("doctor"),
             Job::Inspect(id) => write!(f, "inspect {}", id.short()),
             Job::Build { manifest, .. } => write!(f, "build {}", shown(manifest)),
@@ -180,6 +186,8 @@ pub enum JobOutput {
         envs: Vec<EnvSummary>,
         broken: Vec<BrokenRow>,
     },
+    /// Bytes per environment; one that vanished meanwhile is left out.
+    Sizes(Vec<(EnvId, u64)>),
     /// Every prerequisite check (each backend's availability derives from them).
     Backends(Box<crate::prereq::Report>),
     Details(Box<EnvDetails>),
@@ -263,6 +271,19 @@ pub fn run(engine: &Engine, job: Job) -> Result<JobOutput, EngineError> {
                 })
                 .collect();
             JobOutput::List { envs, broken }
+        }
+        Job::Sizes(ids) => {
+            let mut sizes = Vec::with_capacity(ids.len());
+            for id in ids {
+                match engine.disk_usage(&id) {
+                    Ok(bytes) => sizes.push((id, bytes)),
+                    // Destroyed since the list was read: the next list drops its row.
+                    Err(EngineError::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            JobOutput::Sizes(sizes)
         }
         Job::Backends => JobOutput::Backends(Box::new(engine.doctor())),
         Job::Inspect(id) => JobOutput::Details(Box::new(engine.inspect(id.as_str())?)),

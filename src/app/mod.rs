@@ -143,6 +143,11 @@ pub struct App {
     pub(crate) editing: Option<Editing>,
     pub(crate) envs: EnvList,
     pub(crate) details: HashMap<EnvId, Details>,
+    /// Disk usage for the list's SIZE column, with the `updated_at` it was measured for
+    /// (a rebuild or an unarchive changes that, and the size is measured again).
+    pub(crate) sizes: HashMap<EnvId, (u64, u64)>,
+    /// A `Job::Sizes` runs.
+    sizes_running: bool,
     pub(crate) log: LogBuffer,
     pub(crate) jobs: BTreeMap<JobId, RunningJob>,
     pub(crate) backends: Option<Vec<Availability>>,
@@ -182,6 +187,8 @@ impl App {
             editing: None,
             envs: EnvList::default(),
             details: HashMap::new(),
+            sizes: HashMap::new(),
+            sizes_running: false,
             log: LogBuffer::default(),
             jobs: BTreeMap::new(),
             backends: None,
@@ -351,6 +358,33 @@ impl App {
         );
         self.queued.push((id, job));
         id
+    }
+
+    /// The bytes of `env` when measured for its current state.
+    pub fn size_of(&self, env: &crate::engine::EnvSummary) -> Option<u64> {
+        self.sizes
+            .get(&env.id)
+            .filter(|(at, _)| *at == env.updated_at)
+            .map(|(_, bytes)| *bytes)
+    }
+
+    /// Measures, on a worker, the environments of the list whose size is not known for their
+    /// current state (one job at a time; the next list asks again).
+    pub(crate) fn request_sizes(&mut self) {
+        if self.sizes_running {
+            return;
+        }
+        let wanted: Vec<EnvId> = self
+            .envs
+            .rows()
+            .iter()
+            .filter(|env| self.size_of(env).is_none())
+            .map(|env| env.id.clone())
+            .collect();
+        if !wanted.is_empty() {
+            self.sizes_running = true;
+            self.start(Job::Sizes(wanted));
+        }
     }
 
     pub(crate) fn request_list(&mut self) {

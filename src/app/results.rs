@@ -26,12 +26,29 @@ impl App {
                             );
                         }
                         self.envs.set_rows(envs, broken);
+                        self.request_sizes();
                     }
                     Ok(_) => {}
                     Err(e) => self.report_error(&label, e),
                 }
                 if std::mem::take(&mut self.list_again) {
                     self.request_list();
+                }
+            }
+            (Job::Sizes(_), result) => {
+                self.sizes_running = false;
+                match result {
+                    Ok(JobOutput::Sizes(sizes)) => {
+                        for (id, bytes) in sizes {
+                            let at = self.envs.find(id.as_str()).map(|e| e.updated_at);
+                            if let Some(at) = at {
+                                self.sizes.insert(id, (at, bytes));
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    // Not worth a popup: the column shows `?` and the log says why.
+                    Err(e) => self.log.push(Level::Warn, Some(Arc::clone(&label)), e),
                 }
             }
             (Job::Backends, result) => self.doctor_done(&label, result),
@@ -108,7 +125,7 @@ impl App {
                 };
                 self.popups.push(Popup::Message(message));
             }
-            JobOutput::List { .. } | JobOutput::Details(_) => {}
+            JobOutput::List { .. } | JobOutput::Sizes(_) | JobOutput::Details(_) => {}
         }
     }
 

@@ -37,6 +37,7 @@ impl App {
             }),
             Action::Refresh => {
                 self.details.clear();
+                self.sizes.clear();
                 self.request_list();
                 self.request_doctor();
             }

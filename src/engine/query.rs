@@ -163,6 +163,16 @@ impl Engine {
         }
     }
 
+    /// Bytes an environment's directory takes (a walk of its tree; see `fsutil::tree_size`).
+    pub fn disk_usage(&self, id: &EnvId) -> Result<u64> {
+        let path = self.store.env_dir(id);
+        crate::fsutil::tree_size(&path).map_err(|source| EngineError::Io {
+            op: "measure",
+            path,
+            source,
+        })
+    }
+
     pub fn inspect(&self, query: &str) -> Result<EnvDetails> {
         let meta = self.find(query)?;
         let path = self.store.env_dir(&meta.id);

@@ -2,6 +2,8 @@
 //! next step.
 
 use ratatui::layout::{Constraint, Rect};
+
+use crate::events::human_bytes;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Padding, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
@@ -71,8 +73,8 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
 
 fn table(app: &App) -> Table<'_> {
     let theme = &app.theme;
-    let header =
-        Row::new(["NAME", "ID", "STATE", "BACKEND", "IMAGE", "SESS"]).style(theme.table_header());
+    let header = Row::new(["NAME", "ID", "STATE", "BACKEND", "IMAGE", "SIZE", "SESS"])
+        .style(theme.table_header());
     let cursor = app.envs.cursor();
     let rows = app.envs.window().map(|(pos, env)| {
         let state = Cell::from(env.state.as_str()).style(theme.state(env.state));
@@ -81,12 +83,17 @@ fn table(app: &App) -> Table<'_> {
         } else {
             String::new()
         };
+        // Measured on a worker after each list; `…` until then.
+        let size = app
+            .size_of(env)
+            .map_or_else(|| "…".to_string(), |b| human_bytes(b as f64));
         let row = Row::new(vec![
             Cell::from(env.name.clone().unwrap_or_else(|| "-".into())),
             Cell::from(env.short_id.as_str()),
             state,
             Cell::from(env.backend.as_str()),
             Cell::from(env.image.as_str()),
+            Cell::from(Line::from(size).right_aligned()),
             Cell::from(sessions),
         ]);
         if pos == cursor {
@@ -103,6 +110,7 @@ fn table(app: &App) -> Table<'_> {
             Constraint::Length(8),
             Constraint::Length(9),
             Constraint::Fill(3),
+            Constraint::Length(9),
             Constraint::Length(4),
         ],
     )
