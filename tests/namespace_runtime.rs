@@ -71,11 +71,9 @@ fn built(test: &str, extra: &str) -> Option<(Fixture, String)> {
     Some((fx, id))
 }
 
-#[test]
-fn enter_on_a_terminal_finds_it_as_dev_console() {
-    let Some((fx, _)) = built("enter_on_a_terminal", "") else {
-        return;
-    };
+/// `enter deb` on a new terminal of 33×101 with `SHELL` set, typing `input`; the exit code
+/// and what the terminal showed.
+fn enter_typing(fx: &Fixture, shell: &str, input: &[u8]) -> (u32, String) {
     let size = PtySize {
         rows: 33,
         cols: 101,
@@ -93,6 +91,7 @@ fn enter_on_a_terminal_finds_it_as_dev_console() {
     cmd.env("KARAPACE_STORE", fx.store());
     cmd.env("HOME", fx.home());
     cmd.env("TERM", "dumb");
+    cmd.env("SHELL", shell);
     cmd.cwd(fx.root());
     let mut child = pair.slave.spawn_command(cmd).expect("spawn enter");
     drop(pair.slave);
@@ -105,9 +104,7 @@ fn enter_on_a_terminal_finds_it_as_dev_console() {
         drop(tx.send(all));
     });
     let mut writer = pair.master.take_writer().expect("writer");
-    writer
-        .write_all(b"tty; stty size; exit 3\n")
-        .expect("type into the shell");
+    writer.write_all(input).expect("type into the shell");
     let status = child.wait().expect("wait for enter");
     drop(writer);
     drop(pair.master);
@@ -115,10 +112,24 @@ fn enter_on_a_terminal_finds_it_as_dev_console() {
         .recv_timeout(Duration::from_secs(60))
         .expect("the terminal's output");
     let output = String::from_utf8_lossy(&output);
+    (status.exit_code(), output.into_owned())
+}
+
+#[test]
+fn enter_on_a_terminal_finds_it_as_dev_console() {
+    let Some((fx, _)) = built("enter_on_a_terminal", "") else {
+        return;
+    };
+    let (code, output) = enter_typing(&fx, "/bin/bash", b"tty; stty size; exit 3\n");
     let lines: Vec<&str> = output.lines().map(|l| l.trim_end_matches('\r')).collect();
-    assert_eq!(status.exit_code(), 3, "{output}");
+    assert_eq!(code, 3, "{output}");
     assert!(lines.contains(&"/dev/console"), "{output}");
     assert!(lines.contains(&"33 101"), "{output}");
+    // dash (Debian's /bin/sh) as the login shell: its job control gives the terminal back to
+    // the group it found at start, which must be one it can see from inside.
+    let (code, output) = enter_typing(&fx, "/bin/sh", b"exit 3\n");
+    assert!(!output.contains("Cannot set tty process group"), "{output}");
+    assert_eq!(code, 3, "{output}");
 }
 
 /// A listener on 127.0.0.1 and a client talking to it (perl-base is in every Debian image).

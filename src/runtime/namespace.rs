@@ -261,6 +261,13 @@ impl RuntimeBackend for NamespaceBackend {
             let status = session
                 .wait()
                 .map_err(io_err("wait for the sandbox", req.env_dir))?;
+            // The program made its process group the terminal's foreground one (a shell's
+            // job control needs that); ours it is again.
+            if let Err(e) = sandbox::program::reclaim_terminal() {
+                req.events.emit(Event::warn(format!(
+                    "could not take the terminal back from the environment's program ({e});                      if the shell misbehaves, run `reset`"
+                )));
+            }
             // Once only: the second start finds no init and starts cold.
             let ran_nothing = session
                 .ran_nothing(status)

@@ -40,6 +40,9 @@ pub struct ExecAttrs {
     pub no_new_privs: bool,
     /// The plan's rlimits (none: no setrlimit call at all).
     pub rlimits: Vec<Rlimit>,
+    /// The caller's terminal is the sandbox's console: the program takes it as the
+    /// foreground process group of its own (see [`take_terminal`]).
+    pub console: bool,
 }
 
 impl ExecAttrs {
@@ -48,6 +51,15 @@ impl ExecAttrs {
             cwd: plan.cwd.clone(),
             no_new_privs: plan.steps.contains(&SetupStep::NoNewPrivs),
             rlimits: plan.limits.rlimits.clone(),
+            console: plan.steps.iter().any(|s| {
+                matches!(
+                    s,
+                    SetupStep::MinimalDev {
+                        console: Some(_),
+                        ..
+                    }
+                )
+            }),
         }
     }
 }
@@ -124,6 +136,58 @@ pub fn exec_program(plan: &SandboxPlan, attrs: &ExecAttrs, mount_ns: Option<&Fil
     }
 }
 
+/// Makes the program the leader of a new process group and that group the terminal's
+/// foreground one. The group it would otherwise have is the caller's, outside the sandbox's PID
+/// namespace, where it reads as 0: a job-control shell that saves the foreground group at start
+/// and gives the terminal back to it at exit could not (dash then exits 2, "Cannot set tty
+/// process group"). SIGTTOU is blocked meanwhile: a background group may change the foreground
+/// group only then, instead of being stopped (tcsetpgrp(3)). The caller takes the terminal
+/// back when the session ends (`reclaim_terminal`).
+fn take_terminal() -> Result<()> {
+    let failed = |op: &'static str| {
+        move |errno: Errno| SandboxError::Step {
+            step: "take_terminal",
+            op: op.into(),
+            path: "stdin".into(),
+            errno,
+            hint: "The console must be the caller's controlling terminal".into(),
+        }
+    };
+    nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(failed("setpgid(0, 0)"))?;
+    let mut ttou = SigSet::empty();
+    ttou.add(Signal::SIGTTOU);
+    ttou.thread_block()
+        .map_err(SandboxError::helper("block SIGTTOU"))?;
+    nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp())
+        .map_err(failed("tcsetpgrp(stdin, own group)"))
+}
+
+/// After a session on the caller's terminal: make the caller's process group the terminal's
+/// foreground group again (the program took it, see `take_terminal`). Not a terminal, or ours
+/// already: nothing to do.
+pub fn reclaim_terminal() -> std::io::Result<()> {
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Ok(());
+    }
+    let ours = nix::unistd::getpgrp();
+    if nix::unistd::tcgetpgrp(&stdin).is_ok_and(|pgrp| pgrp == ours) {
+        return Ok(());
+    }
+    let mut ttou = SigSet::empty();
+    ttou.add(Signal::SIGTTOU);
+    let mut old = SigSet::empty();
+    nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&ttou),
+        Some(&mut old),
+    )?;
+    let result = nix::unistd::tcsetpgrp(&stdin, ours);
+    nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&old), None)?;
+    result.map_err(std::io::Error::from)
+}
+
 fn prepare_exec(attrs: &ExecAttrs, mount_ns: Option<&File>) -> Result<()> {
     if let Some(ns) = mount_ns {
         nix::sched::setns(ns, CloneFlags::CLONE_NEWNS).map_err(|errno| SandboxError::Step {
@@ -146,6 +210,9 @@ fn prepare_exec(attrs: &ExecAttrs, mount_ns: Option<&File>) -> Result<()> {
     if attrs.no_new_privs {
         nix::sys::prctl::set_no_new_privs()
             .map_err(SandboxError::helper("prctl(PR_SET_NO_NEW_PRIVS)"))?;
+    }
+    if attrs.console {
+        take_terminal()?;
     }
     super::fork::default_sigpipe()
         .map_err(SandboxError::helper("reset SIGPIPE to its default action"))?;
