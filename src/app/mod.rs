@@ -318,6 +318,7 @@ impl App {
             AppEvent::ShellExited { session, ending } => self.shell_exited(session, ending),
         }
         self.relayout();
+        self.request_sizes();
     }
 
     /// Set the terminal size (at start; resizes arrive as events).
@@ -368,16 +369,18 @@ impl App {
             .map(|(_, bytes)| *bytes)
     }
 
-    /// Measures, on a worker, the environments of the list whose size is not known for their
-    /// current state (one job at a time; the next list asks again).
+    /// Measures, on a worker, the rows on screen whose size is not known for their current
+    /// state (one job at a time; called after every event, so scrolling measures what comes
+    /// into view). Only the window: with a thousand environments, walking every tree at start
+    /// would cost more CPU than the whole idle UI.
     pub(crate) fn request_sizes(&mut self) {
-        if self.sizes_running {
+        if self.sizes_running || !self.envs.loaded() {
             return;
         }
         let wanted: Vec<EnvId> = self
             .envs
-            .rows()
-            .iter()
+            .window()
+            .map(|(_, env)| env)
             .filter(|env| self.size_of(env).is_none())
             .map(|env| env.id.clone())
             .collect();
