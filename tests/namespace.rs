@@ -156,6 +156,8 @@ fn what_is_not_enforced_yet_is_said_on_every_run() {
     );
 }
 
+#[path = "namespace/archive.rs"]
+mod archive;
 #[path = "namespace/limits.rs"]
 mod limits;
 #[path = "namespace/sessions.rs"]

@@ -16,7 +16,6 @@ use std::io;
 
 use super::{now, validate_name, Engine, EngineError, Result};
 use crate::events::Event;
-use crate::layer::{self, PackMode};
 use crate::lock::LockFile;
 use crate::runtime::backend::RunRequest;
 use crate::store::{EnvMeta, OpKind};
@@ -125,12 +124,12 @@ impl Engine {
         self.ensure_state(&meta, "archive", &[EnvState::Built])?;
         self.ensure_not_running(&meta, "archive", false)?;
         let backend = self.backend(meta.backend);
-        let Some(content_dir) = backend.archive_dir() else {
+        if !backend.can_archive() {
             return Err(EngineError::Unsupported {
                 action: "archive",
                 backend: meta.backend,
             });
-        };
+        }
         let env_dir = self.store.env_dir(&meta.id);
         backend.teardown(&env_dir)?;
         let op = self.store.begin(OpKind::Archive, &meta.id)?;
@@ -141,12 +140,7 @@ impl Engine {
             move |source| EngineError::Io { op, path, source }
         };
         // Pack the backend's content; the metadata is rewritten below.
-        let content = env_dir.join(content_dir);
-        let mut file = File::create(&tar_path).map_err(io_err("create", &tar_path))?;
-        layer::pack_dir(&content, &mut file, PackMode::Preserve)
-            .map_err(io_err("pack", &content))?;
-        file.sync_all().map_err(io_err("sync", &tar_path))?;
-        drop(file);
+        backend.pack_archive(&self.store, &env_dir, &tar_path)?;
         let mut reader = File::open(&tar_path).map_err(io_err("open", &tar_path))?;
         let (digest, size) = self.store.put_object(&mut reader)?;
         fs::remove_file(&tar_path).map_err(io_err("remove", &tar_path))?;
@@ -177,28 +171,30 @@ impl Engine {
                 detail: "it is archived but records no archive object".to_string(),
             });
         };
-        let Some(content_dir) = self.backend(meta.backend).archive_dir() else {
+        let backend = self.backend(meta.backend);
+        if !backend.can_archive() {
             return Err(EngineError::Unsupported {
                 action: "unarchive",
                 backend: meta.backend,
             });
-        };
+        }
         let op = self.store.begin(OpKind::Unarchive, &meta.id)?;
-        let rootfs = op.staging_dir().join(content_dir);
-        fs::create_dir(&rootfs).map_err(|source| EngineError::Io {
-            op: "create",
-            path: rootfs.clone(),
-            source,
-        })?;
+        let staging = op.staging_dir();
+        let tar_path = staging.join(".archive.tar");
+        let io_err = |op: &'static str, path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |source| EngineError::Io { op, path, source }
+        };
+        // The object is copied out whole before anything is unpacked: its hash is only checked
+        // once every byte was read, and a rootless backend unpacks in another process (in a
+        // user namespace), which must get verified bytes.
         let mut reader = self.store.open_object(&digest)?;
-        let unpacked = layer::unpack_into(&mut reader, &rootfs, PackMode::Preserve)
-            // Read to the end: the object's hash is only checked once every byte was seen.
-            .and_then(|()| io::copy(&mut reader, &mut io::sink()).map(|_| ()));
-        unpacked.map_err(|source| EngineError::Io {
-            op: "unpack archive object into",
-            path: rootfs.clone(),
-            source,
-        })?;
+        let mut file = File::create(&tar_path).map_err(io_err("create", &tar_path))?;
+        io::copy(&mut reader, &mut file)
+            .map_err(io_err("copy the archive object to", &tar_path))?;
+        drop(file);
+        backend.unpack_archive(&self.store, &tar_path, &staging)?;
+        fs::remove_file(&tar_path).map_err(io_err("remove", &tar_path))?;
         crate::crashpoint::hit("unarchive: unpacked");
         meta.state = EnvState::Built;
         meta.archive = None;

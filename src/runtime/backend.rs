@@ -171,10 +171,48 @@ pub trait RuntimeBackend: Send + Sync {
     /// Whether `run` can guarantee that the environment is not modified (frozen use).
     fn supports_read_only(&self) -> bool;
 
-    /// The directory of an environment that `archive` packs (relative to the environment
-    /// directory), or `None` when this backend cannot archive yet.
+    /// The directory of an environment that the default [`RuntimeBackend::pack_archive`]
+    /// packs (relative to the environment directory), or `None` when it has none.
     fn archive_dir(&self) -> Option<&'static str> {
         None
+    }
+
+    /// Whether `archive` can pack this backend's environments.
+    fn can_archive(&self) -> bool {
+        self.archive_dir().is_some()
+    }
+
+    /// Packs what `archive` keeps of the stopped environment in `env_dir` into the new tar
+    /// file `out`. The default packs [`RuntimeBackend::archive_dir`] keeping owners and mtimes.
+    fn pack_archive(&self, _store: &Store, env_dir: &Path, out: &Path) -> Result<(), BackendError> {
+        let dir = self
+            .archive_dir()
+            .ok_or_else(|| cannot_archive(self.kind()))?;
+        let content = env_dir.join(dir);
+        let io_err = |step| BackendError::io_at(self.kind(), step, out);
+        let mut file = std::fs::File::create(out).map_err(io_err("create"))?;
+        crate::layer::pack_dir(&content, &mut file, crate::layer::PackMode::Preserve)
+            .map_err(BackendError::io_at(self.kind(), "pack", &content))?;
+        file.sync_all().map_err(io_err("sync"))
+    }
+
+    /// Unpacks the tar file `archive` (written by [`RuntimeBackend::pack_archive`], verified)
+    /// into `into`, the environment's new, empty directory.
+    fn unpack_archive(
+        &self,
+        _store: &Store,
+        archive: &Path,
+        into: &Path,
+    ) -> Result<(), BackendError> {
+        let dir = self
+            .archive_dir()
+            .ok_or_else(|| cannot_archive(self.kind()))?;
+        let content = into.join(dir);
+        let io_err = |step, path: &Path| BackendError::io_at(self.kind(), step, path);
+        std::fs::create_dir(&content).map_err(io_err("create", &content))?;
+        let mut file = std::fs::File::open(archive).map_err(io_err("open", archive))?;
+        crate::layer::unpack_into(&mut file, &content, crate::layer::PackMode::Preserve)
+            .map_err(io_err("unpack the archive into", &content))
     }
 
     /// The directories whose merge is the environment's root, top first, for reading its files
@@ -187,6 +225,14 @@ pub trait RuntimeBackend: Send + Sync {
         _lock: &LockFile,
     ) -> Option<Vec<PathBuf>> {
         None
+    }
+}
+
+fn cannot_archive(backend: BackendKind) -> BackendError {
+    BackendError::Failed {
+        backend,
+        step: "archive",
+        detail: "this backend cannot archive environments".to_string(),
     }
 }
 

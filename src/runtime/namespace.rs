@@ -4,7 +4,9 @@
 //! An environment directory holds `upper/` (its changes), `work/` (overlayfs's scratch) and
 //! `root/` (the mount point, only ever mounted inside the sandbox's own mount namespace, so
 //! nothing is left mounted on the host whatever happens). The base image stays in the image
-//! cache and is the overlay's lower layer.
+//! cache and is the overlay's lower layer. `archive` packs `upper/` (and an own `home/`) with
+//! its whiteouts, overlay xattrs and owners (`sandbox::archive`); `unarchive` makes `work/`
+//! and `root/` again, empty.
 //!
 //! Sessions: several at once; a session started while the environment runs joins its
 //! namespaces (`sandbox::join`), whose init is recorded in `init` beside `upper/` (see
@@ -310,6 +312,59 @@ impl RuntimeBackend for NamespaceBackend {
 
     fn supports_read_only(&self) -> bool {
         false
+    }
+
+    fn can_archive(&self) -> bool {
+        true
+    }
+
+    /// Packs `upper/` (the environment's changes, with whiteouts, overlay xattrs and owners)
+    /// and the own home `home/` if there is one; `work/` and `root/` are empty scratch and
+    /// mount point, made again by `unpack_archive`.
+    fn pack_archive(&self, store: &Store, env_dir: &Path, out: &Path) -> Result<(), BackendError> {
+        let mut trees = vec![env_dir.join("upper")];
+        let home = env_dir.join(integration::OWN_HOME_DIR);
+        if home.is_dir() {
+            trees.push(home);
+        }
+        sandbox::archive::pack(&trees, out, &store.root().join("tmp")).map_err(|e| {
+            BackendError::Failed {
+                backend: KIND,
+                step: "pack the environment's files",
+                detail: e.to_string(),
+            }
+        })
+    }
+
+    fn unpack_archive(
+        &self,
+        store: &Store,
+        archive: &Path,
+        into: &Path,
+    ) -> Result<(), BackendError> {
+        for dir in ["work", "root"] {
+            let path = into.join(dir);
+            fs::create_dir(&path).map_err(io_err("create", &path))?;
+        }
+        sandbox::archive::unpack(archive, into, &store.root().join("tmp")).map_err(|e| {
+            BackendError::Failed {
+                backend: KIND,
+                step: "unpack the environment's files",
+                detail: e.to_string(),
+            }
+        })?;
+        let upper = into.join("upper");
+        if !upper.is_dir() {
+            return Err(BackendError::Failed {
+                backend: KIND,
+                step: "unpack the environment's files",
+                detail: format!(
+                    "the archive {} holds no upper/ directory; it was not made by this backend",
+                    archive.display()
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn file_layers(&self, store: &Store, env_dir: &Path, lock: &LockFile) -> Option<Vec<PathBuf>> {

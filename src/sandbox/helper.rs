@@ -34,6 +34,10 @@
 //! - `--remove-tree [--id-maps FD] PLAN_FILE TREE` — runs the plan's user-namespace steps, then
 //!   deletes TREE as root of that namespace: files a sandbox gave to subordinate ids, which the
 //!   user cannot delete on the host ([`super::remove`]).
+//! - `--pack-tree [--id-maps FD] PLAN_FILE OUT TREE…` and `--unpack-tree [--id-maps FD]
+//!   PLAN_FILE IN DEST` — the same user namespace, then pack the TREEs into the tar file OUT,
+//!   or unpack IN into DEST, keeping subordinate owners, whiteouts and overlay xattrs
+//!   ([`super::archive`]).
 //!
 //! With resource limits (`limits.rs`), stage 1 moves itself into the environment's cgroups (v2,
 //! and as root one per cgroup v1 hierarchy) before it creates any namespace (a cold start
@@ -92,6 +96,18 @@ enum Mode {
         tree: PathBuf,
         id_maps: Option<IdMapSync>,
     },
+    PackTree {
+        plan_file: PathBuf,
+        out: PathBuf,
+        trees: Vec<PathBuf>,
+        id_maps: Option<IdMapSync>,
+    },
+    UnpackTree {
+        plan_file: PathBuf,
+        input: PathBuf,
+        dest: PathBuf,
+        id_maps: Option<IdMapSync>,
+    },
 }
 
 /// Entry point of `karapace-tui __sandbox-init …`.
@@ -110,6 +126,18 @@ pub fn main() -> ExitCode {
             tree,
             id_maps,
         } => remove_tree(&plan_file, &tree, id_maps),
+        Mode::PackTree {
+            plan_file,
+            out,
+            trees,
+            id_maps,
+        } => pack_tree(&plan_file, &out, &trees, id_maps),
+        Mode::UnpackTree {
+            plan_file,
+            input,
+            dest,
+            id_maps,
+        } => unpack_tree(&plan_file, &input, &dest, id_maps),
     });
     match result {
         Ok(code) => ExitCode::from(code),
@@ -125,7 +153,9 @@ fn parse_args(args: &[OsString]) -> Result<Mode> {
         SandboxError::InvalidPlan(format!(
             "usage: {HELPER_VERB} [--parent-pid PID] [--session RECORD] [--id-maps FD] \
              PLAN_FILE | {HELPER_VERB} --probe [--id-maps FD] PLAN_FILE | {HELPER_VERB} \
-             --remove-tree [--id-maps FD] PLAN_FILE TREE"
+             --remove-tree [--id-maps FD] PLAN_FILE TREE | {HELPER_VERB} --pack-tree \
+             [--id-maps FD] PLAN_FILE OUT TREE... | {HELPER_VERB} --unpack-tree [--id-maps FD] \
+             PLAN_FILE IN DEST"
         ))
     };
     // `--id-maps FD` may stand before the plan file of every form.
@@ -151,6 +181,18 @@ fn parse_args(args: &[OsString]) -> Result<Mode> {
         ["--remove-tree", _, _] => Ok(Mode::RemoveTree {
             plan_file: path(1),
             tree: path(2),
+            id_maps,
+        }),
+        ["--pack-tree", _, _, _, ..] => Ok(Mode::PackTree {
+            plan_file: path(1),
+            out: path(2),
+            trees: (3..args.len()).map(path).collect(),
+            id_maps,
+        }),
+        ["--unpack-tree", _, _, _] => Ok(Mode::UnpackTree {
+            plan_file: path(1),
+            input: path(2),
+            dest: path(3),
             id_maps,
         }),
         _ => parse_run(&args, &text, id_maps).ok_or_else(usage),
@@ -447,6 +489,49 @@ fn probe(plan_file: &Path, id_maps: Option<IdMapSync>) -> Result<u8> {
 /// Deletes `tree` as root of a user namespace built by the plan, which may hold only
 /// user-namespace steps (nothing is mounted, nothing else is unshared).
 fn remove_tree(plan_file: &Path, tree: &Path, id_maps: Option<IdMapSync>) -> Result<u8> {
+    enter_user_ns_only(plan_file, "--remove-tree", &[tree], id_maps)?;
+    match fs::remove_dir_all(tree) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(SandboxError::io("remove", tree.display().to_string())(e))
+        }
+        _ => Ok(0),
+    }
+}
+
+/// Packs `trees` into the tar file `out` as root of the plan's user namespace.
+fn pack_tree(
+    plan_file: &Path,
+    out: &Path,
+    trees: &[PathBuf],
+    id_maps: Option<IdMapSync>,
+) -> Result<u8> {
+    let mut paths: Vec<&Path> = trees.iter().map(PathBuf::as_path).collect();
+    paths.push(out);
+    enter_user_ns_only(plan_file, "--pack-tree", &paths, id_maps)?;
+    super::archive::pack_here(trees, out)?;
+    Ok(0)
+}
+
+/// Unpacks the tar file `input` into `dest` as root of the plan's user namespace.
+fn unpack_tree(
+    plan_file: &Path,
+    input: &Path,
+    dest: &Path,
+    id_maps: Option<IdMapSync>,
+) -> Result<u8> {
+    enter_user_ns_only(plan_file, "--unpack-tree", &[input, dest], id_maps)?;
+    super::archive::unpack_here(input, dest)?;
+    Ok(0)
+}
+
+/// Reads the plan, which may hold only user-namespace steps (nothing is mounted, nothing else
+/// is unshared), checks that `paths` are absolute and applies the steps.
+fn enter_user_ns_only(
+    plan_file: &Path,
+    verb: &str,
+    paths: &[&Path],
+    id_maps: Option<IdMapSync>,
+) -> Result<()> {
     die_with_parent()?;
     let plan = read_plan_file(plan_file)?;
     plan.validate_steps()?;
@@ -458,19 +543,18 @@ fn remove_tree(plan_file: &Path, tree: &Path, id_maps: Option<IdMapSync>) -> Res
                 | SetupStep::AwaitIdMaps { .. }
         )
     });
-    if !user_ns_only || !tree.is_absolute() {
+    if let Some(relative) = paths.iter().find(|p| !p.is_absolute()) {
         return Err(SandboxError::InvalidPlan(format!(
-            "--remove-tree takes only user-namespace steps and an absolute path (got {})",
-            tree.display()
+            "{verb} takes only absolute paths (got {})",
+            relative.display()
         )));
     }
-    apply_steps_with(&mut LinuxSys, &plan.steps, id_maps)?;
-    match fs::remove_dir_all(tree) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            Err(SandboxError::io("remove", tree.display().to_string())(e))
-        }
-        _ => Ok(0),
+    if !user_ns_only {
+        return Err(SandboxError::InvalidPlan(format!(
+            "{verb} takes only user-namespace steps"
+        )));
     }
+    apply_steps_with(&mut LinuxSys, &plan.steps, id_maps)
 }
 
 /// Reads the plan and deletes the file, so nothing of it is left behind.
@@ -613,6 +697,16 @@ mod tests {
             Some(Mode::RemoveTree { id_maps, tree, .. }) if id_maps == fd(8)
                 && tree.as_os_str() == "/tree"
         ));
+        assert!(matches!(
+            parse(&["--pack-tree", "/p.json", "/out.tar", "/a", "/b"]),
+            Some(Mode::PackTree { out, trees, .. }) if out.as_os_str() == "/out.tar"
+                && trees == [std::path::PathBuf::from("/a"), std::path::PathBuf::from("/b")]
+        ));
+        assert!(matches!(
+            parse(&["--unpack-tree", "--id-maps", "8", "/p.json", "/in.tar", "/d"]),
+            Some(Mode::UnpackTree { id_maps, input, dest, .. }) if id_maps == fd(8)
+                && input.as_os_str() == "/in.tar" && dest.as_os_str() == "/d"
+        ));
         for bad in [
             &[][..],
             &["--stage2", "5"],
@@ -630,6 +724,9 @@ mod tests {
             &["--id-maps", "7", "--id-maps", "8", "/p"],
             &["--stage2", "5", "6"],
             &["--remove-tree", "/p"],
+            &["--pack-tree", "/p", "/out"],
+            &["--unpack-tree", "/p", "/in"],
+            &["--unpack-tree", "/p", "/in", "/d", "/e"],
         ] {
             assert!(parse(bad).is_none(), "{bad:?}");
         }

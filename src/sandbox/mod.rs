@@ -22,7 +22,8 @@
 //!   used); [`netlink`]: the rtnetlink request that brings `lo` up.
 //! - [`limits`]: resource limits — the environment's cgroup v2 directory (created, joined and
 //!   removed by the helpers outside the namespaces) and the rlimits set just before exec.
-//! - [`remove`]: deleting trees that hold files of subordinate ids.
+//! - [`remove`]: deleting trees that hold files of subordinate ids; [`archive`]: packing and
+//!   unpacking such trees (an environment's overlay upper) with their owners and whiteouts.
 //! - [`volatile`]: clearing a `volatile` overlay's marker before the work directory's next
 //!   mount.
 //!
@@ -32,6 +33,7 @@
 //! — except an init that outlives its own session for joined ones, which ends when the last
 //! of them does (or when `stop` kills it).
 
+pub mod archive;
 pub mod builder;
 pub mod check;
 pub mod error;

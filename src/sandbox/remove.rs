@@ -7,6 +7,7 @@
 //! namespace's root — the user — may delete them: CAP_DAC_OVERRIDE and CAP_FOWNER apply to
 //! inodes whose owner and group are mapped (capabilities(7), user_namespaces(7)).
 
+use std::ffi::OsString;
 use std::io;
 use std::path::Path;
 
@@ -64,6 +65,26 @@ pub fn remove_in_userns(
     tree: &Path,
     mapping: &IdMapping,
 ) -> Result<()> {
+    run_in_userns(
+        helper,
+        plan_dir,
+        "--remove-tree",
+        &[tree.as_os_str().to_owned()],
+        mapping,
+        &format!("remove {}", tree.display()),
+    )
+}
+
+/// Runs `helper __sandbox-init VERB PLAN_FILE ARGS…` with a plan of only `mapping`'s user
+/// namespace steps and waits for it; `what` names the work in the error.
+pub(crate) fn run_in_userns(
+    helper: &Path,
+    plan_dir: &Path,
+    verb: &str,
+    args: &[OsString],
+    mapping: &IdMapping,
+    what: &str,
+) -> Result<()> {
     let plan = SandboxPlan {
         steps: mapping.steps(),
         argv: Vec::new(),
@@ -74,10 +95,10 @@ pub fn remove_in_userns(
     let file = PlanFile::write_unchecked(&plan, plan_dir)?;
     let child = spawn::start(
         helper,
-        &["--remove-tree".into()],
+        &[verb.into()],
         &plan,
         file,
-        &[tree.as_os_str().to_owned()],
+        args,
         SandboxStdio::captured(),
     )?;
     let out = child
@@ -87,7 +108,7 @@ pub fn remove_in_userns(
         return Ok(());
     }
     Err(SandboxError::HelperFailed {
-        what: format!("remove {}", tree.display()),
+        what: what.to_string(),
         status: out.status.to_string(),
         stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
     })
