@@ -188,7 +188,7 @@ pub fn answer(app: &mut App, rows: &[EnvSummary]) -> Vec<(super::JobId, Job)> {
                     envs: rows.to_vec(),
                     broken: Vec::new(),
                 },
-                Job::Backends => JobOutput::Backends(Box::new(report())),
+                Job::Backends | Job::QuickBackends => JobOutput::Backends(Box::new(report())),
                 Job::Sizes(ids) => {
                     JobOutput::Sizes(ids.iter().map(|id| (id.clone(), size(id))).collect())
                 }

@@ -34,6 +34,9 @@ pub type JobId = u64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Job {
     List,
+    /// The prerequisite checks without starting OCI test containers (the header's verdicts
+    /// at start-up); [`Job::Backends`] runs them all.
+    QuickBackends,
     /// The disk usage of these environments, for the list's SIZE column (a tree walk each).
     Sizes(Vec<EnvId>),
     Backends,
@@ -85,7 +88,7 @@ impl Job {
     pub fn is_query(&self) -> bool {
         matches!(
             self,
-            Job::List | Job::Sizes(_) | Job::Backends | Job::Inspect(_)
+            Job::List | Job::Sizes(_) | Job::QuickBackends | Job::Backends | Job::Inspect(_)
         )
     }
 
@@ -131,6 +134,7 @@ impl fmt::Display for Job {
             Job::List => f.write_str("list"),
             Job::Sizes(ids) => write!(f, "measure {} environment(s)", ids.len()),
             Job::Backends => f.write_str("doctor"),
+            Job::QuickBackends => f.write_str("doctor (no test containers)"),
             Job::Inspect(id) => write!(f, "inspect {}", id.short()),
             Job::Build { manifest, .. } => write!(f, "build {}", shown(manifest)),
             Job::Rebuild { manifest } => write!(f, "rebuild {}", shown(manifest)),
@@ -286,6 +290,7 @@ pub fn run(engine: &Engine, job: Job) -> Result<JobOutput, EngineError> {
             JobOutput::Sizes(sizes)
         }
         Job::Backends => JobOutput::Backends(Box::new(engine.doctor())),
+        Job::QuickBackends => JobOutput::Backends(Box::new(engine.doctor_quick())),
         Job::Inspect(id) => JobOutput::Details(Box::new(engine.inspect(id.as_str())?)),
         Job::Build { manifest, name } => JobOutput::Built {
             outcome: Box::new(engine.build(&build_options(manifest, name))?),

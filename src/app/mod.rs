@@ -207,7 +207,7 @@ impl App {
             fatal: None,
         };
         app.request_list();
-        app.request_doctor();
+        app.request_quick_doctor();
         app.relayout();
         app
     }

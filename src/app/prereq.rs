@@ -17,6 +17,9 @@ use crate::prereq::Report;
 pub struct PrereqView {
     pub report: Option<Report>,
     pub running: bool,
+    /// The report came from a run that started no OCI test container (`Job::QuickBackends`):
+    /// the prerequisite screen runs the whole set when it is opened.
+    pub quick: bool,
     /// Why the last run failed (the store could not be opened), until one succeeds.
     pub error: Option<String>,
     /// The first line shown.
@@ -32,22 +35,41 @@ impl App {
         }
     }
 
-    /// Show the prerequisite screen; the checks run if they never did.
+    /// The header's verdicts at start-up: every check but the OCI test containers, which
+    /// cost tens of milliseconds of CPU each (the prerequisite screen runs them).
+    pub(crate) fn request_quick_doctor(&mut self) {
+        if !self.prereq.running {
+            self.prereq.running = true;
+            self.start(Job::QuickBackends);
+        }
+    }
+
+    /// Show the prerequisite screen; the checks run if they never did, or only in part.
     pub(super) fn open_prereq(&mut self) {
         self.screen = Screen::Prereq;
         self.prereq.scroll = 0;
-        if self.prereq.report.is_none() {
+        if self.prereq.report.is_none() || self.prereq.quick {
             self.request_doctor();
         }
     }
 
-    pub(super) fn doctor_done(&mut self, label: &Arc<str>, result: Result<JobOutput, String>) {
+    pub(super) fn doctor_done(
+        &mut self,
+        label: &Arc<str>,
+        quick: bool,
+        result: Result<JobOutput, String>,
+    ) {
         self.prereq.running = false;
         match result {
             Ok(JobOutput::Backends(report)) => {
                 self.backends = Some(report.backends());
                 self.prereq.error = None;
                 self.prereq.report = Some(*report);
+                self.prereq.quick = quick;
+                // Opened while the start-up run was under way: now the whole set.
+                if quick && self.screen == Screen::Prereq {
+                    self.request_doctor();
+                }
                 self.prereq.scroll = self.prereq.scroll.min(crate::ui::prereq::max_scroll(self));
             }
             Ok(_) => {}

@@ -51,7 +51,8 @@ impl App {
                     Err(e) => self.log.push(Level::Warn, Some(Arc::clone(&label)), e),
                 }
             }
-            (Job::Backends, result) => self.doctor_done(&label, result),
+            (Job::Backends, result) => self.doctor_done(&label, false, result),
+            (Job::QuickBackends, result) => self.doctor_done(&label, true, result),
             (Job::Inspect(env), result) => {
                 self.inspecting = None;
                 let details = match result {

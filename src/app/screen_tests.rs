@@ -6,7 +6,7 @@ use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
 
 use super::editor::{Origin, Validation};
 use super::fixtures::{self, answer, ctrl, env, key, keys, loaded};
-use super::jobs::Job;
+use super::jobs::{Job, JobOutput};
 use super::popup::{Pending, Popup};
 use super::{App, AppEvent, Mode, Screen};
 use crate::engine::StateView;
@@ -50,24 +50,49 @@ fn new_in_editor(app: &mut App, dir: &Path, downs: usize) {
 
 #[test]
 fn p_opens_the_checks_r_runs_them_again_once_and_esc_goes_back() {
+    // At start only the quick checks run (no OCI test containers): the header needs no more.
     let mut app = fixtures::app(80, 24);
-    assert_eq!(queued(&mut app), [Job::List, Job::Backends]);
-    // The first run is under way: opening the screen does not start another.
+    let started = app.take_jobs();
+    let kinds: Vec<&Job> = started.iter().map(|(_, j)| j).collect();
+    assert_eq!(kinds, [&Job::List, &Job::QuickBackends]);
+    // Opening the screen while it runs starts nothing more …
     key(&mut app, KeyCode::Char('p'));
     assert_eq!((app.screen, app.mode()), (Screen::Prereq, Mode::Prereq));
     assert!(app.prereq.running && app.animating());
     assert!(queued(&mut app).is_empty());
     key(&mut app, KeyCode::Char('r'));
     assert!(queued(&mut app).is_empty(), "a run is under way");
+    // … and its answer, on the screen, starts the whole set.
+    let (quick, _) = started
+        .iter()
+        .find(|(_, j)| *j == Job::QuickBackends)
+        .expect("the quick run");
+    app.handle(AppEvent::JobDone {
+        job: *quick,
+        result: Ok(JobOutput::Backends(Box::new(fixtures::report()))),
+    });
+    assert!(app.prereq.quick);
+    assert_eq!(queued(&mut app), [Job::Backends]);
 
     let mut app = fixtures::app(80, 24);
     answer(&mut app, &[]);
     assert!(app.prereq.report.is_some() && !app.prereq.running);
+    assert!(app.prereq.quick, "only the start-up's quick run so far");
     assert_eq!(app.backends, Some(fixtures::report().backends()));
+    // The screen wants every check: the quick report is shown while the whole set runs.
+    key(&mut app, KeyCode::Char('p'));
+    let full = app.take_jobs();
+    assert!(matches!(full.as_slice(), [(_, Job::Backends)]), "{full:?}");
+    app.handle(AppEvent::JobDone {
+        job: full[0].0,
+        result: Ok(JobOutput::Backends(Box::new(fixtures::report()))),
+    });
+    assert!(!app.prereq.quick);
+    key(&mut app, KeyCode::Esc);
     key(&mut app, KeyCode::Char('p'));
     assert!(
         queued(&mut app).is_empty(),
-        "a report is there: shown, not re-run"
+        "a whole report is there: shown, not re-run"
     );
     key(&mut app, KeyCode::Char('r'));
     key(&mut app, KeyCode::Char('r'));
@@ -85,7 +110,7 @@ fn a_failed_run_is_shown_and_the_screen_carries_on() {
     let jobs = app.take_jobs();
     let (id, _) = jobs
         .iter()
-        .find(|(_, j)| *j == Job::Backends)
+        .find(|(_, j)| *j == Job::QuickBackends)
         .expect("doctor");
     app.handle(AppEvent::JobDone {
         job: *id,

@@ -216,6 +216,7 @@ pub(super) fn doctor(store: &std::path::Path, out: &Printer) -> Result<u8, Engin
     let context = prereq::Context {
         store: store.to_path_buf(),
         default_backend: BackendKind::default(),
+        try_containers: true,
     };
     let report = prereq::run(&prereq::SystemHost::new(), &context);
     let text = super::output_text::doctor(&report);

@@ -103,9 +103,19 @@ impl Engine {
     /// Every prerequisite check of every backend on this host, and of this store
     /// (`crate::prereq`; what `doctor` prints).
     pub fn doctor(&self) -> crate::prereq::Report {
+        self.doctor_with(true)
+    }
+
+    /// [`Engine::doctor`] without starting test containers (`Context::try_containers`).
+    pub fn doctor_quick(&self) -> crate::prereq::Report {
+        self.doctor_with(false)
+    }
+
+    fn doctor_with(&self, try_containers: bool) -> crate::prereq::Report {
         let context = crate::prereq::Context {
             store: self.store.root().to_path_buf(),
             default_backend: BackendKind::default(),
+            try_containers,
         };
         crate::prereq::run(&crate::prereq::SystemHost::new(), &context)
     }

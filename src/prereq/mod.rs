@@ -157,6 +157,10 @@ pub struct Context {
     pub store: PathBuf,
     /// The backend manifests get when they name none.
     pub default_backend: BackendKind,
+    /// Whether each OCI runtime found may start a test container (tens of milliseconds of
+    /// CPU each, and a container on the host): `doctor` and the prerequisite screen do, the
+    /// TUI's start-up, which only needs the header's verdicts, does not.
+    pub try_containers: bool,
 }
 
 /// Every check, grouped in [`Group::ALL`] order.
@@ -241,7 +245,7 @@ pub fn run(host: &dyn Host, context: &Context) -> Report {
     let cgroups = cgroup::layout(host);
     checks.extend(namespace::checks(host, &fixes));
     checks.push(cgroup::check(host, &fixes, &cgroups));
-    checks.extend(oci::checks(host, &fixes, &cgroups));
+    checks.extend(oci::checks(host, &fixes, &cgroups, context.try_containers));
     checks.push(backend_check(host, BackendKind::Mock));
     Report {
         distro,
@@ -265,7 +269,7 @@ pub fn backend_availability(host: &dyn Host, backend: BackendKind) -> Availabili
             checks.push(cgroup::check(host, &fixes, &cgroups));
             checks
         }
-        BackendKind::Oci => oci::checks(host, &fixes, &cgroup::layout(host)),
+        BackendKind::Oci => oci::checks(host, &fixes, &cgroup::layout(host), true),
         BackendKind::Mock => vec![backend_check(host, BackendKind::Mock)],
     };
     Report {

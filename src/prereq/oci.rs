@@ -43,13 +43,34 @@ pub struct OciProbe {
 
 const G: Group = Group::Oci;
 
-pub fn checks(host: &dyn Host, fixes: &Fixes, cgroups: &Layout) -> Vec<Check> {
+pub fn checks(
+    host: &dyn Host,
+    fixes: &Fixes,
+    cgroups: &Layout,
+    try_containers: bool,
+) -> Vec<Check> {
     let mut checks = vec![backend_check(host, BackendKind::Oci)];
     let rootless = !host.ids().is_root();
     let found: Vec<(&str, PathBuf)> = RUNTIMES
         .iter()
         .filter_map(|name| host.find_program(name).map(|path| (*name, path)))
         .collect();
+    if !try_containers && !found.is_empty() {
+        // Found, not tried: say so, and where the real check is.
+        let names: Vec<&str> = found.iter().map(|(n, _)| *n).collect();
+        checks.push(Check::new(
+            G,
+            "runtime",
+            "OCI runtime",
+            Status::Warn,
+            format!(
+                "found {}; not tried yet (the prerequisite screen, `p`, and `karapace-tui \
+                 doctor` start a test container with each)",
+                names.join(", ")
+            ),
+        ));
+        return checks;
+    }
     let mut tried = Vec::new();
     for (name, path) in &found {
         let probe = host.oci_runtime(path);

@@ -624,3 +624,28 @@ fn v1_hierarchies_come_from_mountinfo() {
     // The unified fixtures have no v1 hierarchy.
     assert!(v1_hierarchies(&FakeHost::new("debian")).is_empty());
 }
+
+#[test]
+fn without_test_containers_the_runtimes_are_found_but_not_started() {
+    let mut host = FakeHost::new("debian").root_user().hybrid();
+    host.programs.insert("crun".into(), "/usr/bin/crun".into());
+    let report = host.run_with(false);
+    assert!(
+        !host.probes.borrow().contains(&"oci"),
+        "no runtime was run: {:?}",
+        host.probes.borrow()
+    );
+    let ids: Vec<&str> = report.group(Group::Oci).map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["oci.backend", "oci.runtime"]);
+    let runtime = check(&report, "oci.runtime");
+    assert_eq!(runtime.status, Status::Warn);
+    assert!(
+        runtime.meaning.contains("found runc, crun; not tried yet"),
+        "{}",
+        runtime.meaning
+    );
+    // The whole run tries them.
+    let host = FakeHost::new("debian").root_user().hybrid();
+    host.run();
+    assert!(host.probes.borrow().contains(&"oci"));
+}

@@ -104,11 +104,17 @@ impl FakeHost {
     }
 
     pub fn run(&self) -> Report {
+        self.run_with(true)
+    }
+
+    /// With or without starting test containers.
+    pub fn run_with(&self, try_containers: bool) -> Report {
         super::run(
             self,
             &Context {
                 store: STORE.into(),
                 default_backend: BackendKind::Namespace,
+                try_containers,
             },
         )
     }
