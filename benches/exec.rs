@@ -694,15 +694,16 @@ fn run() -> Res<()> {
     // Both see the same tree: the environment's upper layer is empty, so its overlay shows
     // exactly the image. Checked by reading one file through each.
     let upper = env_dir.join("upper");
+    // Empty directories are mount points the sandbox made (the caller's home where the
+    // image has none, rootless): they change nothing A sees.
     let upper_empty = |when: &str| -> Res<()> {
-        let n = fs::read_dir(&upper)
-            .map_err(|e| format!("read {}: {e}", upper.display()))?
-            .count();
+        let n = files_under(&upper)?;
         if n == 0 {
             Ok(())
         } else {
             Err(format!(
-                "{} holds {n} entries {when}; A would not see the plain image",
+                "{} holds {n} entries other than empty directories {when}; A would not see \
+                 the plain image",
                 upper.display()
             ))
         }
@@ -1084,6 +1085,23 @@ fn stages(input: StageInput) -> Res<()> {
 }
 
 /// A fresh directory on a tmpfs (`/dev/shm`), or why there is none.
+/// Entries under `dir` other than directories (recursively): files, links, devices.
+fn files_under(dir: &Path) -> Res<usize> {
+    let mut n = 0;
+    for entry in fs::read_dir(dir).map_err(|e| format!("read {}: {e}", dir.display()))? {
+        let entry = entry.map_err(|e| format!("read {}: {e}", dir.display()))?;
+        let kind = entry
+            .file_type()
+            .map_err(|e| format!("stat {}: {e}", entry.path().display()))?;
+        n += if kind.is_dir() {
+            files_under(&entry.path())?
+        } else {
+            1
+        };
+    }
+    Ok(n)
+}
+
 /// A copy of the store at `store` in a fresh directory on /dev/shm, with its path (the
 /// directory goes when the `Scratch` is dropped), or why there is none.
 fn tmpfs_store(store: &Path) -> Res<Result<(Scratch, String), String>> {
@@ -1092,18 +1110,23 @@ fn tmpfs_store(store: &Path) -> Res<Result<(Scratch, String), String>> {
         Err(why) => return Ok(Err(why)),
     };
     let copy = dir.path().join("store");
-    let status = std::process::Command::new("cp")
+    let out = std::process::Command::new("cp")
         .arg("-a")
         .arg(store)
         .arg(&copy)
-        .status()
+        .output()
         .map_err(|e| format!("run cp: {e}"))?;
-    if !status.success() {
-        return Err(format!(
-            "cp -a {} {} failed: {status}",
-            store.display(),
-            copy.display()
-        ));
+    if !out.status.success() {
+        // Rootless, the store holds files the user cannot copy (overlayfs leaves work/work
+        // mode 000, files of subordinate ids): the case is left out, saying why.
+        return Ok(Err(format!(
+            "cp -a of the store to /dev/shm failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
+        )));
     }
     let shown = copy.display().to_string();
     Ok(Ok((dir, shown)))
