@@ -33,6 +33,15 @@ impl ThreadCount {
         })
     }
 
+    /// In a child forked from the process that opened it: closes the child's copy of the
+    /// status file, which would otherwise stay open in a long-lived child (PID 1 of a sandbox,
+    /// where a program could reopen the host's `/proc/<stage 1>/status` through
+    /// `/proc/1/fd`). The child opens its own, and never drops this one: it ends with `exit`.
+    pub fn close_in_child(&self) -> Result<(), Errno> {
+        use std::os::fd::AsRawFd;
+        nix::unistd::close(self.status.as_raw_fd())
+    }
+
     /// The `Threads:` line of proc(5)'s status file, read afresh (a read at offset 0
     /// regenerates a proc file's text).
     fn threads(&self) -> io::Result<u64> {

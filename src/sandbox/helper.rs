@@ -398,6 +398,9 @@ fn cold_start(
                 // Stage 1's lock: closing our copy leaves it held by stage 1.
                 lock.close_in_child()?;
             }
+            threads
+                .close_in_child()
+                .map_err(SandboxError::helper("close stage 1's status file"))?;
             let code = match init(rest, fs::File::from(report_write), session.as_deref()) {
                 Ok(code) => code,
                 Err(e) => {
