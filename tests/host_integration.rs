@@ -18,9 +18,8 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
-use util::{namespace_fixture, sandbox_required, visible};
+use util::{ensure_test_user, namespace_fixture, sandbox_required, visible, TEST_USER};
 
-const TEST_USER: &str = "karapace-test";
 /// Longer than any step takes on a loaded machine; only a hang reaches it.
 const HUNG: Duration = Duration::from_secs(180);
 
@@ -203,24 +202,6 @@ fn chown(user: &str, path: &Path) {
         .status()
         .expect("chown");
     assert!(status.success());
-}
-
-fn ensure_test_user() -> Result<(), String> {
-    let exists = Command::new("id").args(["-u", TEST_USER]).output();
-    if exists.is_ok_and(|o| o.status.success()) {
-        return Ok(());
-    }
-    let out = Command::new("useradd")
-        .args(["-m", TEST_USER])
-        .output()
-        .map_err(|e| format!("cannot run useradd: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "useradd failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(())
 }
 
 fn skip(test: &str, why: &str) {

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use util::pty::{Key, Pty, PtyCommand};
-use util::Fixture;
+use util::{Fixture, TEST_USER};
 
 /// The detach key.
 const DETACH: Key = Key::Ctrl(']');
@@ -312,25 +312,12 @@ fn a_namespace_shell_runs_inside_the_environment_on_its_console() {
     assert_eq!(fx.row("deb")["state"], "built", "its session ended");
 }
 
-const TEST_USER: &str = "karapace-test";
-
-/// The ordinary user of the rootless runs, created as tests/sandbox.rs does if missing.
+/// The ordinary user of the rootless runs, created if missing.
 fn test_user() -> Result<nix::unistd::User, String> {
-    let lookup = || nix::unistd::User::from_name(TEST_USER).map_err(|e| e.to_string());
-    if let Some(user) = lookup()? {
-        return Ok(user);
-    }
-    let out = Command::new("useradd")
-        .args(["-m", TEST_USER])
-        .output()
-        .map_err(|e| format!("cannot run useradd: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "useradd {TEST_USER} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    lookup()?.ok_or_else(|| format!("useradd made no user {TEST_USER}"))
+    util::ensure_test_user()?;
+    nix::unistd::User::from_name(TEST_USER)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("useradd made no user {TEST_USER}"))
 }
 
 /// Run as root, the namespace shell again as an ordinary user (the sandbox's main use is

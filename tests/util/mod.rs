@@ -599,3 +599,25 @@ pub fn namespace_fixture(suite: &str, test: &str) -> Option<(Fixture, PathBuf)> 
     }
     Some((fx, tarball))
 }
+
+/// The ordinary user the rootless re-runs use (`.ci/run` gives it a subordinate range).
+pub const TEST_USER: &str = "karapace-test";
+
+/// Creates [`TEST_USER`] (with a home) when it does not exist.
+pub fn ensure_test_user() -> Result<(), String> {
+    let exists = Command::new("id").args(["-u", TEST_USER]).output();
+    if exists.is_ok_and(|o| o.status.success()) {
+        return Ok(());
+    }
+    let out = Command::new("useradd")
+        .args(["-m", TEST_USER])
+        .output()
+        .map_err(|e| format!("cannot run useradd: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "useradd {TEST_USER} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
