@@ -303,6 +303,41 @@ fn dev_has_only_the_minimal_set() {
     assert_eq!((code, names), (0, expected.to_vec()));
 }
 
+/// The mount points under /sys in a mountinfo text, with their per-mount options.
+fn sys_mounts(mountinfo: &str) -> Vec<(String, String)> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split(' ').collect();
+            Some((fields.get(4)?.to_string(), fields.get(5)?.to_string()))
+        })
+        .filter(|(point, _)| point == "/sys" || point.starts_with("/sys/"))
+        .collect()
+}
+
+#[test]
+fn every_mount_under_sys_is_read_only_nosuid_and_nodev() {
+    let Some((code, out)) = run_argv("sys_read_only", &["cat", "/proc/self/mountinfo"]) else {
+        return;
+    };
+    assert_eq!(code, 0);
+    let inside = sys_mounts(&out);
+    let host = sys_mounts(&fs::read_to_string("/proc/self/mountinfo").unwrap());
+    // The whole tree is bound (cgroup hierarchies, tracing, ... as the host has them), and
+    // each of its mounts is restricted, not only the top one.
+    assert_eq!(
+        inside.len(),
+        host.len(),
+        "inside: {inside:?}\nhost: {host:?}"
+    );
+    for (point, opts) in &inside {
+        let opts: Vec<&str> = opts.split(',').collect();
+        for want in ["ro", "nosuid", "nodev"] {
+            assert!(opts.contains(&want), "{point} is not {want}: {opts:?}");
+        }
+    }
+}
+
 #[test]
 fn pid_hostname_and_environment_are_the_sandboxes() {
     let Some((_, out)) = run_argv("pid_ns", &["sh", "-c", "echo $$"]) else {

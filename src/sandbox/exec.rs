@@ -44,7 +44,15 @@ pub fn apply_steps_with(
         SetupStep::PivotRoot { new_root } => Some(new_root.trim_end_matches('/').to_string()),
         _ => None,
     });
-    run(Executor { sys, root, id_maps }, steps)
+    run(
+        Executor {
+            sys,
+            root,
+            id_maps,
+            no_mount_setattr: false,
+        },
+        steps,
+    )
 }
 
 /// [`apply_steps`] with the future root given explicitly (for running a plan piecewise).
@@ -54,6 +62,7 @@ pub fn apply_steps_in(sys: &mut dyn Sys, steps: &[SetupStep], root: Option<&str>
             sys,
             root: root.map(|r| r.trim_end_matches('/').to_string()),
             id_maps: None,
+            no_mount_setattr: false,
         },
         steps,
     )
@@ -76,6 +85,9 @@ struct Executor<'s> {
     root: Option<String>,
     /// The channel to the spawner, used (and closed) by `await_id_maps`.
     id_maps: Option<IdMapSync>,
+    /// mount_setattr(2) answered `ENOSYS` (Linux before 5.12): binds are restricted by
+    /// remounting from then on.
+    no_mount_setattr: bool,
 }
 
 /// Maps an errno to the step error.

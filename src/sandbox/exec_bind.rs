@@ -1,17 +1,20 @@
 //! Bind mounts and mount points, for the executor in `exec.rs`.
 //!
-//! A bind is made in two mounts, as bubblewrap's `bind_mount` does: the bind itself, then a
-//! `MS_BIND|MS_REMOUNT` that adds `nosuid` (and `nodev`, and `ro` when asked) to the flags the
-//! mount already has — in a user namespace a remount may not clear the flags the host locked
-//! (mount(2), "EPERM"), so we start from statvfs. A read-only bind is checked afterwards with
-//! statvfs: asking is not enough, the kernel must report `ST_RDONLY`.
+//! A bind is made in two steps: the bind itself, then mount_setattr(2) adding `nosuid` (and
+//! `nodev`, and `ro` when asked) to it and, for a recursive bind, to every mount below it, in
+//! one call. Attributes are added, never restated, so the flags the host locked on a mount (a
+//! user namespace may not clear them, mount(2) "EPERM") need not be read first. On kernels
+//! before 5.12 (`ENOSYS`) we fall back to bubblewrap's `bind_mount` way: read the flags with
+//! statvfs, `MS_BIND|MS_REMOUNT` with them plus ours, once per submount listed in mountinfo.
+//! A read-only bind is checked afterwards with statvfs either way: asking is not enough, the
+//! kernel must report `ST_RDONLY`.
 
 use nix::errno::Errno;
 use nix::mount::MsFlags;
 
 use super::{fail, BindOpts, Executor};
 use crate::sandbox::error::{Result, SandboxError};
-use crate::sandbox::sys::FileKind;
+use crate::sandbox::sys::{FileKind, MountAttrs};
 
 impl Executor<'_> {
     /// Binds `source` on `target`, creating the mount point (a directory or an empty file,
@@ -37,8 +40,8 @@ impl Executor<'_> {
         self.bind_at(step, source, target, opts)
     }
 
-    /// Binds onto an existing mount point, then restricts the flags (every submount too when
-    /// the bind is recursive and read-only).
+    /// Binds onto an existing mount point, then restricts it (every submount too when the
+    /// bind is recursive).
     pub(super) fn bind_at(
         &mut self,
         step: &'static str,
@@ -55,6 +58,22 @@ impl Executor<'_> {
         self.sys
             .mount(Some(source), target, None, flags, None)
             .map_err(fail(step, &op, target))?;
+        if !self.no_mount_setattr {
+            let attrs = MountAttrs {
+                read_only: opts.read_only,
+                nosuid: true,
+                nodev: !opts.devices,
+            };
+            match self.sys.mount_setattr(target, attrs, opts.recursive) {
+                Ok(()) => return self.verify_read_only(step, target, opts),
+                Err(Errno::ENOSYS) => self.no_mount_setattr = true,
+                Err(errno) => {
+                    let rec = if opts.recursive { ", AT_RECURSIVE" } else { "" };
+                    let op = format!("mount_setattr({:?}{rec})", attrs.ms_flags());
+                    return Err(fail(step, &op, target)(errno));
+                }
+            }
+        }
         self.restrict(step, target, opts, false)?;
         if opts.recursive && opts.read_only {
             for sub in self.submounts(step, target)? {
@@ -64,8 +83,27 @@ impl Executor<'_> {
         Ok(())
     }
 
-    /// Remounts `target` with `nosuid` (+`nodev` unless devices, +`ro` if read-only) on top of
-    /// its current flags, then verifies read-only. A submount we may not even look at
+    /// A read-only bind must be reported read-only by the kernel (statvfs `ST_RDONLY`).
+    fn verify_read_only(&mut self, step: &'static str, target: &str, opts: BindOpts) -> Result<()> {
+        if !opts.read_only {
+            return Ok(());
+        }
+        let now = self
+            .sys
+            .mount_flags(target)
+            .map_err(fail(step, "statvfs", target))?;
+        if now.contains(MsFlags::MS_RDONLY) {
+            Ok(())
+        } else {
+            Err(SandboxError::NotReadOnly {
+                step,
+                path: target.to_string(),
+            })
+        }
+    }
+
+    /// Without mount_setattr: remounts `target` with `nosuid` (+`nodev` unless devices, +`ro`
+    /// if read-only) on top of its current flags, then verifies read-only. A submount we may not even look at
     /// (`EACCES`) is skipped, as bubblewrap does: the sandbox cannot reach it either.
     fn restrict(
         &mut self,
@@ -93,19 +131,7 @@ impl Executor<'_> {
                 other => other.map_err(fail(step, &op, target))?,
             }
         }
-        if opts.read_only {
-            let now = self
-                .sys
-                .mount_flags(target)
-                .map_err(fail(step, "statvfs", target))?;
-            if !now.contains(MsFlags::MS_RDONLY) {
-                return Err(SandboxError::NotReadOnly {
-                    step,
-                    path: target.to_string(),
-                });
-            }
-        }
-        Ok(())
+        self.verify_read_only(step, target, opts)
     }
 
     /// Mount points strictly below `target`, from `/proc/self/mountinfo`, parents first.

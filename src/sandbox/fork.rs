@@ -1,5 +1,5 @@
-//! fork(2) for the single-threaded helper, and the reset of SIGPIPE before a program's exec:
-//! the crate's one module with unsafe code.
+//! fork(2) for the single-threaded helper, the reset of SIGPIPE before a program's exec, and
+//! mount_setattr(2), which nix does not wrap: the crate's one module with unsafe code.
 //!
 //! The helper used to start each new process of a sandbox (PID 1, the program) by executing
 //! its own 8 MB binary again, because std's `Command` cannot clear the blocked signal mask in
@@ -129,6 +129,43 @@ pub fn default_sigpipe() -> Result<(), Errno> {
     // must be async-signal-safe. SIG_DFL installs no function, so nothing of ours can run in
     // signal context; the previous disposition (SIG_IGN, also no function) is dropped.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// mount_setattr(2) on `path` (not following a final symlink, not triggering an automount):
+/// adds the `MOUNT_ATTR_*` bits of `attr_set` and clears none; with `recursive`
+/// (`AT_RECURSIVE`) every mount below `path` too, in one call that changes all of them or
+/// none. `ENOSYS` before Linux 5.12.
+///
+/// It replaces bubblewrap's way of restricting a bind (read the flags with statvfs, remount
+/// with them plus the new ones, once per submount found in mountinfo): attributes are added
+/// rather than restated, so the flags the host locked need not be read first.
+pub fn mount_setattr(path: &str, attr_set: u64, recursive: bool) -> Result<(), Errno> {
+    let path = std::ffi::CString::new(path).map_err(|_| Errno::EINVAL)?;
+    let mut attr = libc::mount_attr {
+        attr_set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let mut flags = libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT;
+    if recursive {
+        flags |= libc::AT_RECURSIVE;
+    }
+    // SAFETY: a plain system call with no Rust-visible side effects: the kernel reads a
+    // NUL-terminated path (`path` lives until the call returns) and `size` bytes of `attr`,
+    // a `repr(C)` struct of the kernel's layout (`struct mount_attr`, MOUNT_ATTR_SIZE_VER0 =
+    // 32 bytes) that outlives the call; it writes to neither, and returns 0 or -1 with errno.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            flags as libc::c_uint,
+            &mut attr as *mut libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    Errno::result(rc).map(drop)
 }
 
 #[cfg(test)]

@@ -77,6 +77,40 @@ impl ProgramExit {
     }
 }
 
+/// The restrictions [`Sys::mount_setattr`] adds to a mount (`MOUNT_ATTR_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountAttrs {
+    pub read_only: bool,
+    pub nosuid: bool,
+    pub nodev: bool,
+}
+
+impl MountAttrs {
+    /// The `attr_set` bits of mount_setattr(2).
+    pub fn bits(self) -> u64 {
+        [
+            (self.read_only, libc::MOUNT_ATTR_RDONLY),
+            (self.nosuid, libc::MOUNT_ATTR_NOSUID),
+            (self.nodev, libc::MOUNT_ATTR_NODEV),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |acc, (_, bit)| acc | bit)
+    }
+
+    /// The same as `MS_*` flags.
+    pub fn ms_flags(self) -> MsFlags {
+        [
+            (self.read_only, MsFlags::MS_RDONLY),
+            (self.nosuid, MsFlags::MS_NOSUID),
+            (self.nodev, MsFlags::MS_NODEV),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(MsFlags::empty(), |acc, (_, f)| acc | *f)
+    }
+}
+
 /// One method per syscall the sandbox uses.
 pub trait Sys {
     fn unshare(&mut self, flags: CloneFlags) -> nix::Result<()>;
@@ -92,6 +126,14 @@ pub trait Sys {
         fstype: Option<&str>,
         flags: MsFlags,
         data: Option<&str>,
+    ) -> nix::Result<()>;
+    /// Adds `attrs` to the mount at `target` (every mount below it too if `recursive`).
+    /// `ENOSYS`: the kernel is older than 5.12; the caller remounts instead.
+    fn mount_setattr(
+        &mut self,
+        target: &str,
+        attrs: MountAttrs,
+        recursive: bool,
     ) -> nix::Result<()>;
     fn umount2(&mut self, target: &str, flags: MntFlags) -> nix::Result<()>;
     fn pivot_root(&mut self, new_root: &str, put_old: &str) -> nix::Result<()>;
@@ -197,6 +239,15 @@ impl Sys for LinuxSys {
         data: Option<&str>,
     ) -> nix::Result<()> {
         nix::mount::mount(source, target, fstype, flags, data)
+    }
+
+    fn mount_setattr(
+        &mut self,
+        target: &str,
+        attrs: MountAttrs,
+        recursive: bool,
+    ) -> nix::Result<()> {
+        super::fork::mount_setattr(target, attrs.bits(), recursive)
     }
 
     fn umount2(&mut self, target: &str, flags: MntFlags) -> nix::Result<()> {
@@ -319,6 +370,11 @@ pub enum Call {
         flags: MsFlags,
         data: Option<String>,
     },
+    MountSetattr {
+        target: String,
+        attrs: MountAttrs,
+        recursive: bool,
+    },
     Umount2 {
         target: String,
         flags: MntFlags,
@@ -372,8 +428,11 @@ pub struct RecordingSys {
     fail_at: Vec<(usize, Errno)>,
     kinds: BTreeMap<String, Option<FileKind>>,
     flags: BTreeMap<String, MsFlags>,
-    /// Simulates a kernel that ignores `MS_RDONLY` on remount (the read-only check must catch it).
+    /// Simulates a kernel that ignores `MS_RDONLY` on remount and `MOUNT_ATTR_RDONLY` (the
+    /// read-only check must catch it).
     pub ignore_read_only: bool,
+    /// Simulates a kernel without mount_setattr(2) (before 5.12): it answers `ENOSYS`.
+    pub no_mount_setattr: bool,
     pub mountinfo_text: String,
     /// What `run_program` answers (default: exit code 0, nothing on stderr).
     pub program_exit: Option<ProgramExit>,
@@ -448,6 +507,40 @@ impl Sys for RecordingSys {
                 kept -= MsFlags::MS_RDONLY;
             }
             self.flags.insert(target.into(), kept);
+        }
+        Ok(())
+    }
+
+    fn mount_setattr(
+        &mut self,
+        target: &str,
+        attrs: MountAttrs,
+        recursive: bool,
+    ) -> nix::Result<()> {
+        self.record(Call::MountSetattr {
+            target: target.into(),
+            attrs,
+            recursive,
+        })?;
+        if self.no_mount_setattr {
+            return Err(Errno::ENOSYS);
+        }
+        let mut added = attrs.ms_flags();
+        if self.ignore_read_only {
+            added -= MsFlags::MS_RDONLY;
+        }
+        let prefix = format!("{}/", target.trim_end_matches('/'));
+        let below: Vec<String> = if recursive {
+            self.flags
+                .keys()
+                .filter(|k| k.starts_with(&prefix))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for path in below.into_iter().chain([target.to_string()]) {
+            *self.flags.entry(path).or_insert(MsFlags::empty()) |= added;
         }
         Ok(())
     }

@@ -100,12 +100,12 @@ fn the_callers_terminal_is_bound_as_dev_console_keeping_dev() {
         .unwrap();
     assert_eq!(
         got[at - 1],
-        "remount /r/dev/tty nosuid",
+        "setattr /r/dev/tty nosuid",
         "after the basic nodes"
     );
     // A device bind: no `nodev`, or the terminal could not be opened.
     assert_eq!(got[at + 1], "bind /dev/pts/3 /r/dev/console ");
-    assert_eq!(got[at + 2], "remount /r/dev/console nosuid");
+    assert_eq!(got[at + 2], "setattr /r/dev/console nosuid");
 }
 
 #[test]

@@ -8,19 +8,35 @@ use crate::sandbox::plan::{IdRange, SetupStep, Stage};
 use crate::sandbox::sys::{Call, FileKind, IdMapSync, RecordingSys};
 use crate::sandbox::SandboxError;
 
-/// Every device node: an empty file, the bind, and a remount that adds only `nosuid`.
-fn dev_node(node: &str) -> [String; 3] {
-    [
-        format!("create /r/dev/{node} 444"),
-        format!("bind /dev/{node} /r/dev/{node} "),
-        format!("remount /r/dev/{node} nosuid"),
-    ]
+/// How a bind is restricted after it is made: mount_setattr(2) (Linux 5.12+), or the remounts
+/// of older kernels.
+#[derive(Clone, Copy, PartialEq)]
+enum Restrict {
+    Setattr,
+    Remount,
 }
 
-#[test]
-fn typical_rootless_plan_makes_exactly_these_calls_in_order() {
-    let mut sys = typical_sys();
-    apply_steps(&mut sys, &rootless_spec().plan().steps).unwrap();
+/// The call(s) restricting the bind at `target` to `flags` (`rec`: the bind is recursive).
+fn restricted(how: Restrict, target: &str, flags: &str, rec: bool) -> Vec<String> {
+    match how {
+        Restrict::Setattr if rec => vec![format!("setattr {target} {flags} recursive")],
+        Restrict::Setattr => vec![format!("setattr {target} {flags}")],
+        Restrict::Remount => vec![format!("remount {target} {flags}")],
+    }
+}
+
+/// Every device node: an empty file, the bind, and a restriction that adds only `nosuid`.
+fn dev_node(how: Restrict, node: &str) -> Vec<String> {
+    let mut calls = vec![
+        format!("create /r/dev/{node} 444"),
+        format!("bind /dev/{node} /r/dev/{node} "),
+    ];
+    calls.extend(restricted(how, &format!("/r/dev/{node}"), "nosuid", false));
+    calls
+}
+
+/// The calls of the typical rootless plan, restricting binds `how`.
+fn typical_calls(how: Restrict) -> Vec<String> {
     let mut expected: Vec<String> = [
         "unshare CloneFlags(CLONE_NEWUSER)",
         "write /proc/self/uid_map 0 1000 1",
@@ -36,12 +52,13 @@ fn typical_rootless_plan_makes_exactly_these_calls_in_order() {
     .to_vec();
     // The host-wide knobs of the fresh /proc, read-only (not recursive: it has no submounts).
     for sub in ["sys", "sysrq-trigger", "irq", "bus"] {
-        expected.push(format!("bind /r/proc/{sub} /r/proc/{sub} "));
-        expected.push(format!("remount /r/proc/{sub} ro,nosuid,nodev"));
+        let target = format!("/r/proc/{sub}");
+        expected.push(format!("bind {target} {target} "));
+        expected.extend(restricted(how, &target, "ro,nosuid,nodev", false));
     }
     expected.push("mount tmpfs /r/dev nosuid,nodev mode=0755".to_string());
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
-        expected.extend(dev_node(node));
+        expected.extend(dev_node(how, node));
     }
     expected.extend(
         [
@@ -55,19 +72,42 @@ fn typical_rootless_plan_makes_exactly_these_calls_in_order() {
             "mkdir /r/dev/pts 755",
             "mount devpts /r/dev/pts nosuid,noexec newinstance,ptmxmode=0666,mode=620",
             "symlink /r/dev/ptmx -> pts/ptmx",
-            // /sys: recursive bind, then read-only for it and for each submount.
+            // /sys: a recursive bind, then read-only for it and every submount.
             "bind /sys /r/sys rec",
-            "remount /r/sys ro,nosuid,nodev",
-            "remount /r/sys/fs/cgroup ro,nosuid,nodev",
+        ]
+        .map(String::from),
+    );
+    match how {
+        Restrict::Setattr => expected.extend(restricted(how, "/r/sys", "ro,nosuid,nodev", true)),
+        Restrict::Remount => expected
+            .extend(["/r/sys", "/r/sys/fs/cgroup"].map(|t| format!("remount {t} ro,nosuid,nodev"))),
+    }
+    expected.extend(
+        [
             "mount tmpfs /r/tmp nosuid,nodev mode=1777",
             // A missing directory mount point is created in the new root.
             "mkdir /r/src 755",
             "bind /home/u/src /r/src rec",
-            "remount /r/src nosuid,nodev",
-            // A file source gets a file mount point.
+        ]
+        .map(String::from),
+    );
+    expected.extend(restricted(how, "/r/src", "nosuid,nodev", true));
+    // A file source gets a file mount point.
+    expected.extend(
+        [
             "create /r/etc/resolv.conf 644",
             "bind /etc/resolv.conf /r/etc/resolv.conf rec",
-            "remount /r/etc/resolv.conf ro,nosuid,nodev",
+        ]
+        .map(String::from),
+    );
+    expected.extend(restricted(
+        how,
+        "/r/etc/resolv.conf",
+        "ro,nosuid,nodev",
+        true,
+    ));
+    expected.extend(
+        [
             "sethostname box",
             "chdir /r",
             "pivot_root . .",
@@ -78,31 +118,107 @@ fn typical_rootless_plan_makes_exactly_these_calls_in_order() {
         ]
         .map(String::from),
     );
+    expected
+}
+
+#[test]
+fn typical_rootless_plan_makes_exactly_these_calls_in_order() {
+    let mut sys = typical_sys();
+    apply_steps(&mut sys, &rootless_spec().plan().steps).unwrap();
+    assert_eq!(changes(&sys), typical_calls(Restrict::Setattr));
+    // One call restricts /sys and all its submounts: the host's mountinfo is not read.
+    assert!(!sys.calls.contains(&Call::Mountinfo));
+}
+
+#[test]
+fn without_mount_setattr_binds_are_restricted_by_remounting_each_mount() {
+    let mut sys = typical_sys();
+    sys.no_mount_setattr = true;
+    apply_steps(&mut sys, &rootless_spec().plan().steps).unwrap();
+    // The first bind learns that the kernel has no mount_setattr (ENOSYS); no other tries it.
+    let mut expected = typical_calls(Restrict::Remount);
+    let first = expected
+        .iter()
+        .position(|c| c == "remount /r/proc/sys ro,nosuid,nodev")
+        .unwrap();
+    expected.insert(first, "setattr /r/proc/sys ro,nosuid,nodev".into());
     assert_eq!(changes(&sys), expected);
+    assert!(sys.calls.contains(&Call::Mountinfo), "submounts of /sys");
+}
+
+#[test]
+fn a_failing_mount_setattr_names_the_step_the_call_and_the_path() {
+    let steps = vec![SetupStep::BindMount {
+        source: "/data".into(),
+        target: "/r/data".into(),
+        read_only: true,
+        recursive: true,
+    }];
+    let mut probe = RecordingSys::new();
+    apply_steps_in(&mut probe, &steps, Some("/r")).unwrap();
+    let at = probe
+        .calls
+        .iter()
+        .position(|c| {
+            matches!(
+                c,
+                Call::MountSetattr {
+                    recursive: true,
+                    ..
+                }
+            )
+        })
+        .unwrap();
+    let mut sys = RecordingSys::new().fail_at(at, Errno::EPERM);
+    let err = apply_steps_in(&mut sys, &steps, Some("/r")).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(&err, SandboxError::Step { step: "bind_mount", errno: Errno::EPERM, path, .. }
+            if path == "/r/data"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mount_setattr") && text.contains("AT_RECURSIVE"),
+        "{text}"
+    );
 }
 
 #[test]
 fn read_only_mounts_are_verified_with_statvfs() {
-    let mut sys = typical_sys();
-    apply_steps(&mut sys, &rootless_spec().plan().steps).unwrap();
-    let pos = |c: &Call| sys.calls.iter().position(|x| x == c).unwrap();
-    let remount = sys
-        .calls
-        .iter()
-        .position(|c| {
-            matches!(c, Call::Mount { target, flags, .. }
-            if target == "/r/etc/resolv.conf" && flags.contains(MsFlags::MS_REMOUNT))
-        })
-        .unwrap();
-    let check = Call::MountFlags("/r/etc/resolv.conf".into());
-    assert!(
-        sys.calls[remount + 1..].contains(&check),
-        "no statvfs after the remount"
-    );
-    assert!(
-        pos(&check) < remount,
-        "flags were not read before the remount"
-    );
+    for no_setattr in [false, true] {
+        let mut sys = typical_sys();
+        sys.no_mount_setattr = no_setattr;
+        apply_steps(&mut sys, &rootless_spec().plan().steps).unwrap();
+        let pos = |c: &Call| sys.calls.iter().position(|x| x == c).unwrap();
+        let restrict = sys
+            .calls
+            .iter()
+            .position(|c| match c {
+                Call::Mount { target, flags, .. } => {
+                    target == "/r/etc/resolv.conf" && flags.contains(MsFlags::MS_REMOUNT)
+                }
+                Call::MountSetattr { target, .. } => target == "/r/etc/resolv.conf",
+                _ => false,
+            })
+            .unwrap();
+        let check = Call::MountFlags("/r/etc/resolv.conf".into());
+        assert!(
+            sys.calls[restrict + 1..].contains(&check),
+            "no statvfs after the restriction"
+        );
+        if no_setattr {
+            assert!(
+                pos(&check) < restrict,
+                "flags were not read before the remount"
+            );
+        } else {
+            assert_eq!(
+                pos(&check),
+                restrict + 1,
+                "mount_setattr needs no flags first"
+            );
+        }
+    }
 }
 
 #[test]
@@ -359,7 +475,7 @@ fn allowed_devices_keep_dev_and_get_a_file_mount_point() {
         .position(|c| c == "create /r/dev/fuse 644")
         .unwrap();
     assert_eq!(got[at + 1], "bind /dev/fuse /r/dev/fuse ");
-    assert_eq!(got[at + 2], "remount /r/dev/fuse nosuid");
+    assert_eq!(got[at + 2], "setattr /r/dev/fuse nosuid");
 }
 
 #[test]

@@ -118,6 +118,14 @@ pub fn render(call: &Call) -> String {
                 format!("propagation {target} {}", flag_names(*flags))
             }
         }
+        Call::MountSetattr {
+            target,
+            attrs,
+            recursive,
+        } => {
+            let rec = if *recursive { " recursive" } else { "" };
+            format!("setattr {target} {}{rec}", flag_names(attrs.ms_flags()))
+        }
         Call::Umount2 { target, flags } => format!("umount2 {target} {flags:?}"),
         Call::PivotRoot { new_root, put_old } => format!("pivot_root {new_root} {put_old}"),
         Call::SetHostname(name) => format!("sethostname {name}"),
