@@ -228,8 +228,8 @@ fn fork_session(
         None => (None, None),
     };
     let parent = nix::unistd::getpid().as_raw();
-    // Whatever sits in our stdout buffer would otherwise be written twice (std::process::exit
-    // flushes it in the child too).
+    // Whatever sits in our stdout buffer would otherwise be in the child's copy too (which
+    // ends with `_exit` and never writes it, but a panic's exit would).
     io::stdout()
         .flush()
         .map_err(|e| Refused::Failed(SandboxError::io("flush", "stdout")(e)))?;
@@ -258,7 +258,7 @@ fn fork_session(
                 theirs,
                 nothing_write,
             );
-            std::process::exit(i32::from(code))
+            super::fork::exit_now(code)
         }
         Forked::Parent(pid) => {
             drop(nothing_write);

@@ -408,7 +408,7 @@ fn cold_start(
                     EXIT_SETUP_FAILED
                 }
             };
-            std::process::exit(i32::from(code))
+            super::fork::exit_now(code)
         }
         Started::Parent(pid, _tie) => {
             drop(report_write);
@@ -444,7 +444,7 @@ fn init(plan: SandboxPlan, mut report: fs::File, session: Option<&Path>) -> Resu
     apply_steps_in(&mut LinuxSys, &plan.steps, root)?;
     let attrs = ExecAttrs::of(&plan);
     let (program, _tie) = match fork_tied(&threads, "fork the program")? {
-        Started::Child => std::process::exit(i32::from(exec_program(&plan, &attrs, None))),
+        Started::Child => super::fork::exit_now(exec_program(&plan, &attrs, None)),
         Started::Parent(pid, tie) => (pid, tie),
     };
     Report::Ready { start_time }.send(&mut report)?;

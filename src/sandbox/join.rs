@@ -340,7 +340,7 @@ pub fn try_join(lock: &RecordLock, plan: &SandboxPlan, threads: &ThreadCount) ->
     match fork_tied(threads, "fork the program into the environment") {
         Ok(Started::Child) => {
             let code = exec_program(plan, &ExecAttrs::of(plan), Some(&namespaces.mnt));
-            std::process::exit(i32::from(code))
+            super::fork::exit_now(code)
         }
         Ok(Started::Parent(pid, tie)) => Ok(Join::Started(pid, tie, membership)),
         Err(e) if is_enomem(&e) => {
