@@ -339,6 +339,19 @@ fn every_mount_under_sys_is_read_only_nosuid_and_nodev() {
 }
 
 #[test]
+fn pid_1_holds_no_file_of_the_hosts_proc() {
+    let cmd = "for f in /proc/1/fd/*; do readlink \"$f\"; done";
+    let Some((code, out)) = run_argv("pid_1_fds", &["sh", "-c", cmd]) else {
+        return;
+    };
+    assert_eq!(code, 0, "{out}");
+    // PID 1 counts its threads (before each fork) in the sandbox's own /proc; a file of the
+    // host's procfs would show as `/<host pid>/status`, out of any path the sandbox has.
+    let status: Vec<&str> = out.lines().filter(|l| l.ends_with("/status")).collect();
+    assert_eq!(status, ["/proc/1/status"], "PID 1's descriptors:\n{out}");
+}
+
+#[test]
 fn pid_hostname_and_environment_are_the_sandboxes() {
     let Some((_, out)) = run_argv("pid_ns", &["sh", "-c", "echo $$"]) else {
         return;

@@ -442,6 +442,22 @@ fn init(plan: SandboxPlan, mut report: fs::File, session: Option<&Path>) -> Resu
     // A fuse-overlayfs root moves us into a new mount namespace after the overlay (see
     // `exec.rs`); the program is forked after every step, so it starts in that one.
     apply_steps_in(&mut LinuxSys, &plan.steps, root)?;
+    // The status file opened above is the host's /proc/<our host pid>/status: left open, a
+    // program could find our host pid (and the host's procfs) through /proc/1/fd. With the
+    // sandbox's own /proc mounted, our threads are counted there from now on.
+    let threads = if plan
+        .steps
+        .iter()
+        .any(|s| matches!(s, SetupStep::MountProc { .. }))
+    {
+        drop(threads);
+        ThreadCount::open().map_err(SandboxError::io(
+            "open (to count PID 1's threads)",
+            "/proc/self/status in the sandbox",
+        ))?
+    } else {
+        threads
+    };
     let attrs = ExecAttrs::of(&plan);
     let (program, _tie) = match fork_tied(&threads, "fork the program")? {
         Started::Child => super::fork::exit_now(exec_program(&plan, &attrs, None)),
