@@ -169,6 +169,9 @@ pub fn stop_init(record: &Path, backend: BackendKind) -> Result<bool, BackendErr
     if !process.is_alive() {
         return Ok(false);
     }
+    // A record naming anything but a sandbox's init was forged: never signal that process.
+    init.check_not_foreign(&record.display().to_string())
+        .map_err(|e| failed(e.to_string()))?;
     process
         .signal(Signal::SIGKILL)
         .map_err(|errno| failed(format!("kill(pid {}, SIGKILL): {errno}", init.pid)))?;

@@ -180,6 +180,37 @@ impl InitRecord {
         ProcStat::of(self.pid).is_ok_and(|st| st.start_time == self.start_time && !st.has_exited())
     }
 
+    /// Whether the recorded process runs (it [`is_alive`](Self::is_alive)) but is not PID 1 of
+    /// a PID namespace below ours, as every init of a sandbox is: its `NSpid:` line (proc(5))
+    /// must list more levels than ours and end in 1. Such a record was not written by one of
+    /// our inits. Unknown (the line cannot be read: the process has just gone) is not foreign.
+    pub fn is_foreign(&self) -> bool {
+        let levels = |path: String| -> Option<Vec<i32>> {
+            let text = fs::read_to_string(path).ok()?;
+            let line = text.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+            line.split_whitespace().map(|n| n.parse().ok()).collect()
+        };
+        let (Some(ours), Some(theirs)) = (
+            levels("/proc/self/status".into()),
+            levels(format!("/proc/{}/status", self.pid)),
+        ) else {
+            return false;
+        };
+        let nested_init = theirs.len() > ours.len() && theirs.last() == Some(&1);
+        !nested_init && self.is_alive()
+    }
+
+    /// [`is_foreign`](Self::is_foreign) as an error naming the record at `path`.
+    pub fn check_not_foreign(&self, path: &str) -> Result<()> {
+        if self.is_foreign() {
+            return Err(SandboxError::ForeignInit {
+                path: path.to_string(),
+                pid: self.pid,
+            });
+        }
+        Ok(())
+    }
+
     /// Waits until the recorded init is gone (its namespaces and mounts with it).
     pub fn wait_gone(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
@@ -324,6 +355,8 @@ pub fn try_join(lock: &RecordLock, plan: &SandboxPlan, threads: &ThreadCount) ->
     let Some(record) = lock.read()? else {
         return Ok(Join::NotRunning);
     };
+    // Before anything is opened or awaited: a forged record could name a host process.
+    record.check_not_foreign(lock.path())?;
     if record.exiting {
         record.wait_gone(GONE_TIMEOUT)?;
         return Ok(Join::NotRunning);
@@ -333,6 +366,8 @@ pub fn try_join(lock: &RecordLock, plan: &SandboxPlan, threads: &ThreadCount) ->
         // Gone, or the pid now belongs to someone else: whatever we opened is not the init's.
         _ => return Ok(Join::NotRunning),
     };
+    // Again, now that the descriptors are known to be the recorded process's.
+    record.check_not_foreign(lock.path())?;
     // Into the environment's cgroups first, with our own credentials (`limits.rs`): the
     // program forked below starts there.
     let membership = enter_plan_cgroups(&plan.limits, false)?;
@@ -494,6 +529,31 @@ mod tests {
             !recycled.is_alive(),
             "another start time is another process"
         );
+    }
+
+    #[test]
+    fn a_record_naming_a_process_of_our_own_pid_namespace_is_foreign() {
+        let me = ProcStat::of(std::process::id() as i32).expect("own stat");
+        // This test process: alive, but PID 1 of no namespace below ours.
+        let forged = InitRecord {
+            pid: std::process::id() as i32,
+            start_time: me.start_time,
+            exiting: false,
+        };
+        assert!(forged.is_foreign());
+        let err = forged.check_not_foreign("/store/envs/x/init").unwrap_err();
+        assert!(
+            matches!(&err, SandboxError::ForeignInit { pid, .. } if *pid == forged.pid),
+            "{err}"
+        );
+        assert!(err.to_string().contains("/store/envs/x/init"), "{err}");
+        // A process that is gone (another start time) is absent, not foreign.
+        let gone = InitRecord {
+            start_time: me.start_time + 1,
+            ..forged
+        };
+        assert!(!gone.is_foreign());
+        assert!(gone.check_not_foreign("/r").is_ok());
     }
 
     #[test]

@@ -550,3 +550,88 @@ fn killed_commands_leave_an_accurate_status() {
         "not a cold start"
     );
 }
+
+/// A program inside an environment can reach the init record through its init's descriptors
+/// (`/proc/1/fd`). Forged there to name a process of the host (pid and start time), the record
+/// must be neither joined (the next session would run on the host, in its namespaces) nor
+/// signalled by `stop` (which would kill that process).
+fn a_forged_init_record_is_neither_joined_nor_signalled(test: &str, user: Option<&'static str>) {
+    let Some((cli, id)) = built(test, user) else {
+        return;
+    };
+    let a = start_waiting(&cli, &id, "a");
+    // The victim: a process of the environment's user on the host.
+    let mut victim = match user {
+        None => Command::new("sleep"),
+        Some(user) => {
+            let mut cmd = Command::new("setpriv");
+            cmd.args(["--reuid", user, "--regid", user, "--clear-groups", "sleep"]);
+            cmd
+        }
+    };
+    let mut victim = victim
+        .arg("300")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the victim");
+    let vpid = victim.id() as i32;
+    wait_until("the victim to be sleep", || {
+        fs::read_to_string(format!("/proc/{vpid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+    });
+    let stat = fs::read_to_string(format!("/proc/{vpid}/stat")).expect("victim stat");
+    let vstart: u64 = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(19)?.parse().ok())
+        .expect("start time");
+
+    let forge = format!(
+        "for f in /proc/1/fd/*; do case $(readlink \"$f\") in */init) \
+         printf '{vpid} {vstart} running\\n' > \"$f\" && echo forged;; esac; done"
+    );
+    let forged = cli.sh(&forge);
+    forged.expect_code(0);
+    assert_eq!(forged.stdout.trim(), "forged", "{forged:?}");
+    assert_eq!(
+        cli.init(&id),
+        Some((vpid, vstart)),
+        "the record names the victim"
+    );
+
+    let joined = cli.sh("head -n 1 /proc/self/mountinfo");
+    assert_ne!(joined.code, Some(0), "joined the victim: {joined:?}");
+    assert!(joined.stdout.is_empty(), "ran something: {joined:?}");
+    assert!(
+        joined.stderr.contains("not the init of a sandbox"),
+        "{joined:?}"
+    );
+
+    let stop = cli.run(&["stop", "deb"]);
+    assert_ne!(stop.code, Some(0), "{stop:?}");
+    assert!(
+        stop.stderr.contains("neither joined nor signalled"),
+        "{stop:?}"
+    );
+    assert!(alive(vpid, vstart), "stop killed the victim");
+    // `stop` ended the sessions before it read the record: A is over.
+    let a = a.join().expect("session a");
+    assert!(!a.stdout.contains("a-done"), "{a:?}");
+    victim.kill().expect("kill the victim");
+    victim.wait().expect("reap the victim");
+}
+
+#[test]
+fn a_forged_init_record_is_neither_joined_nor_signalled_as_root() {
+    let test = "a_forged_init_record_is_neither_joined_nor_signalled_as_root";
+    a_forged_init_record_is_neither_joined_nor_signalled(test, None);
+}
+
+#[test]
+fn a_forged_init_record_is_neither_joined_nor_signalled_unprivileged() {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let test = "a_forged_init_record_is_neither_joined_nor_signalled_unprivileged";
+    a_forged_init_record_is_neither_joined_nor_signalled(test, Some(TEST_USER));
+}
