@@ -8,8 +8,13 @@
 //!
 //! - A: `karapace-tui --store S exec exec-bench -- true` (overlay mount included),
 //! - B: `bwrap --unshare-all --ro-bind ROOTFS / --proc /proc --dev /dev true`,
-//! - C: `/bin/true` (the cost of starting any process).
+//! - C: `/bin/true` (the cost of starting any process),
+//! - W: B again, timed until bwrap's PID 1 has exited too (bwrap itself exits as soon as it
+//!   has its program's status; A always waits for its whole process tree).
 //!
+//! The bench is a child subreaper: whatever a command leaves behind (bwrap's PID 1) is reaped
+//! before the next command starts, so no teardown runs into another case's time, and the CPU
+//! column counts it.
 //! and, when /dev/shm is a tmpfs, T: A again with a copy of the store on that tmpfs. The goal
 //! is A/B ≤ 1.5 on the medians; T/B is reported against it too, because the store's file
 //! system weighs on a cold start (overlayfs creates several inodes in the work directory at
@@ -40,6 +45,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -201,8 +207,12 @@ fn library_path() -> &'static LibraryPath {
 
 /// What a timed run starts.
 enum Way {
-    /// A plain command line.
+    /// A plain command line, timed until it exits.
     Plain(Cmd),
+    /// A plain command line, timed until it and every process it left behind have exited
+    /// (bwrap's PID 1 finishes its namespaces' teardown after bwrap has exited; see
+    /// [`reap_leftovers`]).
+    WholeTree(Cmd),
     /// `karapace-tui __sandbox-init --parent-pid OUR_PID --session RECORD PLAN_FILE`, started
     /// exactly as the runtime starts a session (`sandbox::spawn_session`: empty environment;
     /// on a cold start, the overlay's volatile marker cleared and, with a full subordinate id
@@ -248,7 +258,7 @@ impl Case {
         let cpu_before = children_cpu()?;
         let start = Instant::now();
         let (status, shown) = match &self.way {
-            Way::Plain(c) => {
+            Way::Plain(c) | Way::WholeTree(c) => {
                 let shown = c.describe();
                 let status = c
                     .command()
@@ -257,6 +267,9 @@ impl Case {
                     .stderr(err)
                     .status()
                     .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+                if matches!(self.way, Way::WholeTree(_)) {
+                    reap_leftovers()?;
+                }
                 (status, shown)
             }
             Way::Helper {
@@ -287,6 +300,9 @@ impl Case {
             }
         };
         let wall = start.elapsed();
+        // Untimed for the other ways: what a command leaves behind must not run into the
+        // next command's time.
+        reap_leftovers()?;
         let cpu = children_cpu()?.saturating_sub(cpu_before);
         if !status.success() {
             let text = fs::read_to_string(stderr_file).unwrap_or_default();
@@ -300,6 +316,56 @@ impl Case {
         }
         Ok(Sample { wall, cpu })
     }
+}
+
+/// The session that keeps the environment running during the joined rounds (a child of ours
+/// that [`reap_leftovers`] must leave alone), 0 when there is none.
+static KEEPER: AtomicI32 = AtomicI32::new(0);
+
+/// Waits until every child of ours but the keeper has exited, and reaps it. The bench is a
+/// child subreaper (prctl(2), `PR_SET_CHILD_SUBREAPER`, set in `run`), so a process a timed
+/// command leaves behind comes to us rather than to init: bwrap reads its program's exit
+/// status from its PID 1 and exits at once, and that PID 1 then tears the namespaces down.
+fn reap_leftovers() -> Res<()> {
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let keeper = KEEPER.load(Ordering::Relaxed);
+        let left: Vec<i32> = children()?.into_iter().filter(|p| *p != keeper).collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        for pid in &left {
+            match waitpid(nix::unistd::Pid::from_raw(*pid), Some(WaitPidFlag::WNOHANG)) {
+                Ok(_) | Err(nix::errno::Errno::ECHILD) => {}
+                Err(e) => return Err(format!("waitpid({pid}): {e}")),
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "processes {left:?}, left behind by a timed command, still run after 10 s"
+            ));
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
+
+/// Our children, zombies included, from every thread's `children` file (proc(5)).
+fn children() -> Res<Vec<i32>> {
+    let tasks =
+        fs::read_dir("/proc/self/task").map_err(|e| format!("list /proc/self/task: {e}"))?;
+    let mut pids = Vec::new();
+    for task in tasks {
+        let task = task.map_err(|e| format!("list /proc/self/task: {e}"))?;
+        let path = task.path().join("children");
+        let text =
+            fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        pids.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+    }
+    Ok(pids)
 }
 
 #[derive(Clone, Copy)]
@@ -450,6 +516,7 @@ fn start_keeper(bin: &Path, store: &str) -> Res<Child> {
     .stderr(Stdio::null())
     .spawn()
     .map_err(|e| format!("spawn exec … sleep 600: {e}"))?;
+    KEEPER.store(child.id() as i32, Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -520,6 +587,9 @@ fn run() -> Res<()> {
         return Ok(());
     };
     let rounds = bench_rounds(DEFAULT_ROUNDS)?;
+    // Processes a timed command leaves behind come to us (see `reap_leftovers`).
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"))?;
     let bin = binary()?;
     let true_bin = ["/bin/true", "/usr/bin/true"]
         .into_iter()
@@ -776,6 +846,12 @@ fn run() -> Res<()> {
             ),
         ));
     }
+    // B again, timed until its PID 1 is gone too, as A always is.
+    cases.push(Case {
+        label: "W",
+        what: "bwrap …  (until its PID 1 has exited too)".to_string(),
+        way: Way::WholeTree(bwrap_args(&["true"])),
+    });
     let started = Instant::now();
     let st = interleave(&cases, rounds, &stderr_file)?;
     let main_secs = started.elapsed().as_secs_f64();
@@ -788,7 +864,9 @@ fn run() -> Res<()> {
         ));
     }
     let (sa, sb, sc) = (st[0], st[1], st[2]);
-    let st_t = st.get(3).copied();
+    let by_label = |label: &str| cases.iter().position(|c| c.label == label).map(|i| st[i]);
+    let st_t = by_label("T");
+    let st_w = by_label("W").ok_or("no case W")?;
     println!(
         "cold exec, {rounds} rounds in {main_secs:.1} s; wall time from spawn to reaped exit; \
          cpu = median user+sys of the process tree"
@@ -802,9 +880,13 @@ fn run() -> Res<()> {
         ratio(sb.median, sc.median)
     );
     println!(
-        "  (B's cpu and wall time leave out part of its sandbox: bwrap reads the exit status from \
-         an eventfd and exits without waiting for its PID 1, so that process's CPU time and \
-         namespace teardown are not counted. A waits for its whole process tree.)"
+        "  (B's wall time leaves out part of its sandbox: bwrap reads the exit status from an \
+         eventfd and exits without waiting for its PID 1, which then tears the namespaces down. \
+         A waits for its whole process tree. W is the same bwrap timed until its PID 1 has \
+         exited too: ratio A/W {:.2} (median), W - B = {}. Every case starts after what the \
+         previous one left behind has exited, and its cpu counts that too.)",
+        ratio(sa.median, st_w.median),
+        diff_ms(st_w.median, sb.median)
     );
     match (&shm, st_t) {
         (Ok(_), Some(st_t)) => {
