@@ -38,7 +38,44 @@ pub fn keeps_xattr(name: &str) -> bool {
         || name == "security.capability"
 }
 
-const PAX_XATTR: &str = "SCHILY.xattr.";
+/// How archives store an extended attribute: libarchive's PAX keyword, `LIBARCHIVE.xattr.`
+/// followed by the name percent-encoded, with the value in base64 (bsdtar reads and writes the
+/// same). The raw `SCHILY.xattr.NAME` keyword of GNU tar, which archives used to hold, is still
+/// read, but no longer written: the tar crate reads PAX records line by line, so a binary value
+/// holding a newline byte (overlayfs's `origin` file handles do, now and then) could not be
+/// read back ("malformed pax extension"), and a name holding `=` would be cut short.
+const PAX_XATTR_B64: &str = "LIBARCHIVE.xattr.";
+const PAX_XATTR_RAW: &str = "SCHILY.xattr.";
+
+/// libarchive's encoding of an xattr name in a PAX keyword: `%XX` for `%`, `=` and every byte
+/// outside the printable ASCII range.
+fn encode_xattr_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if !(33..=126).contains(&b) || b == b'%' || b == b'=' {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    out
+}
+
+/// The inverse of [`encode_xattr_name`]; `None` for a malformed escape or a name that is not
+/// UTF-8.
+fn decode_xattr_name(encoded: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(encoded.len());
+    let mut bytes = encoded.iter();
+    while let Some(&b) = bytes.next() {
+        if b == b'%' {
+            let hex = [*bytes.next()?, *bytes.next()?];
+            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
+}
 
 /// Write `root`'s contents (not `root` itself) as a tar stream into `out`. Paths are relative.
 pub fn pack_dir(root: &Path, out: &mut dyn Write, mode: PackMode) -> io::Result<()> {
@@ -184,7 +221,10 @@ fn append_xattrs(builder: &mut Builder<&mut dyn Write>, path: &Path) -> io::Resu
         if let Some(value) =
             xattr::get(path, &name).map_err(|e| annotate(e, "read the xattrs of", path))?
         {
-            records.push((format!("{PAX_XATTR}{text}"), value));
+            use base64::Engine as _;
+            let key = format!("{PAX_XATTR_B64}{}", encode_xattr_name(text));
+            let value = base64::engine::general_purpose::STANDARD.encode(value);
+            records.push((key, value.into_bytes()));
         }
     }
     if records.is_empty() {
@@ -255,26 +295,42 @@ fn entry_xattrs<R: Read>(
     let Some(extensions) = entry.pax_extensions()? else {
         return Ok(found);
     };
+    let malformed = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "archive entry `{}` has a malformed extended attribute record ({what})",
+                path.display()
+            ),
+        )
+    };
     for extension in extensions {
         let extension = extension?;
-        let Some(name) = extension.key_bytes().strip_prefix(PAX_XATTR.as_bytes()) else {
+        let key = extension.key_bytes();
+        let (name, value) = if let Some(encoded) = key.strip_prefix(PAX_XATTR_B64.as_bytes()) {
+            use base64::Engine as _;
+            let name = decode_xattr_name(encoded).ok_or_else(|| malformed("its name"))?;
+            let value = base64::engine::general_purpose::STANDARD
+                .decode(extension.value_bytes())
+                .map_err(|_| malformed("its base64 value"))?;
+            (name, value)
+        } else if let Some(raw) = key.strip_prefix(PAX_XATTR_RAW.as_bytes()) {
+            let name = std::str::from_utf8(raw).map_err(|_| malformed("its name"))?;
+            (name.to_string(), extension.value_bytes().to_vec())
+        } else {
             continue;
         };
-        let name = std::str::from_utf8(name)
-            .ok()
-            .filter(|n| keeps_xattr(n))
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "archive entry `{}` carries the extended attribute {:?}, which \
-                         archives do not hold",
-                        path.display(),
-                        String::from_utf8_lossy(name)
-                    ),
-                )
-            })?;
-        found.push((name.to_string(), extension.value_bytes().to_vec()));
+        if !keeps_xattr(&name) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "archive entry `{}` carries the extended attribute {name:?}, which \
+                     archives do not hold",
+                    path.display(),
+                ),
+            ));
+        }
+        found.push((name, value));
     }
     Ok(found)
 }
@@ -538,8 +594,70 @@ mod tests {
         }
         let mut bytes = Vec::new();
         pack_dir(src.path(), &mut bytes, PackMode::Preserve).expect("pack");
-        let needle = PAX_XATTR.as_bytes();
-        assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+        for needle in [PAX_XATTR_B64, PAX_XATTR_RAW] {
+            let needle = needle.as_bytes();
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+        }
+    }
+
+    #[test]
+    fn xattr_values_with_newlines_and_names_with_equals_signs_survive() {
+        let src = tempfile::tempdir().expect("tempdir");
+        fs::write(src.path().join("f"), "f").expect("write");
+        // Like an overlayfs origin file handle: binary, with newline and `=` bytes.
+        let value: &[u8] = b"\x00\xfb\n=\x21\n\n\xff";
+        let name = "user.a=b%c d";
+        match xattr::set(src.path().join("f"), name, value) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                eprintln!("SKIPPED: layer xattr encoding: the temp dir has no user xattrs");
+                return;
+            }
+            Err(e) => panic!("set {name}: {e}"),
+        }
+        let mut bytes = Vec::new();
+        pack_dir(src.path(), &mut bytes, PackMode::Overlay).expect("pack");
+        let dst = tempfile::tempdir().expect("tempdir");
+        unpack_into(&mut bytes.as_slice(), dst.path(), PackMode::Overlay).expect("unpack");
+        let back = xattr::get(dst.path().join("f"), name).expect("get");
+        assert_eq!(back.as_deref(), Some(value));
+        assert_eq!(encode_xattr_name(name), "user.a%3Db%25c%20d");
+        assert_eq!(
+            decode_xattr_name(b"user.a%3Db%25c%20d").as_deref(),
+            Some(name)
+        );
+        assert_eq!(decode_xattr_name(b"user.%4"), None, "a cut escape");
+    }
+
+    #[test]
+    fn archives_with_raw_gnu_xattr_records_still_unpack() {
+        let mut builder = Builder::new(Vec::new());
+        builder
+            .append_pax_extensions([("SCHILY.xattr.user.note", &b"kept"[..])])
+            .expect("pax");
+        let mut header = Header::new_gnu();
+        header.set_entry_type(EntryType::Regular);
+        header.set_mode(0o644);
+        header.set_size(0);
+        let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+        header.set_uid(uid.as_raw().into());
+        header.set_gid(gid.as_raw().into());
+        header.set_mtime(0);
+        builder
+            .append_data(&mut header, "file", io::empty())
+            .expect("append");
+        let bytes = builder.into_inner().expect("finish");
+        let dst = tempfile::tempdir().expect("tempdir");
+        match unpack_into(&mut bytes.as_slice(), dst.path(), PackMode::Overlay) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                eprintln!("SKIPPED: layer raw xattr records: the temp dir has no user xattrs");
+                return;
+            }
+            Err(e) => panic!("unpack: {e} ({:?})", std::error::Error::source(&e)),
+        }
+        let note = xattr::get(dst.path().join("file"), "user.note").expect("get");
+        assert_eq!(note.as_deref(), Some(&b"kept"[..]));
     }
 
     #[test]
