@@ -629,24 +629,26 @@ mod tests {
         assert_eq!(decode_xattr_name(b"user.%4"), None, "a cut escape");
     }
 
-    #[test]
-    fn archives_with_raw_gnu_xattr_records_still_unpack() {
+    /// A tar stream of one empty file `file`, owned by us, preceded by one PAX record.
+    fn one_empty_file_with_pax(record: (&str, &[u8])) -> Vec<u8> {
         let mut builder = Builder::new(Vec::new());
-        builder
-            .append_pax_extensions([("SCHILY.xattr.user.note", &b"kept"[..])])
-            .expect("pax");
+        builder.append_pax_extensions([record]).expect("pax");
         let mut header = Header::new_gnu();
         header.set_entry_type(EntryType::Regular);
         header.set_mode(0o644);
         header.set_size(0);
-        let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
-        header.set_uid(uid.as_raw().into());
-        header.set_gid(gid.as_raw().into());
+        header.set_uid(nix::unistd::getuid().as_raw().into());
+        header.set_gid(nix::unistd::getgid().as_raw().into());
         header.set_mtime(0);
         builder
             .append_data(&mut header, "file", io::empty())
             .expect("append");
-        let bytes = builder.into_inner().expect("finish");
+        builder.into_inner().expect("finish")
+    }
+
+    #[test]
+    fn archives_with_raw_gnu_xattr_records_still_unpack() {
+        let bytes = one_empty_file_with_pax(("SCHILY.xattr.user.note", b"kept"));
         let dst = tempfile::tempdir().expect("tempdir");
         match unpack_into(&mut bytes.as_slice(), dst.path(), PackMode::Overlay) {
             Ok(()) => {}
@@ -668,18 +670,7 @@ mod tests {
         assert!(!keeps_xattr("security.selinux"));
         assert!(!keeps_xattr("system.posix_acl_access"));
         assert!(!keeps_xattr("trusted.other"));
-        let mut builder = Builder::new(Vec::new());
-        builder
-            .append_pax_extensions([("SCHILY.xattr.security.selinux", &b"label"[..])])
-            .expect("pax");
-        let mut header = Header::new_gnu();
-        header.set_entry_type(EntryType::Regular);
-        header.set_mode(0o644);
-        header.set_size(0);
-        builder
-            .append_data(&mut header, "file", io::empty())
-            .expect("append");
-        let bytes = builder.into_inner().expect("finish");
+        let bytes = one_empty_file_with_pax(("SCHILY.xattr.security.selinux", b"label"));
         let dst = tempfile::tempdir().expect("tempdir");
         let err = unpack_into(&mut bytes.as_slice(), dst.path(), PackMode::Overlay)
             .expect_err("security.selinux must be refused");

@@ -86,28 +86,29 @@ pub struct MountAttrs {
 }
 
 impl MountAttrs {
+    /// Each restriction: asked for, its `MOUNT_ATTR_*` bit, its `MS_*` flag.
+    fn table(self) -> [(bool, u64, MsFlags); 3] {
+        [
+            (self.read_only, libc::MOUNT_ATTR_RDONLY, MsFlags::MS_RDONLY),
+            (self.nosuid, libc::MOUNT_ATTR_NOSUID, MsFlags::MS_NOSUID),
+            (self.nodev, libc::MOUNT_ATTR_NODEV, MsFlags::MS_NODEV),
+        ]
+    }
+
     /// The `attr_set` bits of mount_setattr(2).
     pub fn bits(self) -> u64 {
-        [
-            (self.read_only, libc::MOUNT_ATTR_RDONLY),
-            (self.nosuid, libc::MOUNT_ATTR_NOSUID),
-            (self.nodev, libc::MOUNT_ATTR_NODEV),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .fold(0, |acc, (_, bit)| acc | bit)
+        self.table()
+            .iter()
+            .filter(|(on, ..)| *on)
+            .fold(0, |acc, (_, bit, _)| acc | bit)
     }
 
     /// The same as `MS_*` flags.
     pub fn ms_flags(self) -> MsFlags {
-        [
-            (self.read_only, MsFlags::MS_RDONLY),
-            (self.nosuid, MsFlags::MS_NOSUID),
-            (self.nodev, MsFlags::MS_NODEV),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .fold(MsFlags::empty(), |acc, (_, f)| acc | *f)
+        self.table()
+            .iter()
+            .filter(|(on, ..)| *on)
+            .fold(MsFlags::empty(), |acc, (.., flag)| acc | *flag)
     }
 }
 
