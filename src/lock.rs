@@ -1,8 +1,9 @@
 //! The lock file (`karapace.lock`) and the environment identity.
 //!
 //! A lock records everything a build resolved: the exact base image (reference, build, archive
-//! sha256 and size, tree digest), every package with its exact version, and every other input
-//! that shapes the environment. The environment id is the blake3 hash of an unambiguous encoding
+//! sha256 and size, tree digest), every listed package with its exact version, every package
+//! the install adds or upgrades besides them (`dependencies`), and every other input that
+//! shapes the environment. The environment id is the blake3 hash of an unambiguous encoding
 //! of those inputs: canonical JSON (RFC 8785 style: sorted keys, no insignificant whitespace,
 //! integers only) behind a domain-separation prefix. JSON's quoting makes the encoding
 //! injective, unlike the original's plain token concatenation where `a`+`bc` hashed like
@@ -149,8 +150,15 @@ pub struct LockFile {
     pub env_id: EnvId,
     pub short_id: String,
     pub base: LockedBase,
+    /// The packages the manifest lists (`[system] packages` and `[gui] apps`).
     #[serde(default)]
     pub packages: Vec<LockedPackage>,
+    /// Every other package the install of `packages` adds to the base image or upgrades in
+    /// it, each with its exact version (addition). `None`: a lock written before dependencies
+    /// were pinned, which pins only `packages` (see `LockFile::pins_dependencies`); absent from
+    /// locks without packages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependencies: Option<Vec<LockedPackage>>,
     #[serde(default)]
     pub gui_apps: Vec<String>,
     pub gpu: bool,
@@ -172,6 +180,9 @@ pub struct LockFile {
 pub struct Resolution {
     pub base: LockedBase,
     pub packages: Vec<LockedPackage>,
+    /// The rest of the install's transaction (see [`LockFile::dependencies`]); `None` when
+    /// they were not resolved (a lock from before they were pinned).
+    pub dependencies: Option<Vec<LockedPackage>>,
 }
 
 impl LockFile {
@@ -180,6 +191,17 @@ impl LockFile {
         let mut packages = resolution.packages;
         packages.sort();
         packages.dedup();
+        // Without packages nothing is installed, so there is nothing to pin either: such a
+        // lock (and its id) is the same whichever backend resolved it.
+        let dependencies = resolution
+            .dependencies
+            .filter(|_| !packages.is_empty())
+            .map(|mut deps| {
+                deps.retain(|d| !packages.iter().any(|p| p.name == d.name));
+                deps.sort();
+                deps.dedup();
+                deps
+            });
         let mounts = manifest
             .mounts
             .iter()
@@ -198,6 +220,7 @@ impl LockFile {
             short_id: String::new(),
             base: resolution.base,
             packages,
+            dependencies,
             gui_apps: manifest.gui_apps.clone(),
             gpu: manifest.hardware.gpu,
             audio: manifest.hardware.audio,
@@ -259,6 +282,16 @@ impl LockFile {
             }
         }
         if let Some(top) = value.as_object_mut() {
+            // Present (even empty) once dependencies are pinned, so a lock that pins them and
+            // an older one that does not are different environments.
+            if let Some(deps) = &self.dependencies {
+                top.insert(
+                    "dependencies".into(),
+                    deps.iter()
+                        .map(|p| json!({"name": p.name, "version": p.version}))
+                        .collect(),
+                );
+            }
             if !self.env.is_empty() {
                 top.insert("env".into(), json!(self.env));
             }
@@ -293,6 +326,22 @@ impl LockFile {
                 path: path.to_path_buf(),
                 found: lock.lock_version,
             });
+        }
+        // Locked names and versions go on package managers' command lines: the same rules as
+        // for what a manager reports, whatever the file says.
+        let entries = lock.packages.iter().map(|p| ("packages", p)).chain(
+            lock.dependencies
+                .iter()
+                .flatten()
+                .map(|p| ("dependencies", p)),
+        );
+        for (key, p) in entries {
+            if let Some(problem) = crate::packages::package_problem(&p.name, &p.version) {
+                return Err(LockError::Parse {
+                    path: path.to_path_buf(),
+                    message: format!("{key}: {problem}"),
+                });
+            }
         }
         let computed = lock.compute_identity();
         if computed != lock.env_id || lock.short_id != computed.short() {
@@ -334,7 +383,20 @@ impl LockFile {
         })
     }
 
-    /// Versions pinned by this lock, by package name.
+    /// Whether this lock pins every package the install adds (false for a lock with packages
+    /// written before dependencies were recorded).
+    pub fn pins_dependencies(&self) -> bool {
+        self.packages.is_empty() || self.dependencies.is_some()
+    }
+
+    /// The whole set of packages a build installs: the listed ones, then the dependencies.
+    pub fn closure(&self) -> Vec<LockedPackage> {
+        let mut all = self.packages.clone();
+        all.extend(self.dependencies.iter().flatten().cloned());
+        all
+    }
+
+    /// Versions pinned by this lock for the listed packages, by package name.
     pub fn pinned_versions(&self) -> BTreeMap<&str, &str> {
         self.packages
             .iter()
@@ -402,6 +464,7 @@ impl LockFile {
         Resolution {
             base: self.base.clone(),
             packages: self.packages.clone(),
+            dependencies: self.dependencies.clone(),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::process::Child;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use karapace_tui::lock::LockFile;
 use serde_json::Value;
 use util::{s, Fixture, TestCommand};
 
@@ -178,6 +179,50 @@ fn adding_a_package_keeps_the_other_pins() {
         lock_id(&fx.path("proj/karapace.lock")),
         s(&out.json(), "id")
     );
+}
+
+/// A lock written before dependencies were pinned (no `dependencies` key) still loads:
+/// `--locked` builds it as it is, with a warning, and a plain build resolves again and records
+/// them (the mock's packages have none: `dependencies = []`), keeping the listed pins.
+#[test]
+fn a_lock_without_dependencies_is_used_by_locked_and_completed_by_build() {
+    let fx = Fixture::new();
+    fx.write_manifest("proj", "rolling", &["git"]);
+    let lock_path = fx.path("proj/karapace.lock");
+    let id = s(&fx.build("proj"), "id");
+    let current = fs::read_to_string(&lock_path).expect("lock");
+    assert!(current.contains("dependencies = []"), "{current}");
+    let pins = locked_versions(&lock_path);
+
+    // The same lock as an older karapace-tui wrote it.
+    let mut old = LockFile::read(&lock_path)
+        .expect("read lock")
+        .expect("a lock");
+    old.dependencies = None;
+    old.env_id = old.compute_identity();
+    old.short_id = old.env_id.short().to_string();
+    old.write(&lock_path).expect("write the old lock");
+    let old_text = fs::read_to_string(&lock_path).expect("lock");
+    assert!(!old_text.contains("dependencies"));
+
+    let locked = fx.cmd(["--json", "build", "--locked", "proj"]).run();
+    locked.ok();
+    assert_eq!(s(&locked.json(), "id"), old.env_id.as_str());
+    assert!(
+        locked.stderr.contains("not their dependencies"),
+        "{locked:?}"
+    );
+    assert_eq!(fs::read_to_string(&lock_path).expect("lock"), old_text);
+
+    let plain = fx.cmd(["--json", "build", "proj"]).run();
+    plain.ok();
+    assert_eq!(
+        s(&plain.json(), "id"),
+        id,
+        "the same inputs as the first build"
+    );
+    assert_eq!(fs::read_to_string(&lock_path).expect("lock"), current);
+    assert_eq!(locked_versions(&lock_path), pins);
 }
 
 #[test]

@@ -1,16 +1,20 @@
 //! Distribution packages with the `namespace` backend, end to end on the debootstrap'd Debian
 //! image that `.ci/run` makes: apt reaches the Debian mirror during the build, the lock pins
-//! the installed version, `--locked` reproduces it, and what runs inside is isolated. Needs
+//! the installed versions of the listed packages and of every dependency they add, `--locked`
+//! reproduces them (and refuses a version the mirror does not have), and what runs inside is
+//! isolated. Needs
 //! the tarball, the network to the mirror, and user namespaces (or root); without them the
 //! tests print a visible `SKIPPED:` line, unless `KARAPACE_REQUIRE_SANDBOX=1` (CI).
 
 mod util;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use karapace_tui::lock::LockFile;
 use util::Fixture;
 
 const TEST_USER: &str = "karapace-test";
@@ -60,13 +64,44 @@ fn scratch_dirs(store: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn locked_version(lock: &str, name: &str) -> Option<String> {
+/// `name → version` of one array of a lock (`packages` or `dependencies`).
+fn locked(lock: &str, key: &str) -> BTreeMap<String, String> {
     let lock: toml::Value = lock.parse().expect("lock is TOML");
-    lock.get("packages")?
-        .as_array()?
-        .iter()
-        .find(|p| p["name"].as_str() == Some(name))
-        .and_then(|p| p["version"].as_str().map(str::to_string))
+    lock.get(key)
+        .and_then(|list| list.as_array())
+        .map(|list| {
+            list.iter()
+                .map(|p| {
+                    (
+                        p["name"].as_str().expect("name").to_string(),
+                        p["version"].as_str().expect("version").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `name → version` of `names` as dpkg-query reports them inside the environment `env`.
+fn installed(fx: &Fixture, env: &str, names: &[&String]) -> BTreeMap<String, String> {
+    let mut args = vec![
+        "exec",
+        env,
+        "--",
+        "dpkg-query",
+        "-W",
+        "-f",
+        "${Package} ${Version}\n",
+        "--",
+    ];
+    args.extend(names.iter().map(|n| n.as_str()));
+    let out = fx.run(&args);
+    out.ok()
+        .stdout()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -74,34 +109,45 @@ fn apt_installs_pins_and_locked_rebuilds_reproduce() {
     let Some((fx, tarball)) = setup("apt_installs_pins_and_locked_rebuilds_reproduce") else {
         return;
     };
-    // Isolated at run time; the build still reaches the mirror.
+    // Isolated at run time; the build still reaches the mirror. hello needs nothing the image
+    // lacks; jq needs libjq1 and libonig5, which minbase does not have.
     write(
         &fx.path("deb"),
-        &manifest(&tarball, "\"hello\"", "network_isolation = true\n"),
+        &manifest(&tarball, "\"hello\", \"jq\"", "network_isolation = true\n"),
     );
     let built = fx.build("deb");
     let id = built["id"].as_str().expect("id").to_string();
     let lock_path = fx.path("deb/karapace.lock");
     let lock = fs::read_to_string(&lock_path).expect("lock");
-    let version = locked_version(&lock, "hello").expect("hello is pinned in the lock");
+    let listed = locked(&lock, "packages");
+    let deps = locked(&lock, "dependencies");
+    assert_eq!(
+        listed.keys().collect::<Vec<_>>(),
+        ["hello", "jq"],
+        "the listed packages stay apart from their dependencies: {lock}"
+    );
+    for dep in ["libjq1", "libonig5"] {
+        assert!(deps.contains_key(dep), "{dep} is not locked: {lock}");
+    }
+    // Every locked package is installed at exactly its locked version.
+    let all: BTreeMap<String, String> = listed.clone().into_iter().chain(deps.clone()).collect();
+    let names: Vec<&String> = all.keys().collect();
+    assert_eq!(
+        installed(&fx, "deb", &names),
+        all,
+        "the lock names what is installed"
+    );
+    // inspect shows what was asked for and, apart, what came with it.
+    let inspect = fx.run(&["inspect", "deb"]);
+    let shown = inspect.ok().stdout();
+    let deps_shown = format!("dependencies:\n  libjq1 {}\n", deps["libjq1"]);
+    assert!(shown.contains(&deps_shown), "{shown}");
 
     let hello = fx.run(&["exec", "deb", "--", "hello"]);
     assert_eq!(hello.ok().stdout(), "Hello, world!\n", "{hello:?}");
-    let installed = fx.run(&[
-        "exec",
-        "deb",
-        "--",
-        "dpkg-query",
-        "-W",
-        "-f",
-        "${Version}",
-        "hello",
-    ]);
-    assert_eq!(
-        installed.ok().stdout(),
-        version,
-        "the lock names what is installed"
-    );
+    // jq runs: its libraries came with it.
+    let jq = fx.run(&["exec", "deb", "--", "jq", "-n", "1 + 1"]);
+    assert_eq!(jq.ok().stdout(), "2\n", "{jq:?}");
 
     // Nothing host-specific or downloaded is left in the layer, and no scratch space.
     let upper = fx.env_dir(&id).join("upper");
@@ -165,7 +211,7 @@ fn apt_installs_pins_and_locked_rebuilds_reproduce() {
         assert_eq!(write.code(), Some(1), "{path} is writable: {write:?}");
     }
 
-    // --locked: the same id, the same lock, the same installed version.
+    // --locked: the same id, the same lock, the same installed versions.
     let rebuilt = fx
         .cmd(["--json", "rebuild", "--locked", "deb"])
         .cwd(fx.root())
@@ -174,17 +220,32 @@ fn apt_installs_pins_and_locked_rebuilds_reproduce() {
     let rebuilt = rebuilt.json();
     assert_eq!(rebuilt["id"].as_str(), Some(id.as_str()), "{rebuilt}");
     assert_eq!(fs::read_to_string(&lock_path).expect("lock"), lock);
-    let again = fx.run(&[
-        "exec",
-        "deb",
-        "--",
-        "dpkg-query",
-        "-W",
-        "-f",
-        "${Version}",
-        "hello",
-    ]);
-    assert_eq!(again.ok().stdout(), version);
+    assert_eq!(installed(&fx, "deb", &names), all);
+
+    // A lock pinning a dependency at a version the mirror does not have (its id recomputed,
+    // as a hand edit that also fixed the id would): the locked build fails, naming the
+    // dependency and the version, and says what to do; nothing is left behind.
+    let mut tampered = LockFile::read(&lock_path).expect("read").expect("lock");
+    let dep = tampered
+        .dependencies
+        .as_mut()
+        .and_then(|deps| deps.iter_mut().find(|d| d.name == "libonig5"))
+        .expect("libonig5 is a locked dependency");
+    dep.version = "9.9.9-9".to_string();
+    tampered.env_id = tampered.compute_identity();
+    tampered.short_id = tampered.env_id.short().to_string();
+    tampered.write(&lock_path).expect("write the tampered lock");
+    let refused = fx
+        .cmd(["build", "--locked", "deb"])
+        .cwd(fx.root())
+        .timeout(util::BUILD_TIMEOUT)
+        .run();
+    assert_eq!(refused.code(), Some(1), "{refused:?}");
+    for part in ["libonig5 9.9.9-9 (a dependency)", "build --update"] {
+        assert!(refused.stderr.contains(part), "{part}: {refused:?}");
+    }
+    assert_eq!(fx.list().len(), 1, "the failed build left an environment");
+    assert!(scratch_dirs(&fx.store()).is_empty(), "scratch space left");
 }
 
 #[test]

@@ -90,6 +90,7 @@ pub fn details(env: &EnvSummary) -> EnvDetails {
                     version: "14.1.0-2".into(),
                 },
             ],
+            dependencies: None,
             gui_apps: Vec::new(),
             gpu: false,
             audio: true,

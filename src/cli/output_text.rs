@@ -140,6 +140,13 @@ pub fn inspect(d: &EnvDetails) -> String {
     for p in &d.lock.packages {
         outln!(out, "  {} {}", p.name, p.version);
     }
+    // What the listed packages pulled in, pinned too (absent from locks that predate it).
+    if let Some(deps) = d.lock.dependencies.as_ref().filter(|d| !d.is_empty()) {
+        outln!(out, "dependencies:");
+        for p in deps {
+            outln!(out, "  {} {}", p.name, p.version);
+        }
+    }
     outln!(out, "mounts:");
     if d.lock.mounts.is_empty() {
         outln!(out, "  (none)");

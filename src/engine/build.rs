@@ -6,12 +6,13 @@
 //! changed is re-resolved and the versions of untouched packages stay pinned. `--update`
 //! re-resolves everything; `--locked` refuses any change and fails with the drift.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{now, validate_name, Engine, EngineError, Result};
 use crate::events::Event;
 use crate::image::Images;
-use crate::lock::{lock_path_for, LockError, LockFile, Resolution};
+use crate::lock::{lock_path_for, LockError, LockFile};
 use crate::manifest::Manifest;
 use crate::runtime::backend::{BuildRequest, ResolveRequest, RuntimeBackend};
 use crate::store::{EnvMeta, OpKind};
@@ -223,6 +224,11 @@ impl Engine {
 
     /// The lock to build from: the existing one if it still matches the manifest, else a
     /// fresh resolution that keeps what the old lock pinned for unchanged inputs.
+    ///
+    /// A lock written before dependencies were pinned (`LockFile::pins_dependencies`) is
+    /// resolved again by a plain build, which records them (a new id: the inputs now say
+    /// more). `--locked` and `--offline` use it as it is, with a warning: its listed packages
+    /// stay pinned and their dependencies come from the mirror, as when it was written.
     fn lock_for(
         &self,
         manifest: &Manifest,
@@ -244,29 +250,88 @@ impl Engine {
                 }
                 .into());
             }
+            self.warn_unpinned_dependencies(&lock, &lock_path, "--locked");
             return Ok(lock);
         }
         if let Some(lock) = &existing {
             if !opts.update && lock.drift_from(manifest).is_empty() {
-                return Ok(lock.clone());
+                if lock.pins_dependencies() {
+                    return Ok(lock.clone());
+                }
+                if opts.offline {
+                    self.warn_unpinned_dependencies(lock, &lock_path, "--offline");
+                    return Ok(lock.clone());
+                }
             }
         }
         self.events.emit(Event::info(format!(
             "resolving {}",
             manifest.path.display()
         )));
-        let fresh = backend.resolve(&ResolveRequest {
+        let keep = existing.as_ref().filter(|_| !opts.update);
+        let locked_base = keep
+            .filter(|old| base_unchanged(manifest, old))
+            .map(|old| &old.base);
+        let pins: BTreeMap<String, String> = keep
+            .map(|old| {
+                old.packages
+                    .iter()
+                    .map(|p| (p.name.clone(), p.version.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut resolution = backend.resolve(&ResolveRequest {
             manifest,
+            locked_base,
+            pins: &pins,
             offline: opts.offline,
             images,
             store: &self.store,
             events: self.events.as_ref(),
         })?;
-        let resolution = match (&existing, opts.update) {
-            (Some(old), false) => keep_pins(manifest, old, fresh),
-            _ => fresh,
+        if let Some(base) = locked_base {
+            resolution.base = base.clone();
+        }
+        let lock = LockFile::new(manifest, resolution);
+        if let Some(old) = keep {
+            self.report_dependency_changes(old, &lock);
+        }
+        Ok(lock)
+    }
+
+    /// Says that `lock` leaves its dependencies unpinned, when it does.
+    fn warn_unpinned_dependencies(&self, lock: &LockFile, path: &std::path::Path, how: &str) {
+        if !lock.pins_dependencies() {
+            self.events.emit(Event::warn(format!(
+                "{} pins the listed packages but not their dependencies (an older karapace-tui \
+                 wrote it): with {how}, the dependencies are the mirror's current ones; run \
+                 `karapace-tui build` once without {how} to pin them",
+                path.display()
+            )));
+        }
+    }
+
+    /// Says which dependencies a new resolution changed against the previous lock (the
+    /// listed packages keep their pins; their dependencies are resolved again).
+    fn report_dependency_changes(&self, old: &LockFile, new: &LockFile) {
+        let (Some(before), Some(after)) = (&old.dependencies, &new.dependencies) else {
+            return;
         };
-        Ok(LockFile::new(manifest, resolution))
+        let before: BTreeMap<&str, &str> = before
+            .iter()
+            .map(|p| (p.name.as_str(), p.version.as_str()))
+            .collect();
+        for dep in after {
+            match before.get(dep.name.as_str()) {
+                Some(version) if *version != dep.version => {
+                    self.events.emit(Event::info(format!(
+                        "dependency {}: {version} -> {}",
+                        dep.name, dep.version
+                    )));
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Build into a journalled staging directory and install it as the environment.
@@ -398,37 +463,13 @@ struct Target<'a> {
     supersedes: Option<&'a EnvId>,
 }
 
-/// Keep the old lock's base image and package versions where the manifest did not change
-/// them, so adding one package does not silently upgrade the others.
-fn keep_pins(manifest: &Manifest, old: &LockFile, fresh: Resolution) -> Resolution {
-    let base_unchanged = old.base.image == fresh.base.image
+/// Whether the manifest still names the base image `old` pinned (and, if it pins a digest,
+/// that one), so the new lock keeps that image.
+fn base_unchanged(manifest: &Manifest, old: &LockFile) -> bool {
+    old.base.image == manifest.base.image.canonical()
         && manifest
             .base
             .sha256
             .as_ref()
-            .is_none_or(|pin| *pin == old.base.archive_sha256);
-    let pinned = old.pinned_versions();
-    let packages = fresh
-        .packages
-        .into_iter()
-        .map(|mut p| {
-            let requested = manifest
-                .packages
-                .iter()
-                .find(|m| m.name == p.name)
-                .and_then(|m| m.version.as_ref());
-            if let (None, Some(v)) = (requested, pinned.get(p.name.as_str())) {
-                p.version = (*v).to_string();
-            }
-            p
-        })
-        .collect();
-    Resolution {
-        base: if base_unchanged {
-            old.base.clone()
-        } else {
-            fresh.base
-        },
-        packages,
-    }
+            .is_none_or(|pin| *pin == old.base.archive_sha256)
 }

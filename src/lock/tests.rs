@@ -32,6 +32,7 @@ fn resolution() -> Resolution {
                 version: "7.88.1-10+deb12u8".into(),
             },
         ],
+        dependencies: None,
     }
 }
 
@@ -225,4 +226,126 @@ fn env_and_integration_are_locked_and_left_out_when_absent() {
     let drift = plain.drift_from(&manifest(&text));
     assert!(drift.to_string().contains("~ env"), "{drift}");
     assert!(drift.to_string().contains("~ integration"), "{drift}");
+}
+
+fn with_dependencies(deps: &[(&str, &str)]) -> Resolution {
+    Resolution {
+        dependencies: Some(
+            deps.iter()
+                .map(|(name, version)| LockedPackage {
+                    name: (*name).into(),
+                    version: (*version).into(),
+                })
+                .collect(),
+        ),
+        ..resolution()
+    }
+}
+
+#[test]
+fn dependencies_are_locked_and_part_of_the_identity() {
+    let m = manifest(DEV);
+    let lock = LockFile::new(
+        &m,
+        with_dependencies(&[("libonig5", "6.9.8-1"), ("libcurl4", "7.88.1-10+deb12u8")]),
+    );
+    assert!(lock.pins_dependencies());
+    // Sorted, between `base` and `gui_apps` in the canonical JSON.
+    assert!(
+        lock.identity_json().contains(concat!(
+            r#""dependencies":[{"name":"libcurl4","version":"7.88.1-10+deb12u8"},"#,
+            r#"{"name":"libonig5","version":"6.9.8-1"}],"gui_apps""#
+        )),
+        "{}",
+        lock.identity_json()
+    );
+    let other = LockFile::new(
+        &m,
+        with_dependencies(&[("libonig5", "6.9.9-1"), ("libcurl4", "7.88.1-10+deb12u8")]),
+    );
+    assert_ne!(other.env_id, lock.env_id, "a dependency's version");
+    let fewer = LockFile::new(&m, with_dependencies(&[("libcurl4", "7.88.1-10+deb12u8")]));
+    assert_ne!(fewer.env_id, lock.env_id, "a dependency less");
+    // Pinned and none needed is not the same input as not pinned at all.
+    let none_needed = LockFile::new(&m, with_dependencies(&[]));
+    let unpinned = LockFile::new(&m, resolution());
+    assert_ne!(none_needed.env_id, unpinned.env_id);
+    assert!(none_needed.identity_json().contains(r#""dependencies":[]"#));
+    assert!(!unpinned.identity_json().contains("dependencies"));
+
+    // Both round-trip through the file, and an edited dependency version is caught.
+    let path = Path::new("/work/proj/karapace.lock");
+    for lock in [&lock, &none_needed] {
+        let text = lock.to_toml();
+        assert_eq!(
+            &LockFile::parse(&text, path).expect("parse"),
+            lock,
+            "{text}"
+        );
+    }
+    assert!(none_needed.to_toml().contains("dependencies = []"));
+    let tampered = lock.to_toml().replace("6.9.8-1", "6.9.9-9");
+    assert!(matches!(
+        LockFile::parse(&tampered, path),
+        Err(LockError::Tampered { .. })
+    ));
+    // The closure a build installs: the listed packages, then the dependencies.
+    let names: Vec<String> = lock.closure().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["curl", "git", "libcurl4", "libonig5"]);
+}
+
+#[test]
+fn a_lock_from_before_dependencies_were_pinned_still_loads_with_its_id() {
+    // What earlier versions wrote: no `dependencies` key at all.
+    let old = LockFile::new(&manifest(DEV), resolution());
+    let text = old.to_toml();
+    assert!(!text.contains("dependencies"), "{text}");
+    let back = LockFile::parse(&text, Path::new("karapace.lock")).expect("an old lock loads");
+    assert_eq!(back.env_id.as_str(), old.env_id.as_str());
+    assert!(!back.pins_dependencies());
+    assert_eq!(back.resolution().dependencies, None);
+    // Without packages there is nothing to pin, whatever the backend said.
+    let bare = manifest(&DEV.replace("packages = [\"git\", \"curl\"]", ""));
+    let mut res = with_dependencies(&[("libonig5", "6.9.8-1")]);
+    res.packages.clear();
+    let lock = LockFile::new(&bare, res);
+    assert_eq!(lock.dependencies, None);
+    assert!(lock.pins_dependencies());
+    // A dependency that is also listed is the listed one.
+    let lock = LockFile::new(
+        &manifest(DEV),
+        with_dependencies(&[("git", "1:2.39.5-0+deb12u1"), ("zlib1g", "1:1.2.13")]),
+    );
+    assert_eq!(
+        lock.dependencies.as_deref().map(|d| d.len()),
+        Some(1),
+        "{lock:?}"
+    );
+}
+
+#[test]
+fn locked_names_and_versions_follow_the_package_rules() {
+    let lock = LockFile::new(
+        &manifest(DEV),
+        with_dependencies(&[("libonig5", "6.9.8-1")]),
+    );
+    let path = Path::new("karapace.lock");
+    for (from, to) in [
+        ("libonig5", "lib$(id)"),
+        ("6.9.8-1", "6.9.8-1 x"),
+        ("6.9.8-1", "-o"),
+    ] {
+        let mut bad = lock.clone();
+        let dep = &mut bad.dependencies.as_mut().expect("deps")[0];
+        dep.name = dep.name.replace(from, to);
+        dep.version = dep.version.replace(from, to);
+        // With its id recomputed, as a careful hand edit would.
+        bad.env_id = bad.compute_identity();
+        bad.short_id = bad.env_id.short().to_string();
+        let err = LockFile::parse(&bad.to_toml(), path).expect_err(to);
+        assert!(
+            matches!(&err, LockError::Parse { message, .. } if message.starts_with("dependencies: ")),
+            "{to}: {err}"
+        );
+    }
 }

@@ -1,20 +1,26 @@
 //! Distribution package managers, as data: which one an image has, the exact command lines
-//! that refresh its indexes, resolve versions, install and query, and how to read their output.
+//! that refresh its indexes, resolve versions, compute an install's transaction, install and
+//! query, and how to read their output.
 //!
 //! Nothing here runs a program: the namespace backend runs these argv vectors inside the build
 //! sandbox (`runtime::install`), directly, never through a shell, so no name needs quoting.
 //! Names and versions reach this module already validated by the manifest (`manifest::names`:
 //! no leading `-`, no shell or option characters), and every argv puts them after the options.
+//! Names and versions read back from a manager's output are checked against the same rules
+//! before they reach a lock or a command line (`transaction`).
 //!
 //! The five managers, and what each can do:
 //!
-//! | manager | refresh              | resolve (candidate version)        | pin a version | query installed     |
-//! |---------|----------------------|------------------------------------|---------------|---------------------|
-//! | apt     | `apt-get update`     | `apt-cache policy`                 | `name=version`| `dpkg-query -W`     |
-//! | dnf     | `dnf makecache`      | `dnf repoquery --latest-limit=1`   | `name-version`| `rpm -q --qf`       |
-//! | zypper  | `zypper refresh`     | `zypper info`                      | `name=version`| `rpm -q --qf`       |
-//! | pacman  | `pacman -Sy`         | `pacman -Sp --print-format`        | cannot        | `pacman -Q`         |
-//! | apk     | `apk update`         | `apk policy`                       | `name=version`| `apk list -I`       |
+//! | manager | refresh          | resolve (candidate version)      | dry run of the install              | pin a version  | query installed  |
+//! |---------|------------------|----------------------------------|-------------------------------------|----------------|------------------|
+//! | apt     | `apt-get update` | `apt-cache policy`               | `apt-get install -s`                | `name=version` | `dpkg-query -W`  |
+//! | dnf     | `dnf makecache`  | `dnf repoquery --latest-limit=1` | `dnf install --assumeno`            | `name-version` | `rpm -q --qf`    |
+//! | zypper  | `zypper refresh` | `zypper info`                    | `zypper --xmlout install --dry-run` | `name=version` | `rpm -q --qf`    |
+//! | pacman  | `pacman -Sy`     | `pacman -Sp --print-format`      | `pacman -S --print`                 | cannot         | `pacman -Q`      |
+//! | apk     | `apk update`     | `apk policy`                     | `apk add --simulate`                | `name=version` | `apk list -I`    |
+//!
+//! The lock pins the whole transaction: the listed packages and every package their install
+//! adds or upgrades (the dependencies), so a locked build installs exactly the same set.
 //!
 //! `[gui] apps` are packages too; their desktop entries are found in what the package owns
 //! (`dpkg-query -L`, `rpm -ql`, `pacman -Qlq`, `apk info -L`: [`Manager::list_files`]).
@@ -28,6 +34,10 @@ use std::path::Path;
 
 use crate::lock::LockedPackage;
 use crate::manifest::PackageSpec;
+
+mod transaction;
+
+pub use transaction::{package_problem, Change, Transaction};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Manager {
@@ -69,18 +79,84 @@ pub enum PackageError {
         available: String,
     },
     #[error(
-        "package `{name}`: the lock pins {locked}, but {manager} installed {installed}; \
-         {manager} cannot install a specific version, so run `build --update` to take the \
-         repository's version"
+        "package `{name}`{}: the lock pins {locked}, but {manager} installed {installed}; \
+         {manager} cannot install a specific version, so run `karapace-tui build --update` to \
+         take the repository's version",
+        role(.dependency)
     )]
     Drifted {
         manager: Manager,
         name: String,
+        dependency: bool,
         locked: String,
         installed: String,
     },
-    #[error("{manager} reported no installed version for package `{name}` after installing it")]
-    NotInstalled { manager: Manager, name: String },
+    #[error(
+        "package `{name}`{}: the lock pins {locked}, but {installed} is installed after \
+         installing exactly the locked packages; the environment is not what the lock \
+         describes (run `karapace-tui build --update` to resolve the packages again)",
+        role(.dependency)
+    )]
+    Mismatch {
+        manager: Manager,
+        name: String,
+        dependency: bool,
+        locked: String,
+        installed: String,
+    },
+    #[error(
+        "{manager} reported no installed version for package `{name}`{} after installing it",
+        role(.dependency)
+    )]
+    NotInstalled {
+        manager: Manager,
+        name: String,
+        dependency: bool,
+    },
+    #[error("cannot read {manager}'s dry run of the install: {problem} in the line `{line}`")]
+    UnreadableTransaction {
+        manager: Manager,
+        problem: String,
+        line: String,
+    },
+    #[error("cannot use what {manager} reported: {problem}")]
+    Unreadable { manager: Manager, problem: String },
+    #[error(
+        "{manager}'s dry run of the install printed no transaction (neither packages to \
+         install nor that there is nothing to do); its output is in the log above"
+    )]
+    NoTransaction { manager: Manager },
+    #[error(
+        "{manager} would install {transaction} of package `{name}`, not the resolved \
+         {resolved}{}",
+        if *.can_pin { "" } else { " (it cannot install a chosen version)" }
+    )]
+    TransactionDiffers {
+        manager: Manager,
+        name: String,
+        resolved: String,
+        transaction: String,
+        can_pin: bool,
+    },
+}
+
+/// How an error names a package that the manifest does not list.
+fn role(dependency: &bool) -> &'static str {
+    if *dependency {
+        " (a dependency)"
+    } else {
+        ""
+    }
+}
+
+/// The versions chosen for the listed packages ([`Manager::parse_resolve`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub packages: Vec<LockedPackage>,
+    /// Versions an earlier lock pinned that cannot be kept: the repositories no longer list
+    /// them (or the manager cannot install a chosen one). Each is `(name, old version)`; the
+    /// package takes the candidate instead.
+    pub stale_pins: Vec<(String, String)>,
 }
 
 /// The desktop entries among a package's files (the output of [`Manager::list_files`]): the
@@ -163,6 +239,11 @@ impl Manager {
             // debconf would otherwise wait for answers on a terminal we do not give it.
             env.push(("DEBIAN_FRONTEND".to_string(), "noninteractive".to_string()));
         }
+        if self == Manager::Dnf {
+            // dnf 5's table (libsmartcols) may cut its version column to the terminal's width,
+            // which it takes from COLUMNS without a terminal: wide enough never to cut one.
+            env.push(("COLUMNS".to_string(), "4096".to_string()));
+        }
         env
     }
 
@@ -236,6 +317,95 @@ impl Manager {
         cmd
     }
 
+    /// Prints, without changing anything, the whole transaction that [`Manager::install`]
+    /// of `packages` would make: every package it would add, upgrade or remove, with versions,
+    /// read by [`Manager::parse_transaction`]. The same options as the install, so the same
+    /// dependencies (no recommends or weak dependencies). Needs fresh indexes.
+    pub fn simulate(self, packages: &[LockedPackage], apt_sandbox_root: bool) -> Vec<String> {
+        let mut cmd = match self {
+            // apt-get(8) `-s`: "No action; perform a simulation of events that would occur".
+            Manager::Apt => {
+                let mut cmd = argv(&["apt-get", "install", "-s", "-y", "--no-install-recommends"]);
+                if apt_sandbox_root {
+                    cmd.extend(argv(&["-o", "APT::Sandbox::User=root"]));
+                }
+                cmd.push("--".to_string());
+                cmd
+            }
+            // dnf(8) `--assumeno`: resolves and prints the transaction table, then answers
+            // "no" (the exit code is then 1, see `simulate_succeeded`).
+            Manager::Dnf => argv(&[
+                "dnf",
+                "install",
+                "--assumeno",
+                "--setopt=install_weak_deps=False",
+                "--",
+            ]),
+            // zypper(8) `--dry-run` with the global `--xmlout`: the install summary as XML,
+            // which gives each package's edition (the plain summary lists names only).
+            Manager::Zypper => argv(&[
+                "zypper",
+                "--xmlout",
+                "--non-interactive",
+                "install",
+                "--dry-run",
+                "--no-recommends",
+                "--",
+            ]),
+            // pacman(8) `--print`: the targets, dependencies included, instead of installing.
+            Manager::Pacman => argv(&[
+                "pacman",
+                "-S",
+                "--needed",
+                "--noconfirm",
+                "--print",
+                "--print-format",
+                "%n %v",
+                "--",
+            ]),
+            // apk(8) `--simulate`: what `apk add` would do, one line per package.
+            Manager::Apk => argv(&["apk", "add", "--simulate", "--no-cache", "--"]),
+        };
+        cmd.extend(packages.iter().map(|p| self.pinned(p)));
+        cmd
+    }
+
+    /// Whether [`Manager::simulate`] exiting with `code` may have printed a transaction:
+    /// dnf's `--assumeno` answers "no" and exits 1 ("Operation aborted"); the parser then
+    /// requires the transaction in the output.
+    pub fn simulate_succeeded(self, code: i32) -> bool {
+        code == 0 || (self == Manager::Dnf && code == 1)
+    }
+
+    /// Whether [`Manager::query`] exiting with `code` still printed what is installed: the
+    /// query exits non-zero when a name is not installed (dpkg-query and pacman 1, rpm the
+    /// number of such names), which [`Manager::check_installed`] then reports by name.
+    pub fn query_succeeded(self, code: i32) -> bool {
+        match self {
+            Manager::Apt | Manager::Pacman => code == 0 || code == 1,
+            Manager::Dnf | Manager::Zypper => (0..=100).contains(&code),
+            Manager::Apk => code == 0,
+        }
+    }
+
+    /// The `(name, version)` pins a failed install or dry run says its repositories do not
+    /// have, from the command's output: apt's `E: Version 'V' for 'N' was not found`. Other
+    /// managers word it in ways too varied to read; their output is shown as it is.
+    pub fn missing_versions(self, output: &str) -> Vec<(String, String)> {
+        if self != Manager::Apt {
+            return Vec::new();
+        }
+        output
+            .lines()
+            .filter_map(|line| {
+                let rest = line.trim().strip_prefix("E: Version '")?;
+                let (version, rest) = rest.split_once("' for '")?;
+                let name = rest.strip_suffix("' was not found")?;
+                Some((name.to_string(), version.to_string()))
+            })
+            .collect()
+    }
+
     /// One install argument: the name with its version in the manager's syntax.
     fn pinned(self, p: &LockedPackage) -> String {
         match self {
@@ -245,10 +415,18 @@ impl Manager {
         }
     }
 
-    /// Prints the installed version of each of `names`, read by [`Manager::parse_query`].
+    /// Prints the installed version of each of `names`, checked by [`Manager::check_installed`].
     pub fn query(self, names: &[&str]) -> Vec<String> {
         let mut cmd = match self {
-            Manager::Apt => argv(&["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", "--"]),
+            // The status first: a removed package whose configuration files are left still has
+            // a version in dpkg's database.
+            Manager::Apt => argv(&[
+                "dpkg-query",
+                "-W",
+                "-f",
+                "${db:Status-Status} ${Package} ${Version}\\n",
+                "--",
+            ]),
             Manager::Dnf | Manager::Zypper => argv(&[
                 "rpm",
                 "-q",
@@ -291,98 +469,197 @@ impl Manager {
     }
 
     /// The version to lock for each requested package, from the output of
-    /// [`Manager::resolve`]: the manager's candidate, or the manifest's own `=version` after
-    /// checking that the repositories have it.
+    /// [`Manager::resolve`]: the manifest's own `=version` after checking that the
+    /// repositories have it, else the version `pins` (an earlier lock) holds while the
+    /// repositories still have it, else the manager's candidate.
     pub fn parse_resolve(
         self,
         specs: &[PackageSpec],
+        pins: &BTreeMap<String, String>,
         stdout: &str,
-    ) -> Result<Vec<LockedPackage>, PackageError> {
+    ) -> Result<Resolved, PackageError> {
         let offers = match self {
             Manager::Apt => parse_apt_policy(stdout),
             Manager::Zypper => parse_zypper_info(stdout),
             Manager::Apk => parse_apk_policy(stdout),
             Manager::Dnf | Manager::Pacman => parse_name_version_lines(stdout),
         };
-        specs
-            .iter()
-            .map(|spec| {
-                let offer = offers
-                    .get(spec.name.as_str())
-                    .filter(|o| o.candidate.is_some() || !o.versions.is_empty())
-                    .ok_or_else(|| PackageError::NotFound {
-                        manager: self,
-                        name: spec.name.clone(),
-                    })?;
-                let version = match (&spec.version, &offer.candidate) {
-                    (Some(wanted), _) => {
-                        // Managers that list only the candidate cannot confirm an older
-                        // version here; the pinned install will fail if it does not exist.
-                        let listed = offer.versions.iter().any(|v| v == wanted)
-                            || offer.candidate.as_deref() == Some(wanted.as_str());
-                        if !listed && offer.lists_all {
-                            return Err(PackageError::VersionUnavailable {
-                                manager: self,
-                                name: spec.name.clone(),
-                                version: wanted.clone(),
-                                available: offer.versions.join(", "),
-                            });
-                        }
-                        wanted.clone()
-                    }
-                    (None, Some(candidate)) => candidate.clone(),
-                    (None, None) => {
-                        return Err(PackageError::NotFound {
+        let mut stale_pins = Vec::new();
+        let mut packages = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let offer = offers
+                .get(spec.name.as_str())
+                .filter(|o| o.candidate.is_some() || !o.versions.is_empty())
+                .ok_or_else(|| PackageError::NotFound {
+                    manager: self,
+                    name: spec.name.clone(),
+                })?;
+            // Managers that list only the candidate cannot confirm an older version here;
+            // the dry run of the install fails if it does not exist.
+            let offered = |version: &str| {
+                offer.versions.iter().any(|v| v == version)
+                    || offer.candidate.as_deref() == Some(version)
+                    || !offer.lists_all
+            };
+            let pin = pins.get(&spec.name);
+            let version = match (&spec.version, pin, &offer.candidate) {
+                (Some(wanted), _, _) => {
+                    if !offered(wanted) {
+                        return Err(PackageError::VersionUnavailable {
                             manager: self,
                             name: spec.name.clone(),
-                        })
+                            version: wanted.clone(),
+                            available: offer.versions.join(", "),
+                        });
                     }
-                };
-                Ok(LockedPackage {
-                    name: spec.name.clone(),
-                    version,
-                })
-            })
-            .collect()
+                    wanted.clone()
+                }
+                (None, Some(pin), candidate)
+                    if offered(pin) && (self.can_pin() || candidate.as_ref() == Some(pin)) =>
+                {
+                    pin.clone()
+                }
+                (None, pin, Some(candidate)) => {
+                    if let Some(pin) = pin {
+                        stale_pins.push((spec.name.clone(), pin.clone()));
+                    }
+                    candidate.clone()
+                }
+                (None, _, None) => {
+                    return Err(PackageError::NotFound {
+                        manager: self,
+                        name: spec.name.clone(),
+                    })
+                }
+            };
+            if let Some(problem) = package_problem(&spec.name, &version) {
+                return Err(PackageError::Unreadable {
+                    manager: self,
+                    problem,
+                });
+            }
+            packages.push(LockedPackage {
+                name: spec.name.clone(),
+                version,
+            });
+        }
+        Ok(Resolved {
+            packages,
+            stale_pins,
+        })
     }
 
-    /// The installed versions of `wanted`, from the output of [`Manager::query`], checked
-    /// against what was asked for.
+    /// The transaction printed by [`Manager::simulate`].
+    pub fn parse_transaction(self, stdout: &str) -> Result<Transaction, PackageError> {
+        match self {
+            Manager::Apt => transaction::parse_apt(stdout),
+            Manager::Dnf => transaction::parse_dnf(stdout),
+            Manager::Zypper => transaction::parse_zypper(stdout),
+            Manager::Pacman => transaction::parse_pacman(stdout),
+            Manager::Apk => transaction::parse_apk(stdout),
+        }
+    }
+
+    /// The dependencies to lock: every package of `transaction` that is not one of `listed`,
+    /// sorted by name. A listed package in the transaction must have its resolved version (it
+    /// was asked for pinned; pacman, which cannot pin, may differ). A listed package missing
+    /// from the transaction is already in the image at that version.
+    pub fn dependencies(
+        self,
+        listed: &[LockedPackage],
+        transaction: &Transaction,
+    ) -> Result<Vec<LockedPackage>, PackageError> {
+        let mut deps = Vec::new();
+        for change in &transaction.installs {
+            let wanted = listed
+                .iter()
+                .find(|p| p.name == change.name || base_name(&p.name) == change.name);
+            match wanted {
+                Some(p) if p.version != change.version => {
+                    return Err(PackageError::TransactionDiffers {
+                        manager: self,
+                        name: p.name.clone(),
+                        resolved: p.version.clone(),
+                        transaction: change.version.clone(),
+                        can_pin: self.can_pin(),
+                    })
+                }
+                Some(_) => {}
+                None => deps.push(LockedPackage {
+                    name: change.name.clone(),
+                    version: change.version.clone(),
+                }),
+            }
+        }
+        deps.sort();
+        deps.dedup();
+        Ok(deps)
+    }
+
+    /// The installed versions of `listed` and `dependencies`, from the output of
+    /// [`Manager::query`], checked against the lock: every package must be installed at
+    /// exactly its locked version.
     pub fn check_installed(
         self,
-        wanted: &[LockedPackage],
+        listed: &[LockedPackage],
+        dependencies: &[LockedPackage],
         stdout: &str,
-    ) -> Result<Vec<LockedPackage>, PackageError> {
+    ) -> Result<(), PackageError> {
+        let all: Vec<(&LockedPackage, bool)> = listed
+            .iter()
+            .map(|p| (p, false))
+            .chain(dependencies.iter().map(|p| (p, true)))
+            .collect();
         let installed: BTreeMap<String, String> = match self {
-            Manager::Apk => parse_apk_list(stdout, wanted),
+            Manager::Apk => {
+                let names: Vec<&str> = all.iter().map(|(p, _)| p.name.as_str()).collect();
+                parse_apk_list(stdout, &names)
+            }
+            Manager::Apt => parse_dpkg_query(stdout),
             _ => parse_name_version_lines(stdout)
                 .into_iter()
                 .filter_map(|(name, offer)| Some((name, offer.candidate?)))
                 .collect(),
         };
-        wanted
-            .iter()
-            .map(|p| {
-                let base = p.name.split(':').next().unwrap_or(&p.name);
-                let version = installed
-                    .get(&p.name)
-                    .or_else(|| installed.get(base))
-                    .ok_or_else(|| PackageError::NotInstalled {
+        for (p, dependency) in all {
+            let version = installed
+                .get(&p.name)
+                .or_else(|| installed.get(base_name(&p.name)))
+                .ok_or_else(|| PackageError::NotInstalled {
+                    manager: self,
+                    name: p.name.clone(),
+                    dependency,
+                })?;
+            if *version != p.version {
+                let (name, locked, installed) =
+                    (p.name.clone(), p.version.clone(), version.clone());
+                return Err(if self.can_pin() {
+                    PackageError::Mismatch {
                         manager: self,
-                        name: p.name.clone(),
-                    })?;
-                if *version != p.version {
-                    return Err(PackageError::Drifted {
+                        name,
+                        dependency,
+                        locked,
+                        installed,
+                    }
+                } else {
+                    PackageError::Drifted {
                         manager: self,
-                        name: p.name.clone(),
-                        locked: p.version.clone(),
-                        installed: version.clone(),
-                    });
-                }
-                Ok(p.clone())
-            })
-            .collect()
+                        name,
+                        dependency,
+                        locked,
+                        installed,
+                    }
+                });
+            }
+        }
+        Ok(())
     }
+}
+
+/// A name without apt's architecture qualifier (`libc6:i386` → `libc6`): dpkg-query's
+/// `${Package}` and a transaction name the package without it.
+fn base_name(name: &str) -> &str {
+    name.split(':').next().unwrap_or(name)
 }
 
 /// What a repository offers for one name.
@@ -528,18 +805,18 @@ fn parse_apk_policy(stdout: &str) -> BTreeMap<String, Offer> {
 
 /// `apk list -I a`: `a-1.2-r0 x86_64 {a} (MIT) [installed]`. The name is known, so the
 /// version is what follows `name-`.
-fn parse_apk_list(stdout: &str, wanted: &[LockedPackage]) -> BTreeMap<String, String> {
+fn parse_apk_list(stdout: &str, wanted: &[&str]) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for line in stdout.lines().filter(|l| l.contains("[installed]")) {
         let Some(first) = line.split_whitespace().next() else {
             continue;
         };
-        for p in wanted {
-            if let Some(version) = first.strip_prefix(&format!("{}-", p.name)) {
+        for name in wanted {
+            if let Some(version) = first.strip_prefix(&format!("{name}-")) {
                 // `a-1.2-r0` also starts with `a-` for a package `a-dev`: a version starts
                 // with a digit.
                 if version.starts_with(|c: char| c.is_ascii_digit()) {
-                    out.insert(p.name.clone(), version.to_string());
+                    out.insert((*name).to_string(), version.to_string());
                 }
             }
         }
@@ -547,5 +824,22 @@ fn parse_apk_list(stdout: &str, wanted: &[LockedPackage]) -> BTreeMap<String, St
     out
 }
 
+/// `dpkg-query -W -f '${db:Status-Status} ${Package} ${Version}\n'`: `installed hello 2.10-3`.
+/// Only packages whose status is `installed` count (not `config-files`, `half-configured`,
+/// …); "no packages found matching" lines on stderr never reach here.
+fn parse_dpkg_query(stdout: &str) -> BTreeMap<String, String> {
+    stdout
+        .lines()
+        .filter_map(
+            |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                ["installed", name, version] => Some((name.to_string(), version.to_string())),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transaction_tests;

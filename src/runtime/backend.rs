@@ -4,15 +4,17 @@
 //! in a built environment (`run`, used by both `exec` and `enter`), ends an environment's
 //! processes (`stop`), and cleans up what it made outside the environment directory
 //! (`teardown`, before `destroy`). Resolution (`resolve`) turns a manifest into exact inputs:
-//! the base image build and digests, and each package's version; it must honour `offline`.
+//! the base image build and digests, each listed package's version and every dependency the
+//! install adds; it must honour `offline`.
 //! The engine owns everything else: locks, the journal, metadata, the lock file.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::events::EventSink;
 use crate::image::Images;
-use crate::lock::{LockFile, Resolution};
+use crate::lock::{LockFile, LockedBase, Resolution};
 use crate::manifest::Manifest;
 use crate::store::{EnvMeta, RunMarker, Store};
 use crate::types::{BackendKind, Digest, EnvId};
@@ -100,6 +102,14 @@ pub struct Availability {
 
 pub struct ResolveRequest<'a> {
     pub manifest: &'a Manifest,
+    /// The base image an earlier lock pinned, while the manifest still names it: packages
+    /// are resolved on that image (the lock keeps it), so the dependencies are those the
+    /// environment's own image needs.
+    pub locked_base: Option<&'a LockedBase>,
+    /// Versions an earlier lock pinned for listed packages, kept (where the repositories
+    /// still have them) unless the manifest pins another, so adding a package does not
+    /// upgrade the others.
+    pub pins: &'a BTreeMap<String, String>,
     pub offline: bool,
     /// The image cache and server, to resolve and fetch the base image.
     pub images: &'a Images<'a>,

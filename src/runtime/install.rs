@@ -91,6 +91,19 @@ impl BuildSandbox<'_> {
         argv: Vec<String>,
         output: Output,
     ) -> Result<String, BackendError> {
+        self.run_accepting(step, argv, output, |code| code == 0)
+    }
+
+    /// [`BuildSandbox::run`] for a command whose exit codes other than 0 may still mean its
+    /// output is usable (a dry run answering "no", a query naming a package that is not
+    /// installed): `succeeded` decides; the caller's parser then checks the output.
+    pub fn run_accepting(
+        &self,
+        step: &'static str,
+        argv: Vec<String>,
+        output: Output,
+        succeeded: impl Fn(i32) -> bool,
+    ) -> Result<String, BackendError> {
         let shown = argv.join(" ");
         self.events
             .emit(Event::info(format!("{}: {shown}", self.manager)));
@@ -142,8 +155,9 @@ impl BuildSandbox<'_> {
                 detail: "the thread reading the command's errors panicked".to_string(),
             })?
             .map_err(BackendError::io_at(KIND, step, &self.dir))?;
-        if !status.success() {
-            let code = super::exit_code(status);
+        let code = super::exit_code(status);
+        // A signal is never success, whatever code it maps to.
+        if status.code().is_none() || !succeeded(code) {
             let mut last: Vec<String> = out_tail;
             last.extend(err_tail);
             let skip = last.len().saturating_sub(TAIL_LINES);

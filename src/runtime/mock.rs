@@ -346,10 +346,16 @@ impl RuntimeBackend for MockBackend {
                 version: p
                     .version
                     .clone()
+                    .or_else(|| req.pins.get(&p.name).cloned())
                     .unwrap_or_else(|| self.version_of(&p.name)),
             })
             .collect();
-        Ok(Resolution { base, packages })
+        // The mock's packages have no dependencies: its closure is the listed packages.
+        Ok(Resolution {
+            base,
+            packages,
+            dependencies: Some(Vec::new()),
+        })
     }
 
     fn build(&self, req: &BuildRequest) -> Result<BuildOutput, BackendError> {

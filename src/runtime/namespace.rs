@@ -12,11 +12,13 @@
 //! namespaces (`sandbox::join`), whose init is recorded in `init` beside `upper/` (see
 //! `session.rs`).
 //!
-//! Packages: `resolve` refreshes the image's package indexes in a scratch overlay and reads
-//! the candidate versions (`crate::packages`); `build` installs exactly the locked versions
-//! into the environment's upper layer (`super::install`), reusing the scratch overlay's fresh
-//! indexes when the same process just resolved, so a build installs every package once and
-//! refreshes the indexes once.
+//! Packages: `resolve` refreshes the image's package indexes in a scratch overlay, reads the
+//! candidate versions (`crate::packages`) and computes, with the manager's dry run of the
+//! install, every dependency it adds or upgrades; `build` installs exactly the locked
+//! versions of that whole set into the environment's upper layer (`super::install`) and
+//! checks each installed version, reusing the scratch overlay's fresh indexes when the same
+//! process just resolved, so a build installs every package once and refreshes the indexes
+//! once.
 
 use std::fs;
 use std::io::IsTerminal;
@@ -32,7 +34,7 @@ use super::session::{init_record, stop_init, stop_sessions, SessionProcess};
 use crate::events::Event;
 use crate::image::ImageCache;
 use crate::integration;
-use crate::lock::{LockFile, Resolution};
+use crate::lock::{LockFile, LockedPackage, Resolution};
 use crate::packages::{self, Manager};
 use crate::sandbox::{self, Bind, IdMapping, RootfsSpec};
 use crate::store::{ScratchDir, Store};
@@ -119,12 +121,15 @@ impl RuntimeBackend for NamespaceBackend {
     }
 
     fn resolve(&self, req: &ResolveRequest) -> Result<Resolution, BackendError> {
-        let record = req.images.ensure(&req.manifest.base, None, req.offline)?;
+        let record = req
+            .images
+            .ensure(&req.manifest.base, req.locked_base, req.offline)?;
         let specs = &req.manifest.install_list();
         if specs.is_empty() {
             return Ok(Resolution {
                 base: record.locked(),
                 packages: Vec::new(),
+                dependencies: None,
             });
         }
         if req.offline {
@@ -158,16 +163,24 @@ impl RuntimeBackend for NamespaceBackend {
             manager.resolve(&names),
             Output::Capture,
         )?;
-        let packages = manager
-            .parse_resolve(specs, &answer)
+        let resolved = manager
+            .parse_resolve(specs, req.pins, &answer)
             .map_err(package_error("resolve package versions"))?;
+        for (name, old) in &resolved.stale_pins {
+            req.events.emit(Event::warn(format!(
+                "the lock pinned {name} {old}, which the image's {manager} repositories no \
+                 longer offer; taking the current version"
+            )));
+        }
+        let dependencies = resolve_dependencies(&sandbox, &resolved.packages)?;
         *self.prepared.lock().map_err(|_| poisoned())? = Some(Prepared {
             image_sha256: record.sha256.clone(),
             scratch,
         });
         Ok(Resolution {
             base: record.locked(),
-            packages,
+            packages: resolved.packages,
+            dependencies: Some(dependencies),
         })
     }
 
@@ -202,7 +215,7 @@ impl RuntimeBackend for NamespaceBackend {
                 manager,
                 events: req.events,
             };
-            install_packages(&sandbox, packages, prepared)?;
+            install_packages(&sandbox, req.lock, prepared)?;
             if !req.lock.gui_apps.is_empty() {
                 record_app_entries(&sandbox, &req.lock.gui_apps, req.staging)?;
             }
@@ -386,12 +399,108 @@ fn build_ids() -> IdMapping {
     IdMapping::for_current_user()
 }
 
-/// Installs exactly `packages` into the sandbox's upper layer and checks what was installed.
-/// With `prepared`, its refreshed indexes become the start of the layer (a rename, on the
-/// same file system); without, the indexes are refreshed first.
+/// The dependencies of installing `listed` (at their resolved versions): the package
+/// manager's dry run of that install, in the sandbox whose indexes were just refreshed. Every
+/// package it would add or upgrade besides the listed ones is one; removals are named in a
+/// warning (the lock cannot pin an absence; they follow from the image and the rest).
+fn resolve_dependencies(
+    sandbox: &BuildSandbox,
+    listed: &[LockedPackage],
+) -> Result<Vec<LockedPackage>, BackendError> {
+    const STEP: &str = "compute the install's dependencies";
+    let manager = sandbox.manager;
+    let output = sandbox
+        .run_accepting(
+            STEP,
+            manager.simulate(listed, sandbox.apt_sandbox_root()),
+            Output::Capture,
+            |code| manager.simulate_succeeded(code),
+        )
+        .map_err(|e| with_update_hint(e, STEP, manager, listed))?;
+    let transaction = manager
+        .parse_transaction(&output)
+        .map_err(package_error(STEP))?;
+    if !transaction.removes.is_empty() {
+        sandbox.events.emit(Event::warn(format!(
+            "installing the packages removes {} from the image",
+            transaction.removes.join(", ")
+        )));
+    }
+    let upgrades: Vec<String> = transaction
+        .installs
+        .iter()
+        .filter_map(|c| {
+            let old = c.replaces.as_ref()?;
+            Some(format!("{} {old} -> {}", c.name, c.version))
+        })
+        .collect();
+    if !upgrades.is_empty() {
+        sandbox.events.emit(Event::info(format!(
+            "{manager}: the install changes packages of the image (locked too): {}",
+            upgrades.join(", ")
+        )));
+    }
+    manager
+        .dependencies(listed, &transaction)
+        .map_err(package_error(STEP))
+}
+
+/// A failed package step whose cause may be a pinned version the mirror does not have (it
+/// moved on, or the lock was edited): the manager's output names it where it can be read
+/// (`Manager::missing_versions`), and the error then says which package of the lock it is
+/// and what to do; otherwise it adds what to do if that is the cause.
+fn with_update_hint(
+    error: BackendError,
+    step: &'static str,
+    manager: Manager,
+    listed: &[LockedPackage],
+) -> BackendError {
+    let BackendError::Failed {
+        backend, detail, ..
+    } = error
+    else {
+        return error;
+    };
+    let missing: Vec<String> = manager
+        .missing_versions(&detail)
+        .into_iter()
+        .map(|(name, version)| {
+            let role = if listed.iter().any(|p| p.name == name) {
+                ""
+            } else {
+                " (a dependency)"
+            };
+            format!("{name} {version}{role}")
+        })
+        .collect();
+    let detail = if missing.is_empty() {
+        format!(
+            "{detail}\nif a pinned version is named above as not found, the mirror no longer \
+             has it: run `karapace-tui build --update` to resolve the packages again"
+        )
+    } else {
+        format!(
+            "the image's {manager} repositories do not have the pinned {}; run \
+             `karapace-tui build --update` to resolve the packages again (or restore \
+             karapace.lock if it was edited)\n{detail}",
+            missing.join(", ")
+        )
+    };
+    BackendError::Failed {
+        backend,
+        step,
+        detail,
+    }
+}
+
+/// Installs exactly what `lock` pins into the sandbox's upper layer — the listed packages and
+/// every dependency, each at its locked version where the manager can pin — and checks with
+/// the manager's query that every one of them is installed at exactly that version. With
+/// `prepared`, its refreshed indexes become the start of the layer (a rename, on the same
+/// file system); without, the indexes are refreshed first.
 fn install_packages(
     sandbox: &BuildSandbox,
-    packages: &[crate::lock::LockedPackage],
+    lock: &LockFile,
     prepared: Option<Prepared>,
 ) -> Result<(), BackendError> {
     let manager = sandbox.manager;
@@ -426,29 +535,46 @@ fn install_packages(
              (add a range to /etc/subuid and /etc/subgid and install newuidmap)",
         ));
     }
-    sandbox.run(
-        "install packages",
-        manager.install(packages, sandbox.apt_sandbox_root()),
-        Output::Stream,
-    )?;
-    let names: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
-    let installed = sandbox.run(
+    let dependencies = lock.dependencies.as_deref().unwrap_or_default();
+    // A manager that cannot pin is given only the listed names: it resolves their
+    // dependencies itself, and the check below compares them with the lock.
+    let targets = if manager.can_pin() {
+        lock.closure()
+    } else {
+        lock.packages.clone()
+    };
+    const STEP: &str = "install packages";
+    sandbox
+        .run(
+            STEP,
+            manager.install(&targets, sandbox.apt_sandbox_root()),
+            Output::Stream,
+        )
+        .map_err(|e| with_update_hint(e, STEP, manager, &lock.packages))?;
+    let all = lock.closure();
+    let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
+    let installed = sandbox.run_accepting(
         "query installed versions",
         manager.query(&names),
         Output::Capture,
+        |code| manager.query_succeeded(code),
     )?;
     manager
-        .check_installed(packages, &installed)
+        .check_installed(&lock.packages, dependencies, &installed)
         .map_err(package_error("check installed versions"))?;
     sandbox.remove_caches()?;
     super::install::sync_file_system(&sandbox.upper())?;
     sandbox.events.emit(Event::info(format!(
-        "{manager}: installed {}",
-        packages
+        "{manager}: installed {}{}",
+        lock.packages
             .iter()
             .map(|p| format!("{} {}", p.name, p.version))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        match dependencies.len() {
+            0 => String::new(),
+            n => format!(" and {n} dependencies, each at its locked version"),
+        }
     )));
     Ok(())
 }

@@ -125,10 +125,11 @@ fn contents<'a>(theme: &Theme, lock: &'a LockFile) -> Vec<Line<'a>> {
         .iter()
         .map(|p| format!("{} {}", p.name, p.version))
         .collect();
-    let packages = if packages.is_empty() {
-        "(none)".to_string()
-    } else {
-        packages.join(", ")
+    let deps = lock.dependencies.as_ref().map_or(0, Vec::len);
+    let packages = match (packages.is_empty(), deps) {
+        (true, _) => "(none)".to_string(),
+        (false, 0) => packages.join(", "),
+        (false, n) => format!("{} (+{n} dependencies)", packages.join(", ")),
     };
     let mut out = vec![
         Line::from(field(theme, "runtime", runtime)),
@@ -200,5 +201,35 @@ fn yes_no(b: bool) -> &'static str {
         "yes"
     } else {
         "no"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::fixtures;
+    use crate::lock::LockedPackage;
+
+    fn text(lock: &LockFile) -> String {
+        contents(&Theme::new(false), lock)
+            .iter()
+            .map(|line| line.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn dependencies_are_counted_beside_the_listed_packages() {
+        let mut details = fixtures::details(&fixtures::envs()[0]);
+        assert!(text(&details.lock).contains("2 git 2.43.0-1, ripgrep 14.1.0-2\n"));
+        details.lock.dependencies = Some(vec![LockedPackage {
+            name: "libpcre2-8-0".into(),
+            version: "10.42-4".into(),
+        }]);
+        assert!(
+            text(&details.lock).contains("2 git 2.43.0-1, ripgrep 14.1.0-2 (+1 dependencies)"),
+            "{}",
+            text(&details.lock)
+        );
     }
 }
