@@ -9,10 +9,11 @@
 //!
 //! - A: `karapace-tui --store S --json build DIR`, where `DIR/karapace.toml` is fresh every round
 //!   (no lock), pins the image's sha256 (else every resolve would import the tarball again)
-//!   and lists `packages = ["hello"]`: it resolves (`apt-get update` and `apt-cache policy` in
-//!   a scratch overlay), installs `hello=VERSION` into the environment's upper layer, queries
-//!   `dpkg-query` and cleans apt's cache. Untimed afterwards: `exec NAME -- hello` must print
-//!   `Hello, world!`, then `destroy NAME`.
+//!   and lists `packages = ["hello"]`: it resolves in a scratch overlay (`apt-get update`,
+//!   `apt-cache policy`, and `apt-get install hello=VERSION` between two `dpkg-query` listings
+//!   of the installed packages, which give the dependencies to lock), then that overlay's
+//!   layer becomes the environment's, and it cleans apt's cache. Untimed afterwards: `exec
+//!   NAME -- hello` must print `Hello, world!`, then `destroy NAME`.
 //! - B: a fresh kernel overlay over the same tree (with `/proc`, the host's `/dev`, `/dev/pts`
 //!   and `/etc/resolv.conf` mounted in), and `chroot MERGED sh -c 'apt-get update && apt-get
 //!   install -y --no-install-recommends hello'`. Untimed afterwards: `hello` must greet, and
@@ -93,10 +94,21 @@ struct Run {
 impl Run {
     /// When the first line starting with `prefix` arrived.
     fn seen(&self, prefix: &str) -> Option<Duration> {
-        self.lines
+        let mut from = 0;
+        self.seen_from(prefix, &mut from)
+    }
+
+    /// When the first line starting with `prefix` at or after line `from` arrived; `from`
+    /// moves past it.
+    fn seen_from(&self, prefix: &str, from: &mut usize) -> Option<Duration> {
+        let found = self
+            .lines
             .iter()
-            .find(|(_, l)| l.starts_with(prefix))
-            .map(|(t, _)| *t)
+            .enumerate()
+            .skip(*from)
+            .find(|(_, (_, l))| l.starts_with(prefix))?;
+        *from = found.0 + 1;
+        Some(found.1 .0)
     }
 }
 
@@ -220,11 +232,13 @@ fn secs(d: Duration) -> String {
 // A: karapace-tui build
 
 /// The moments A's steps show on stderr: src/runtime/namespace.rs and install.rs print
-/// `apt: COMMAND` before each sandboxed command and `apt: installed …` after the check, and
-/// apt's own lines follow as `apt | LINE`. `apt-get update` ends with its (first) `Reading
-/// package lists...` line, complete once it has rebuilt its caches. Each phase runs from its
-/// marker to the next one (the last to A's exit).
-const A_PHASES: [(&str, &str); 7] = [
+/// `apt: COMMAND` before each sandboxed command and `apt: installed …` at the end, the engine
+/// `building …` once the lock is made, and apt's own lines follow as `apt | LINE`. `apt-get
+/// update` ends with its (first) `Reading package lists...` line, complete once it has
+/// rebuilt its caches. Each marker is the first such line after the previous marker (the
+/// listing of dpkg's database runs twice), and each phase runs from its marker to the next
+/// one (the last to A's exit).
+const A_PHASES: [(&str, &str); 9] = [
     (
         "",
         "start-up, manifest, cached image re-verified (tree digest), scratch overlay",
@@ -239,12 +253,23 @@ const A_PHASES: [(&str, &str); 7] = [
     ),
     (
         "apt: apt-cache policy",
-        "apt-cache policy, lock, image re-verified again, staging, indexes moved in",
+        "apt-cache policy, then dpkg-query lists the image's packages",
     ),
-    ("apt: apt-get install", "apt-get install hello=VERSION"),
+    (
+        "apt: apt-get install",
+        "apt-get install hello=VERSION in the scratch overlay",
+    ),
     (
         "apt: dpkg-query",
-        "dpkg-query, cleaning of the package cache",
+        "dpkg-query lists the installed packages, checked, lock made",
+    ),
+    (
+        "building ",
+        "image re-verified again, staging, the scratch layer moved in",
+    ),
+    (
+        "apt: apt-get clean",
+        "apt-get clean, the layer synced to disk",
     ),
     (
         "apt: installed",
@@ -314,11 +339,12 @@ impl Ours<'_> {
         fs::remove_dir_all(&project).map_err(|e| format!("remove {}: {e}", project.display()))?;
 
         let mut marks = Vec::with_capacity(A_PHASES.len() + 1);
+        let mut from = 0;
         for (marker, _) in A_PHASES {
             marks.push(if marker.is_empty() {
                 Some(Duration::ZERO)
             } else {
-                run.seen(marker)
+                run.seen_from(marker, &mut from)
             });
         }
         marks.push(Some(run.wall));

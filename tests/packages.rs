@@ -115,7 +115,22 @@ fn apt_installs_pins_and_locked_rebuilds_reproduce() {
         &fx.path("deb"),
         &manifest(&tarball, "\"hello\", \"jq\"", "network_isolation = true\n"),
     );
-    let built = fx.build("deb");
+    let out = fx
+        .cmd(["--json", "build", "deb"])
+        .cwd(fx.root())
+        .timeout(util::BUILD_TIMEOUT)
+        .run();
+    let built = out.ok().json();
+    // apt's solver runs once: the install that tells the dependencies (in the resolve's
+    // scratch overlay) is the environment's, and the indexes are refreshed once.
+    for (step, times) in [
+        ("apt: apt-get update", 1),
+        ("apt: apt-get install", 1),
+        ("apt: apt-get install -s", 0),
+    ] {
+        let count = out.stderr.lines().filter(|l| l.starts_with(step)).count();
+        assert_eq!(count, times, "`{step}` ran {count} times: {}", out.stderr);
+    }
     let id = built["id"].as_str().expect("id").to_string();
     let lock_path = fx.path("deb/karapace.lock");
     let lock = fs::read_to_string(&lock_path).expect("lock");
@@ -136,6 +151,14 @@ fn apt_installs_pins_and_locked_rebuilds_reproduce() {
         installed(&fx, "deb", &names),
         all,
         "the lock names what is installed"
+    );
+    // Every locked package is marked as installed on request, as a `--locked` build (which
+    // names them all) leaves them: the environment is the same whichever way it was built.
+    let auto = fx.run(&["exec", "deb", "--", "apt-mark", "showauto"]);
+    assert_eq!(
+        auto.ok().stdout(),
+        "",
+        "packages marked automatic: {auto:?}"
     );
     // inspect shows what was asked for and, apart, what came with it.
     let inspect = fx.run(&["inspect", "deb"]);
@@ -221,6 +244,12 @@ fn apt_installs_pins_and_locked_rebuilds_reproduce() {
     assert_eq!(rebuilt["id"].as_str(), Some(id.as_str()), "{rebuilt}");
     assert_eq!(fs::read_to_string(&lock_path).expect("lock"), lock);
     assert_eq!(installed(&fx, "deb", &names), all);
+    let auto = fx.run(&["exec", "deb", "--", "apt-mark", "showauto"]);
+    assert_eq!(
+        auto.ok().stdout(),
+        "",
+        "packages marked automatic: {auto:?}"
+    );
 
     // A lock pinning a dependency at a version the mirror does not have (its id recomputed,
     // as a hand edit that also fixed the id would): the locked build fails, naming the

@@ -11,16 +11,18 @@
 //!
 //! The five managers, and what each can do:
 //!
-//! | manager | refresh          | resolve (candidate version)      | dry run of the install              | pin a version  | query installed  |
+//! | manager | refresh          | resolve (candidate version)      | the install's transaction           | pin a version  | query installed  |
 //! |---------|------------------|----------------------------------|-------------------------------------|----------------|------------------|
-//! | apt     | `apt-get update` | `apt-cache policy`               | `apt-get install -s`                | `name=version` | `dpkg-query -W`  |
+//! | apt     | `apt-get update` | `apt-cache policy`               | the install, `dpkg-query -W` around | `name=version` | `dpkg-query -W`  |
 //! | dnf     | `dnf makecache`  | `dnf repoquery --latest-limit=1` | `dnf install --assumeno`            | `name-version` | `rpm -q --qf`    |
 //! | zypper  | `zypper refresh` | `zypper info`                    | `zypper --xmlout install --dry-run` | `name=version` | `rpm -q --qf`    |
 //! | pacman  | `pacman -Sy`     | `pacman -Sp --print-format`      | `pacman -S --print`                 | cannot         | `pacman -Q`      |
 //! | apk     | `apk update`     | `apk policy`                     | `apk add --simulate`                | `name=version` | `apk list -I`    |
 //!
 //! The lock pins the whole transaction: the listed packages and every package their install
-//! adds or upgrades (the dependencies), so a locked build installs exactly the same set.
+//! adds or upgrades (the dependencies), so a locked build installs exactly the same set. apt
+//! learns it from the install itself, which dpkg's database then lists; the others from their
+//! dry run of the install ([`Manager::probe`]).
 //!
 //! `[gui] apps` are packages too; their desktop entries are found in what the package owns
 //! (`dpkg-query -L`, `rpm -ql`, `pacman -Qlq`, `apk info -L`: [`Manager::list_files`]).
@@ -113,7 +115,10 @@ pub enum PackageError {
         name: String,
         dependency: bool,
     },
-    #[error("cannot read {manager}'s dry run of the install: {problem} in the line `{line}`")]
+    #[error(
+        "cannot read what {manager} reported of the install's transaction: {problem} in the \
+         line `{line}`"
+    )]
     UnreadableTransaction {
         manager: Manager,
         problem: String,
@@ -157,6 +162,30 @@ pub struct Resolved {
     /// them (or the manager cannot install a chosen one). Each is `(name, old version)`; the
     /// package takes the candidate instead.
     pub stale_pins: Vec<(String, String)>,
+}
+
+/// Reads a dry run's output ([`Probe::DryRun`]).
+pub type DryRunParser = fn(&str) -> Result<Transaction, PackageError>;
+
+/// Reads what an install changed from the listings of the installed packages before and
+/// after it ([`Probe::Install`]).
+pub type ListingComparer = fn(&str, &str) -> Result<Transaction, PackageError>;
+
+/// How a resolve learns an install's whole transaction ([`Manager::probe`]).
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// Run `argv` (its exit code judged by [`Manager::simulate_succeeded`]), which changes
+    /// nothing, and read the transaction it prints with `parse`.
+    DryRun {
+        argv: Vec<String>,
+        parse: DryRunParser,
+    },
+    /// Install for real ([`Manager::install`]), with `list` run before and after (each
+    /// judged by [`Manager::query_succeeded`]); `compare` reads what changed.
+    Install {
+        list: Vec<String>,
+        compare: ListingComparer,
+    },
 }
 
 /// The desktop entries among a package's files (the output of [`Manager::list_files`]): the
@@ -317,60 +346,75 @@ impl Manager {
         cmd
     }
 
-    /// Prints, without changing anything, the whole transaction that [`Manager::install`]
-    /// of `packages` would make: every package it would add, upgrade or remove, with versions,
-    /// read by [`Manager::parse_transaction`]. The same options as the install, so the same
-    /// dependencies (no recommends or weak dependencies). Needs fresh indexes.
-    pub fn simulate(self, packages: &[LockedPackage], apt_sandbox_root: bool) -> Vec<String> {
-        let mut cmd = match self {
-            // apt-get(8) `-s`: "No action; perform a simulation of events that would occur".
+    /// How a resolve learns the whole transaction of installing `packages` (at their resolved
+    /// versions): every package the install adds, upgrades or removes, with versions.
+    ///
+    /// apt installs them for real, in the resolve's scratch overlay, and lists dpkg's database
+    /// before and after: apt's dry run (`apt-get install -s`) runs the whole solver, which
+    /// costs about as much as the install itself, and the install is needed anyway (the
+    /// overlay becomes the environment's layer when the lock is written from it). The others
+    /// run their dry run of the install, with the same options as [`Manager::install`], so
+    /// the same dependencies follow (no recommends or weak dependencies). Needs fresh indexes.
+    pub fn probe(self, packages: &[LockedPackage]) -> Probe {
+        let (words, parse): (&[&str], DryRunParser) = match self {
             Manager::Apt => {
-                let mut cmd = argv(&["apt-get", "install", "-s", "-y", "--no-install-recommends"]);
-                if apt_sandbox_root {
-                    cmd.extend(argv(&["-o", "APT::Sandbox::User=root"]));
+                return Probe::Install {
+                    list: self.query(&[]),
+                    compare: transaction::parse_dpkg_changes,
                 }
-                cmd.push("--".to_string());
-                cmd
             }
             // dnf(8) `--assumeno`: resolves and prints the transaction table, then answers
             // "no" (the exit code is then 1, see `simulate_succeeded`).
-            Manager::Dnf => argv(&[
-                "dnf",
-                "install",
-                "--assumeno",
-                "--setopt=install_weak_deps=False",
-                "--",
-            ]),
+            Manager::Dnf => (
+                &[
+                    "dnf",
+                    "install",
+                    "--assumeno",
+                    "--setopt=install_weak_deps=False",
+                    "--",
+                ],
+                transaction::parse_dnf,
+            ),
             // zypper(8) `--dry-run` with the global `--xmlout`: the install summary as XML,
             // which gives each package's edition (the plain summary lists names only).
-            Manager::Zypper => argv(&[
-                "zypper",
-                "--xmlout",
-                "--non-interactive",
-                "install",
-                "--dry-run",
-                "--no-recommends",
-                "--",
-            ]),
+            Manager::Zypper => (
+                &[
+                    "zypper",
+                    "--xmlout",
+                    "--non-interactive",
+                    "install",
+                    "--dry-run",
+                    "--no-recommends",
+                    "--",
+                ],
+                transaction::parse_zypper,
+            ),
             // pacman(8) `--print`: the targets, dependencies included, instead of installing.
-            Manager::Pacman => argv(&[
-                "pacman",
-                "-S",
-                "--needed",
-                "--noconfirm",
-                "--print",
-                "--print-format",
-                "%n %v",
-                "--",
-            ]),
+            Manager::Pacman => (
+                &[
+                    "pacman",
+                    "-S",
+                    "--needed",
+                    "--noconfirm",
+                    "--print",
+                    "--print-format",
+                    "%n %v",
+                    "--",
+                ],
+                transaction::parse_pacman,
+            ),
             // apk(8) `--simulate`: what `apk add` would do, one line per package.
-            Manager::Apk => argv(&["apk", "add", "--simulate", "--no-cache", "--"]),
+            Manager::Apk => (
+                &["apk", "add", "--simulate", "--no-cache", "--"],
+                transaction::parse_apk,
+            ),
         };
+        let mut cmd = argv(words);
         cmd.extend(packages.iter().map(|p| self.pinned(p)));
-        cmd
+        Probe::DryRun { argv: cmd, parse }
     }
 
-    /// Whether [`Manager::simulate`] exiting with `code` may have printed a transaction:
+    /// Whether a dry run ([`Probe::DryRun`]) exiting with `code` may have printed a transaction:
     /// dnf's `--assumeno` answers "no" and exits 1 ("Operation aborted"); the parser then
     /// requires the transaction in the output.
     pub fn simulate_succeeded(self, code: i32) -> bool {
@@ -416,15 +460,17 @@ impl Manager {
     }
 
     /// Prints the installed version of each of `names`, checked by [`Manager::check_installed`].
+    /// apt's without names lists every package dpkg knows ([`Probe::Install`]).
     pub fn query(self, names: &[&str]) -> Vec<String> {
         let mut cmd = match self {
             // The status first: a removed package whose configuration files are left still has
-            // a version in dpkg's database.
+            // a version in dpkg's database. The architecture tells a foreign package (multiarch)
+            // from the native one of the same name.
             Manager::Apt => argv(&[
                 "dpkg-query",
                 "-W",
                 "-f",
-                "${db:Status-Status} ${Package} ${Version}\\n",
+                "${db:Status-Status} ${Package} ${Architecture} ${Version}\\n",
                 "--",
             ]),
             Manager::Dnf | Manager::Zypper => argv(&[
@@ -452,6 +498,20 @@ impl Manager {
         };
         cmd.push(name.to_string());
         cmd
+    }
+
+    /// Marks `packages` as installed on request, where an install that did not name them
+    /// (the one of [`Probe::Install`], which names the listed packages only) left them marked
+    /// as installed for another's sake: a `--locked` build names every locked package, which
+    /// marks them all, and both builds must leave the same environment. apt-mark(8) `manual`;
+    /// `None` for the managers whose installs always name the whole set.
+    pub fn mark_manual(self, packages: &[LockedPackage]) -> Option<Vec<String>> {
+        let mut cmd = match self {
+            Manager::Apt => argv(&["apt-mark", "manual", "--"]),
+            Manager::Dnf | Manager::Zypper | Manager::Pacman | Manager::Apk => return None,
+        };
+        cmd.extend(packages.iter().map(|p| p.name.clone()));
+        Some(cmd)
     }
 
     /// Deletes the downloaded package files (they belong to no environment), run inside the
@@ -549,17 +609,6 @@ impl Manager {
         })
     }
 
-    /// The transaction printed by [`Manager::simulate`].
-    pub fn parse_transaction(self, stdout: &str) -> Result<Transaction, PackageError> {
-        match self {
-            Manager::Apt => transaction::parse_apt(stdout),
-            Manager::Dnf => transaction::parse_dnf(stdout),
-            Manager::Zypper => transaction::parse_zypper(stdout),
-            Manager::Pacman => transaction::parse_pacman(stdout),
-            Manager::Apk => transaction::parse_apk(stdout),
-        }
-    }
-
     /// The dependencies to lock: every package of `transaction` that is not one of `listed`,
     /// sorted by name. A listed package in the transaction must have its resolved version (it
     /// was asked for pinned; pacman, which cannot pin, may differ). A listed package missing
@@ -624,7 +673,6 @@ impl Manager {
         for (p, dependency) in all {
             let version = installed
                 .get(&p.name)
-                .or_else(|| installed.get(base_name(&p.name)))
                 .ok_or_else(|| PackageError::NotInstalled {
                     manager: self,
                     name: p.name.clone(),
@@ -656,8 +704,8 @@ impl Manager {
     }
 }
 
-/// A name without apt's architecture qualifier (`libc6:i386` → `libc6`): dpkg-query's
-/// `${Package}` and a transaction name the package without it.
+/// A name without apt's architecture qualifier (`libc6:amd64` → `libc6`): a transaction names
+/// a package of the native architecture without it.
 fn base_name(name: &str) -> &str {
     name.split(':').next().unwrap_or(name)
 }
@@ -824,19 +872,21 @@ fn parse_apk_list(stdout: &str, wanted: &[&str]) -> BTreeMap<String, String> {
     out
 }
 
-/// `dpkg-query -W -f '${db:Status-Status} ${Package} ${Version}\n'`: `installed hello 2.10-3`.
-/// Only packages whose status is `installed` count (not `config-files`, `half-configured`,
-/// …); "no packages found matching" lines on stderr never reach here.
+/// `dpkg-query -W -f '${db:Status-Status} ${Package} ${Architecture} ${Version}\n'`:
+/// `installed hello amd64 2.10-3`, each version under the name and under `NAME:ARCH`. Only
+/// packages whose status is `installed` count (not `config-files`, `half-configured`, …);
+/// "no packages found matching" lines on stderr never reach here. The same name for two
+/// architectures is a `Multi-Arch: same` package, whose versions dpkg keeps equal.
 fn parse_dpkg_query(stdout: &str) -> BTreeMap<String, String> {
-    stdout
-        .lines()
-        .filter_map(
-            |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
-                ["installed", name, version] => Some((name.to_string(), version.to_string())),
-                _ => None,
-            },
-        )
-        .collect()
+    let mut installed = BTreeMap::new();
+    for line in stdout.lines() {
+        if let ["installed", name, arch, version] = line.split_whitespace().collect::<Vec<_>>()[..]
+        {
+            installed.insert(format!("{name}:{arch}"), version.to_string());
+            installed.insert(name.to_string(), version.to_string());
+        }
+    }
+    installed
 }
 
 #[cfg(test)]

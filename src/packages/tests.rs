@@ -163,6 +163,17 @@ fn install_argv_pins_in_each_managers_syntax_after_the_options() {
         }
     }
     assert!(!Manager::Pacman.can_pin() && Manager::Apt.can_pin());
+    // apt's install in the resolve names the listed packages only; the dependencies are
+    // marked afterwards, by name, as a --locked build's install marks them.
+    assert_eq!(
+        Manager::Apt.mark_manual(&pkgs),
+        Some(
+            ["apt-mark", "manual", "--", "hello", "gcc-c++"]
+                .map(String::from)
+                .to_vec()
+        )
+    );
+    assert_eq!(Manager::Dnf.mark_manual(&pkgs), None);
 }
 
 #[test]
@@ -173,7 +184,7 @@ fn installed_versions_are_checked_against_the_lock() {
         .check_installed(
             &wanted,
             &deps,
-            "installed hello 2.10-3\ninstalled libonig5 6.9.8-1\n",
+            "installed hello amd64 2.10-3\ninstalled libonig5 amd64 6.9.8-1\n",
         )
         .expect("matches");
     // apt pinned every package, so a difference means the environment is not the lock's.
@@ -181,7 +192,7 @@ fn installed_versions_are_checked_against_the_lock() {
         .check_installed(
             &wanted,
             &deps,
-            "installed hello 2.10-3\ninstalled libonig5 6.9.9-1\n",
+            "installed hello amd64 2.10-3\ninstalled libonig5 amd64 6.9.9-1\n",
         )
         .expect_err("a dependency at another version");
     assert_eq!(
@@ -209,8 +220,14 @@ fn installed_versions_are_checked_against_the_lock() {
     assert!(matches!(drift, PackageError::Drifted { .. }), "{drift:?}");
     assert!(drift.to_string().contains("build --update"), "{drift}");
     // dpkg-query prints nothing on stdout for a name it does not know, and a removed
-    // package whose configuration files are left is not installed.
-    for stdout in ["", "config-files hello 2.10-3\n", "hello 2.10-3\n"] {
+    // package whose configuration files are left is not installed; a line without the
+    // status or the architecture is not read.
+    for stdout in [
+        "",
+        "config-files hello amd64 2.10-3\n",
+        "hello amd64 2.10-3\n",
+        "installed hello 2.10-3\n",
+    ] {
         let missing = Manager::Apt
             .check_installed(&wanted, &[], stdout)
             .expect_err("missing");
@@ -226,7 +243,7 @@ fn installed_versions_are_checked_against_the_lock() {
         );
     }
     let missing_dep = Manager::Apt
-        .check_installed(&wanted, &deps, "installed hello 2.10-3\n")
+        .check_installed(&wanted, &deps, "installed hello amd64 2.10-3\n")
         .expect_err("a dependency is missing");
     assert!(
         missing_dep
@@ -234,14 +251,25 @@ fn installed_versions_are_checked_against_the_lock() {
             .contains("`libonig5` (a dependency)"),
         "{missing_dep}"
     );
-    // A qualified name is queried as itself and printed without its architecture.
+    // A qualified name is found with its architecture; a plain one under its name.
     Manager::Apt
         .check_installed(
             &[locked("libc6:i386", "2.36-9")],
-            &[],
-            "installed libc6 2.36-9\n",
+            &[locked("libc6", "2.36-9")],
+            "installed libc6 amd64 2.36-9\ninstalled libc6 i386 2.36-9\n",
         )
         .expect("qualified name");
+    let other_arch = Manager::Apt
+        .check_installed(
+            &[locked("libc6:i386", "2.36-9")],
+            &[],
+            "installed libc6 amd64 2.36-9\n",
+        )
+        .expect_err("only the native one is installed");
+    assert!(
+        matches!(other_arch, PackageError::NotInstalled { .. }),
+        "{other_arch:?}"
+    );
     Manager::Dnf
         .check_installed(
             &[locked("gcc-c++", "1:14.2-1.fc41")],

@@ -1,5 +1,7 @@
-//! Reading an install's dry run (`Manager::simulate`): every package the install would add,
-//! upgrade, downgrade or remove, with the exact versions, so the lock can pin the whole set.
+//! Reading an install's whole transaction (`Manager::probe`): every package the install adds,
+//! upgrades, downgrades or removes, with the exact versions, so the lock can pin the whole set.
+//! apt's is read from dpkg's database before and after the install itself; the other
+//! managers' from their dry run of it.
 //!
 //! Each manager prints it its own way (examples in each parser and, recorded from real
 //! runs, in `transaction_tests.rs`). Lines that are not part of the transaction (progress,
@@ -7,6 +9,8 @@
 //! naming the line, never skipped, because a package missing from the lock would be installed
 //! unpinned. Every name and version read is checked against the manifest's rules for names
 //! (RPM's `^` allowed in versions) before it can reach a lock or a command line.
+
+use std::collections::BTreeMap;
 
 use super::{Manager, PackageError};
 use crate::manifest::{validate_package_name, MAX_NAME_LEN};
@@ -138,62 +142,104 @@ pub fn package_problem(name: &str, version: &str) -> Option<String> {
     (!version_ok).then(|| format!("`{version}` is not a version of package `{name}`"))
 }
 
-/// `apt-get install -s` prints one `Inst` line per package it unpacks and one `Conf` line per
-/// package it configures (the same set, so `Conf` is skipped):
+/// What apt's install changed (`Probe::Install`): the output of `Manager::query` without
+/// names before and after the install, each line `STATUS NAME ARCH VERSION`:
 /// ```text
-/// Inst libonig5 (6.9.8-1 Debian:12.15/oldstable [amd64])
-/// Inst liblzma5 [5.4.1-1+deb12u1] (5.4.1-1+deb12u2 Debian-Security:12/oldstable-security [amd64])
-/// Inst libpam-modules-bin [1.5.2-6+deb12u2] (1.5.2-6+deb12u3 … [amd64]) [libpam-modules:amd64 ]
-/// Remv tzdata [2026b-0+deb12u1]
+/// installed libc6 amd64 2.36-9+deb12u13
+/// config-files tzdata all 2026b-0+deb12u1
 /// ```
-/// `[OLD]` before the parenthesis is the version being upgraded (or downgraded); anything
-/// after the parenthesis lists packages the step breaks for a moment. `Purg` is a `Remv` with
-/// `--purge`.
-pub(super) fn parse_apt(stdout: &str) -> Result<Transaction, PackageError> {
+/// Every package installed after with a version it did not have before (new, upgraded or
+/// downgraded) is an install, and every one installed before and gone after a removal. A
+/// package is named as apt names it: with `:ARCH` only when its architecture is neither the
+/// native one (dpkg's own, which is always native) nor `all`.
+pub(super) fn parse_dpkg_changes(before: &str, after: &str) -> Result<Transaction, PackageError> {
     const M: Manager = Manager::Apt;
+    let (before, after) = (dpkg_listing(before)?, dpkg_listing(after)?);
+    let native = after
+        .iter()
+        .find(|((name, _), _)| name == "dpkg")
+        .map(|((_, arch), _)| arch.clone())
+        .ok_or_else(|| PackageError::Unreadable {
+            manager: M,
+            problem: "dpkg-query lists no installed `dpkg` package, so the native \
+                      architecture is unknown"
+                .to_string(),
+        })?;
+    let shown = |name: &str, arch: &str| {
+        if arch == native || arch == "all" {
+            name.to_string()
+        } else {
+            format!("{name}:{arch}")
+        }
+    };
     let mut tx = Transaction::default();
-    for line in stdout.lines() {
-        if let Some(rest) = line.strip_prefix("Inst ") {
-            let (name, rest) = rest
-                .split_once(' ')
-                .ok_or_else(|| unreadable(M, "no version after the name", line))?;
-            let rest = rest.trim_start();
-            let (replaces, rest) = match rest.strip_prefix('[') {
-                Some(old) => {
-                    let (old, rest) = old
-                        .split_once(']')
-                        .filter(|(old, _)| !old.contains(' '))
-                        .ok_or_else(|| unreadable(M, "`[OLD-VERSION` without `]`", line))?;
-                    (Some(old.to_string()), rest.trim_start())
-                }
-                None => (None, rest),
-            };
-            let version = rest
-                .strip_prefix('(')
-                .and_then(|r| r.split([' ', ')']).next())
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| unreadable(M, "no `(VERSION …)`", line))?;
-            tx.install(
-                M,
-                Change {
-                    name: name.to_string(),
-                    version: version.to_string(),
-                    replaces,
-                },
-                line,
-            )?;
-        } else if let Some(rest) = line
-            .strip_prefix("Remv ")
-            .or_else(|| line.strip_prefix("Purg "))
-        {
-            let name = rest
-                .split_whitespace()
-                .next()
-                .ok_or_else(|| unreadable(M, "no package name", line))?;
-            tx.remove(M, name, line)?;
+    for (key, listed) in &after {
+        let old = before.get(key).map(|old| &old.version);
+        if old == Some(&listed.version) {
+            continue;
+        }
+        let change = Change {
+            name: shown(&key.0, &key.1),
+            version: listed.version.clone(),
+            replaces: old.cloned(),
+        };
+        tx.install(M, change, &listed.line)?;
+    }
+    for (key, listed) in &before {
+        if !after.contains_key(key) {
+            tx.remove(M, &shown(&key.0, &key.1), &listed.line)?;
         }
     }
     Ok(tx)
+}
+
+/// One package of a dpkg-query listing: its version, and its line for errors.
+struct Listed {
+    version: String,
+    line: String,
+}
+
+/// The statuses of a package that is there (dpkg-query(1), `db:Status-Status`): all but
+/// `not-installed` and `config-files` (a removed package's configuration files). A package
+/// half-way through an install or its triggers is there too, and then not `installed`,
+/// which the check after the install reports.
+const PRESENT: [&str; 6] = [
+    "installed",
+    "half-installed",
+    "unpacked",
+    "half-configured",
+    "triggers-awaited",
+    "triggers-pending",
+];
+
+/// The packages a dpkg-query listing shows as present, by `(name, architecture)`.
+fn dpkg_listing(stdout: &str) -> Result<BTreeMap<(String, String), Listed>, PackageError> {
+    const M: Manager = Manager::Apt;
+    let mut present = BTreeMap::new();
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words[..] {
+            ["not-installed", ..] | ["config-files", ..] => {}
+            [status, name, arch, version] if PRESENT.contains(&status) => {
+                check_name(M, name, line)?;
+                if !arch.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                    return Err(unreadable(M, "not an architecture", line));
+                }
+                let listed = Listed {
+                    version: version.to_string(),
+                    line: line.to_string(),
+                };
+                if present
+                    .insert((name.to_string(), arch.to_string()), listed)
+                    .is_some()
+                {
+                    return Err(unreadable(M, "a package listed twice", line));
+                }
+            }
+            _ => return Err(unreadable(M, "expected STATUS NAME ARCH VERSION", line)),
+        }
+    }
+    Ok(present)
 }
 
 /// What a section of dnf's transaction table does.

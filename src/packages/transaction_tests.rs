@@ -1,11 +1,11 @@
-//! The dry-run parsers against recorded outputs. apt's were recorded on the debootstrap'd
-//! Debian 12 image the end-to-end tests use (`apt-get install -s --no-install-recommends`,
-//! with bookworm-security enabled for the upgrade lines); the others follow the formats of
-//! each manager's source (dnf 4's `output.py`, libdnf5-cli's `transaction_table.cpp`,
-//! zypper's `Summary::dumpAsXmlTo`, pacman's `--print-format`, apk's `--simulate`), with
-//! real package names and versions of their distributions.
+//! Reading an install's transaction. apt's: dpkg-query listings before and after the install,
+//! cut from ones recorded on the debootstrap'd Debian 12 image the end-to-end tests use (with
+//! bookworm-security enabled for the upgrades). The dry-run parsers of the other managers
+//! follow the formats of each manager's source (dnf 4's `output.py`, libdnf5-cli's
+//! `transaction_table.cpp`, zypper's `Summary::dumpAsXmlTo`, pacman's `--print-format`, apk's
+//! `--simulate`), with real package names and versions of their distributions.
 
-use super::{Change, Manager, PackageError, Transaction};
+use super::{Change, Manager, PackageError, Probe, Transaction};
 use crate::lock::LockedPackage;
 
 fn locked(name: &str, version: &str) -> LockedPackage {
@@ -30,119 +30,118 @@ fn upgrade(name: &str, old: &str, version: &str) -> Change {
     }
 }
 
-/// `apt-get install -s --no-install-recommends -- jq`, recorded.
-const APT_JQ: &str = "\
-NOTE: This is only a simulation!
-      apt-get needs root privileges for real execution.
-      Keep also in mind that locking is deactivated,
-      so don't depend on the relevance to the real current situation!
-Reading package lists...
-Building dependency tree...
-The following additional packages will be installed:
-  libjq1 libonig5
-The following NEW packages will be installed:
-  jq libjq1 libonig5
-0 upgraded, 3 newly installed, 0 to remove and 0 not upgraded.
-Inst libonig5 (6.9.8-1 Debian:12.15/oldstable [amd64])
-Inst libjq1 (1.6-2.1+deb12u2 Debian:12.15/oldstable [amd64])
-Inst jq (1.6-2.1+deb12u2 Debian:12.15/oldstable [amd64])
-Conf libonig5 (6.9.8-1 Debian:12.15/oldstable [amd64])
-Conf libjq1 (1.6-2.1+deb12u2 Debian:12.15/oldstable [amd64])
-Conf jq (1.6-2.1+deb12u2 Debian:12.15/oldstable [amd64])
+/// A manager's dry run of the install read by the parser its probe names.
+fn dry_run(manager: Manager, stdout: &str) -> Result<Transaction, PackageError> {
+    match manager.probe(&[]) {
+        Probe::DryRun { parse, .. } => parse(stdout),
+        Probe::Install { .. } => panic!("{manager} has no dry run"),
+    }
+}
+
+/// What apt's install changed, from the two listings.
+fn apt_changes(before: &str, after: &str) -> Result<Transaction, PackageError> {
+    match Manager::Apt.probe(&[]) {
+        Probe::Install { compare, .. } => compare(before, after),
+        Probe::DryRun { .. } => panic!("apt installs to learn its transaction"),
+    }
+}
+
+/// `dpkg-query -W -f '${db:Status-Status} ${Package} ${Architecture} ${Version}\n' --` on the
+/// image, cut to the lines that matter here.
+const DPKG_IMAGE: &str = "\
+installed apt amd64 2.6.1
+installed base-files amd64 12.4+deb12u15
+installed bash amd64 5.2.15-2+b13
+installed debconf all 1.5.82
+installed dpkg amd64 1.21.22
+installed libc6 amd64 2.36-9+deb12u13
+installed liblzma5 amd64 5.4.1-1+deb12u1
+installed tzdata all 2026b-0+deb12u1
 ";
 
-/// `apt-get install -s --no-install-recommends -- xz-utils jq libpam-modules=1.5.2-6+deb12u3
-/// tzdata-` with bookworm-security enabled, recorded (three runs, combined): upgrades of
-/// packages of the image, a step that breaks a package for a moment, and a removal.
-const APT_UPGRADES: &str = "\
-Reading package lists...
-Building dependency tree...
-The following packages will be REMOVED:
-  tzdata
-The following packages will be upgraded:
-  liblzma5 libpam-modules libpam-modules-bin libpam-runtime libpam0g
-5 upgraded, 4 newly installed, 1 to remove and 5 not upgraded.
-Remv tzdata [2026b-0+deb12u1]
-Inst liblzma5 [5.4.1-1+deb12u1] (5.4.1-1+deb12u2 Debian-Security:12/oldstable-security [amd64])
-Inst xz-utils (5.4.1-1+deb12u2 Debian-Security:12/oldstable-security [amd64])
-Inst libonig5 (6.9.8-1 Debian:12.15/oldstable [amd64])
-Inst libjq1 (1.6-2.1+deb12u3 Debian-Security:12/oldstable-security [amd64])
-Inst jq (1.6-2.1+deb12u3 Debian-Security:12/oldstable-security [amd64])
-Inst libpam0g [1.5.2-6+deb12u2] (1.5.2-6+deb12u3 Debian-Security:12/oldstable-security [amd64])
-Inst libpam-modules-bin [1.5.2-6+deb12u2] (1.5.2-6+deb12u3 Debian-Security:12/oldstable-security [amd64]) [libpam-modules:amd64 on libpam-modules-bin:amd64] [libpam-modules:amd64 ]
-Inst libpam-modules [1.5.2-6+deb12u2] (1.5.2-6+deb12u3 Debian-Security:12/oldstable-security [amd64])
-Inst libpam-runtime [1.5.2-6+deb12u2] (1.5.2-6+deb12u3 Debian-Security:12/oldstable-security [all])
-Conf liblzma5 (5.4.1-1+deb12u2 Debian-Security:12/oldstable-security [amd64])
-Conf libpam-modules-bin (1.5.2-6+deb12u3 Debian-Security:12/oldstable-security [amd64]) [libpam-modules:amd64 ]
-Conf jq (1.6-2.1+deb12u3 Debian-Security:12/oldstable-security [amd64])
+/// The same after `apt-get install --no-install-recommends -- jq=1.6-2.1+deb12u2`.
+const DPKG_JQ: &str = "\
+installed apt amd64 2.6.1
+installed base-files amd64 12.4+deb12u15
+installed bash amd64 5.2.15-2+b13
+installed debconf all 1.5.82
+installed dpkg amd64 1.21.22
+installed jq amd64 1.6-2.1+deb12u2
+installed libc6 amd64 2.36-9+deb12u13
+installed libjq1 amd64 1.6-2.1+deb12u2
+installed liblzma5 amd64 5.4.1-1+deb12u1
+installed libonig5 amd64 6.9.8-1
+installed tzdata all 2026b-0+deb12u1
 ";
 
 #[test]
-fn apt_dry_run_lists_new_and_upgraded_packages() {
-    let tx = Manager::Apt.parse_transaction(APT_JQ).expect("jq");
+fn apt_changes_are_read_from_dpkgs_database_before_and_after() {
     assert_eq!(
-        tx,
+        apt_changes(DPKG_IMAGE, DPKG_JQ).expect("jq"),
         Transaction {
             installs: vec![
-                new("libonig5", "6.9.8-1"),
-                new("libjq1", "1.6-2.1+deb12u2"),
                 new("jq", "1.6-2.1+deb12u2"),
+                new("libjq1", "1.6-2.1+deb12u2"),
+                new("libonig5", "6.9.8-1"),
             ],
             removes: Vec::new(),
         }
     );
-    let tx = Manager::Apt
-        .parse_transaction(APT_UPGRADES)
-        .expect("upgrades");
-    assert_eq!(tx.removes, ["tzdata"]);
-    assert_eq!(tx.installs.len(), 9, "{tx:?}");
+    // Upgrades of the image's packages, a removal that leaves configuration files, a purge,
+    // and a foreign-architecture package (named as apt names it, with its architecture).
+    let after = DPKG_JQ
+        .replace(
+            "liblzma5 amd64 5.4.1-1+deb12u1",
+            "liblzma5 amd64 5.4.1-1+deb12u2",
+        )
+        .replace("installed tzdata", "config-files tzdata")
+        .replace("installed debconf all 1.5.82\n", "")
+        + "installed libc6 i386 2.36-9+deb12u13\nnot-installed libfoo \n";
+    let tx = apt_changes(DPKG_IMAGE, &after).expect("changes");
     assert_eq!(
-        tx.installs[0],
-        upgrade("liblzma5", "5.4.1-1+deb12u1", "5.4.1-1+deb12u2")
+        tx.installs,
+        [
+            new("jq", "1.6-2.1+deb12u2"),
+            new("libc6:i386", "2.36-9+deb12u13"),
+            new("libjq1", "1.6-2.1+deb12u2"),
+            upgrade("liblzma5", "5.4.1-1+deb12u1", "5.4.1-1+deb12u2"),
+            new("libonig5", "6.9.8-1"),
+        ]
     );
+    assert_eq!(tx.removes, ["debconf", "tzdata"]);
+    // Nothing installed: nothing changed.
     assert_eq!(
-        tx.installs[6],
-        upgrade("libpam-modules-bin", "1.5.2-6+deb12u2", "1.5.2-6+deb12u3"),
-        "the broken-for-a-moment list after the version is not part of it"
-    );
-    // Nothing to do: no Inst lines at all.
-    let none = "Reading package lists...\nBuilding dependency tree...\n\
-                bash is already the newest version (5.2.15-2+b13).\n\
-                0 upgraded, 0 newly installed, 0 to remove and 10 not upgraded.\n";
-    assert_eq!(
-        Manager::Apt.parse_transaction(none).expect("empty"),
+        apt_changes(DPKG_IMAGE, DPKG_IMAGE).expect("empty"),
         Transaction::default()
     );
+    // The native architecture is dpkg's: on arm64, an amd64 package is the foreign one.
+    let arm = "installed dpkg arm64 1.21.22\n";
+    let tx = apt_changes(arm, &format!("{arm}installed hello amd64 2.10-3\n")).expect("arm");
+    assert_eq!(tx.installs, [new("hello:amd64", "2.10-3")]);
 }
 
 #[test]
-fn apt_dry_run_with_odd_or_hostile_lines_is_refused_by_line() {
+fn apt_listings_with_odd_or_hostile_lines_are_refused_by_line() {
     let cases = [
-        ("Inst jq", "no version after the name"),
-        ("Inst jq [1.5 (1.6 Debian:12/stable [amd64])", "without `]`"),
-        ("Inst jq 1.6 Debian:12/stable", "no `(VERSION …)`"),
-        ("Inst jq ()", "no `(VERSION …)`"),
-        ("Inst ;rm (1.0 Debian:12/stable [amd64])", "`;`"),
-        ("Inst -o (1.0 Debian:12/stable [amd64])", "-o"),
+        ("installed jq", "expected STATUS NAME ARCH VERSION"),
+        ("installed jq amd64", "expected STATUS NAME ARCH VERSION"),
         (
-            "Inst jq=2 (1.0 Debian:12/stable [amd64])",
-            "not a package name",
+            "installed jq amd64 1.6 extra",
+            "expected STATUS NAME ARCH VERSION",
         ),
         (
-            "Inst jq (1.0$(id) Debian:12/stable [amd64])",
-            "not a version",
+            "unheard-of jq amd64 1.6",
+            "expected STATUS NAME ARCH VERSION",
         ),
-        ("Inst jq (-1.0 Debian:12/stable [amd64])", "not a version"),
-        (
-            "Inst jq [1.0;x] (1.1 Debian:12/stable [amd64])",
-            "not a version",
-        ),
-        ("Remv $(id) [1.0]", "`$`"),
+        ("installed ;rm amd64 1.0", "`;`"),
+        ("installed -o amd64 1.0", "-o"),
+        ("installed jq=2 amd64 1.0", "not a package name"),
+        ("installed jq am;d64 1.0", "not an architecture"),
+        ("installed jq amd64 1.0$(id)", "not a version"),
+        ("installed jq amd64 -1.0", "not a version"),
     ];
     for (line, problem) in cases {
-        let err = Manager::Apt
-            .parse_transaction(&format!("Reading package lists...\n{line}\n"))
-            .expect_err(line);
+        let err = apt_changes(DPKG_IMAGE, &format!("{DPKG_IMAGE}{line}\n")).expect_err(line);
         let PackageError::UnreadableTransaction {
             problem: got,
             line: shown,
@@ -155,27 +154,26 @@ fn apt_dry_run_with_odd_or_hostile_lines_is_refused_by_line() {
         assert_eq!(shown, line, "the error names the line");
         assert!(err.to_string().contains(line), "{err}");
     }
-    // The same package twice at two versions is not one transaction.
-    let twice = "Inst jq (1.6 a [amd64])\nInst jq (1.7 a [amd64])\n";
-    let err = Manager::Apt.parse_transaction(twice).expect_err("twice");
-    assert!(err.to_string().contains("appears twice"), "{err}");
+    // The same package twice is not one database.
+    let twice = format!("{DPKG_IMAGE}installed bash amd64 5.2.15-2+b14\n");
+    let err = apt_changes(DPKG_IMAGE, &twice).expect_err("twice");
+    assert!(err.to_string().contains("listed twice"), "{err}");
     // A control character or a huge line is shown escaped and cut.
-    let long = format!("Inst j\u{1b}[2Jq ({} a [amd64])", "1".repeat(5000));
-    let err = Manager::Apt
-        .parse_transaction(&long)
-        .expect_err("control character");
-    let text = err.to_string();
+    let long = format!(
+        "{DPKG_IMAGE}installed j\u{1b}[2Jq amd64 {}\n",
+        "1".repeat(5000)
+    );
+    let text = apt_changes(DPKG_IMAGE, &long)
+        .expect_err("control character")
+        .to_string();
     assert!(
         !text.contains('\u{1b}') && text.contains("\\u{1b}"),
         "{text}"
     );
     assert!(text.len() < 600, "{} bytes", text.len());
-    // Lines that merely mention the words are not transaction lines.
-    let chatter = "  Inst is not at the start\nInstalled: (none)\nConf jq (1.6 a [amd64])\n";
-    assert_eq!(
-        Manager::Apt.parse_transaction(chatter).expect("chatter"),
-        Transaction::default()
-    );
+    // Without dpkg itself the native architecture is unknown.
+    let err = apt_changes("", "installed hello amd64 2.10-3\n").expect_err("no dpkg");
+    assert!(err.to_string().contains("native architecture"), "{err}");
 }
 
 /// dnf 4 (`dnf install --assumeno --setopt=install_weak_deps=False jq
@@ -240,7 +238,7 @@ Operation aborted by the user.
 
 #[test]
 fn dnf_tables_of_both_versions_are_read() {
-    let tx = Manager::Dnf.parse_transaction(DNF4).expect("dnf 4");
+    let tx = dry_run(Manager::Dnf, DNF4).expect("dnf 4");
     assert_eq!(
         tx.installs,
         [
@@ -256,7 +254,7 @@ fn dnf_tables_of_both_versions_are_read() {
     );
     assert_eq!(tx.removes, ["vim-tiny", "glibc-langpack-en"]);
 
-    let tx = Manager::Dnf.parse_transaction(DNF5).expect("dnf 5");
+    let tx = dry_run(Manager::Dnf, DNF5).expect("dnf 5");
     assert_eq!(
         tx.installs,
         [
@@ -271,14 +269,14 @@ fn dnf_tables_of_both_versions_are_read() {
 
     let nothing = "Package \"jq-1.7.1-8.fc41.x86_64\" is already installed.\n\nNothing to do.\n";
     assert_eq!(
-        Manager::Dnf.parse_transaction(nothing).expect("nothing"),
+        dry_run(Manager::Dnf, nothing).expect("nothing"),
         Transaction::default()
     );
     // dnf 4 fails with exit code 1 too (`Error: Unable to find a match`): without the summary
     // the output is not a transaction, whatever else it says.
     let failed = "Last metadata expiration check: 0:00:01 ago.\nNo match for argument: nosuch\n";
     assert_eq!(
-        Manager::Dnf.parse_transaction(failed),
+        dry_run(Manager::Dnf, failed),
         Err(PackageError::NoTransaction {
             manager: Manager::Dnf
         })
@@ -294,7 +292,7 @@ fn dnf_rows_that_cannot_be_read_are_refused() {
         "Installing:\n jq x86_64 1.0`id` fedora 1 k\n\nTransaction Summary\n",
         "Upgrading:\n glibc x86_64 2.40 updates 1 k\n   replacing x86_64\n\nTransaction Summary\n",
     ] {
-        let err = Manager::Dnf.parse_transaction(table).expect_err(table);
+        let err = dry_run(Manager::Dnf, table).expect_err(table);
         assert!(
             matches!(err, PackageError::UnreadableTransaction { .. }),
             "{table}: {err:?}"
@@ -333,7 +331,7 @@ const ZYPPER: &str = r#"<?xml version='1.0'?>
 
 #[test]
 fn zypper_install_summary_is_read_from_its_xml() {
-    let tx = Manager::Zypper.parse_transaction(ZYPPER).expect("zypper");
+    let tx = dry_run(Manager::Zypper, ZYPPER).expect("zypper");
     assert_eq!(
         tx.installs,
         [
@@ -347,22 +345,22 @@ fn zypper_install_summary_is_read_from_its_xml() {
     assert_eq!(tx.removes, ["busybox-which"]);
     let nothing = "<?xml version='1.0'?>\n<stream>\n<message type=\"info\">Nothing to do.</message>\n</stream>\n";
     assert_eq!(
-        Manager::Zypper.parse_transaction(nothing).expect("nothing"),
+        dry_run(Manager::Zypper, nothing).expect("nothing"),
         Transaction::default()
     );
     assert_eq!(
-        Manager::Zypper.parse_transaction("<stream>\n</stream>\n"),
+        dry_run(Manager::Zypper, "<stream>\n</stream>\n"),
         Err(PackageError::NoTransaction {
             manager: Manager::Zypper
         })
     );
     let hostile = "<install-summary>\n<to-install>\n<solvable type=\"package\" name=\"-rf\" edition=\"1\"/>\n</to-install>\n</install-summary>\n";
     assert!(matches!(
-        Manager::Zypper.parse_transaction(hostile),
+        dry_run(Manager::Zypper, hostile),
         Err(PackageError::UnreadableTransaction { .. })
     ));
     let cut = "<install-summary>\n<to-install>\n<solvable type=\"package\" name=\"jq\"";
-    assert!(Manager::Zypper.parse_transaction(cut).is_err());
+    assert!(dry_run(Manager::Zypper, cut).is_err());
 }
 
 #[test]
@@ -378,7 +376,7 @@ oniguruma 6.9.10-1
 jq 1.7.1-2
 jre-openjdk 23.0.2.u7-1
 ";
-    let tx = Manager::Pacman.parse_transaction(out).expect("pacman");
+    let tx = dry_run(Manager::Pacman, out).expect("pacman");
     assert_eq!(
         tx.installs,
         [
@@ -390,7 +388,7 @@ jre-openjdk 23.0.2.u7-1
     for odd in ["jq 1.7 extra\n", "jq$(id) 1.0\n", "jq 1.0;x\n"] {
         assert!(
             matches!(
-                Manager::Pacman.parse_transaction(odd),
+                dry_run(Manager::Pacman, odd),
                 Err(PackageError::UnreadableTransaction { .. })
             ),
             "{odd}"
@@ -416,7 +414,7 @@ fetch https://dl-cdn.alpinelinux.org/alpine/v3.20/main/x86_64/APKINDEX.tar.gz
 Executing busybox-1.36.1-r29.trigger
 OK: 12 MiB in 24 packages
 ";
-    let tx = Manager::Apk.parse_transaction(out).expect("apk");
+    let tx = dry_run(Manager::Apk, out).expect("apk");
     assert_eq!(tx.installs.len(), 9);
     assert_eq!(tx.installs[0], upgrade("musl", "1.2.5-r0", "1.2.5-r1"));
     assert_eq!(tx.installs[8], new("jq", "1.7.1-r0"));
@@ -428,7 +426,7 @@ OK: 12 MiB in 24 packages
     ] {
         assert!(
             matches!(
-                Manager::Apk.parse_transaction(odd),
+                dry_run(Manager::Apk, odd),
                 Err(PackageError::UnreadableTransaction { .. })
             ),
             "{odd}"
@@ -438,7 +436,7 @@ OK: 12 MiB in 24 packages
 
 #[test]
 fn dependencies_are_the_transaction_minus_the_listed_packages() {
-    let tx = Manager::Apt.parse_transaction(APT_JQ).expect("jq");
+    let tx = apt_changes(DPKG_IMAGE, DPKG_JQ).expect("jq");
     let listed = [
         locked("jq", "1.6-2.1+deb12u2"),
         locked("bash", "5.2.15-2+b13"),
@@ -451,7 +449,7 @@ fn dependencies_are_the_transaction_minus_the_listed_packages() {
         ],
         "sorted by name; bash is in the image already"
     );
-    // The dry run was asked for exactly the resolved version: another one is an error.
+    // The install was asked for exactly the resolved version: another one is an error.
     let err = Manager::Apt
         .dependencies(&[locked("jq", "1.6-2.1+deb12u3")], &tx)
         .expect_err("differs");
@@ -460,66 +458,60 @@ fn dependencies_are_the_transaction_minus_the_listed_packages() {
         "{err:?}"
     );
     // An upgraded package of the image is a dependency like any other, at its new version.
-    let tx = Manager::Apt
-        .parse_transaction(APT_UPGRADES)
-        .expect("upgrades");
+    let after = DPKG_JQ.replace(
+        "liblzma5 amd64 5.4.1-1+deb12u1",
+        "liblzma5 amd64 5.4.1-1+deb12u2",
+    );
+    let tx = apt_changes(DPKG_IMAGE, &after).expect("upgrades");
     let deps = Manager::Apt
-        .dependencies(&[locked("jq", "1.6-2.1+deb12u3")], &tx)
+        .dependencies(&[locked("jq", "1.6-2.1+deb12u2")], &tx)
         .expect("deps");
     assert!(
         deps.contains(&locked("liblzma5", "5.4.1-1+deb12u2")),
         "{deps:?}"
     );
-    assert_eq!(deps.len(), 8);
-    // apt names a foreign-architecture package with its qualifier.
-    let tx = Manager::Apt
-        .parse_transaction("Inst libc6:i386 (2.36-9 Debian:12/stable [i386])\n")
-        .expect("multiarch");
+    assert_eq!(deps.len(), 3);
+    // A foreign-architecture package is named with its qualifier, as the manifest names it.
+    let tx = apt_changes(
+        DPKG_IMAGE,
+        &format!("{DPKG_IMAGE}installed libc6 i386 2.36-9\n"),
+    )
+    .expect("multiarch");
     assert!(Manager::Apt
         .dependencies(&[locked("libc6:i386", "2.36-9")], &tx)
         .expect("deps")
         .is_empty());
+    // So is a dry run's transaction (dnf's here).
+    let tx = dry_run(Manager::Dnf, DNF4).expect("dnf");
+    let deps = Manager::Dnf
+        .dependencies(&[locked("jq", "1.6-17.el9")], &tx)
+        .expect("deps");
+    assert_eq!(deps.len(), 4, "{deps:?}");
 }
 
 #[test]
-fn simulate_argv_matches_the_install_and_puts_names_last() {
+fn each_probe_matches_the_install_and_puts_names_last() {
     let pkgs = [locked("jq", "1.6-2.1"), locked("libonig5", "6.9.8-1")];
-    assert_eq!(
-        Manager::Apt.simulate(&pkgs, false),
-        [
-            "apt-get",
-            "install",
-            "-s",
-            "-y",
-            "--no-install-recommends",
-            "--",
-            "jq=1.6-2.1",
-            "libonig5=6.9.8-1"
-        ]
-    );
-    let rootless = Manager::Apt.simulate(&pkgs, true);
-    assert!(rootless.contains(&"APT::Sandbox::User=root".to_string()));
-    // Every option of the install is in its dry run too (the same dependencies follow).
-    for manager in [
-        Manager::Apt,
-        Manager::Dnf,
-        Manager::Zypper,
-        Manager::Pacman,
-        Manager::Apk,
-    ] {
+    // apt installs for real, between two listings of everything dpkg knows.
+    let Probe::Install { list, .. } = Manager::Apt.probe(&pkgs) else {
+        panic!("apt installs to learn its transaction");
+    };
+    assert_eq!(list, Manager::Apt.query(&[]));
+    assert_eq!(list.last().map(String::as_str), Some("--"));
+    // Every option of the install is in the others' dry runs too (the same dependencies
+    // follow).
+    for manager in [Manager::Dnf, Manager::Zypper, Manager::Pacman, Manager::Apk] {
         let install = manager.install(&pkgs, false);
-        let simulate = manager.simulate(&pkgs, false);
+        let Probe::DryRun { argv, .. } = manager.probe(&pkgs) else {
+            panic!("{manager} has a dry run");
+        };
         for option in install.iter().filter(|a| a.starts_with("--") && *a != "--") {
             assert!(
-                simulate.contains(option),
-                "{manager}: {option} missing from {simulate:?}"
+                argv.contains(option),
+                "{manager}: {option} missing from {argv:?}"
             );
         }
-        let sep = simulate.iter().position(|a| a == "--").expect("--");
-        assert_eq!(
-            simulate[sep + 1..],
-            install[install.len() - 2..],
-            "{manager}"
-        );
+        let sep = argv.iter().position(|a| a == "--").expect("--");
+        assert_eq!(argv[sep + 1..], install[install.len() - 2..], "{manager}");
     }
 }

@@ -13,12 +13,16 @@
 //! `session.rs`).
 //!
 //! Packages: `resolve` refreshes the image's package indexes in a scratch overlay, reads the
-//! candidate versions (`crate::packages`) and computes, with the manager's dry run of the
-//! install, every dependency it adds or upgrades; `build` installs exactly the locked
-//! versions of that whole set into the environment's upper layer (`super::install`) and
-//! checks each installed version, reusing the scratch overlay's fresh indexes when the same
-//! process just resolved, so a build installs every package once and refreshes the indexes
-//! once.
+//! candidate versions (`crate::packages`) and learns every dependency the install adds or
+//! upgrades: apt installs the listed packages there for real and compares dpkg's database
+//! before and after, the other managers run their dry run of the install. `build` then
+//! continues from that scratch overlay when the same process just resolved: apt's becomes the
+//! environment's upper layer as it is (it holds exactly what the lock pins, checked before the
+//! lock was written), the others' lends its fresh indexes and the locked versions of the whole
+//! set are installed. Otherwise (`--locked`, or a lock that matched the manifest) `build`
+//! refreshes the indexes and installs exactly the locked set itself. Either way it checks each
+//! installed version against the lock, so apt's solver runs once per build and the indexes are
+//! refreshed once.
 
 use std::fs;
 use std::io::IsTerminal;
@@ -55,10 +59,32 @@ fn helper_exe() -> Result<PathBuf, BackendError> {
 }
 
 /// A scratch overlay whose package indexes `resolve` just refreshed, for `build` to continue
-/// from (keyed by the image it was made on).
+/// from (keyed by the image it was made on, and by what was installed in it).
 struct Prepared {
     image_sha256: String,
     scratch: ScratchDir,
+    /// What `resolve` installed in it (apt, see `packages::Probe::Install`), sorted: the
+    /// closure of the lock written from it, each package checked at its version. `None`:
+    /// only the indexes were refreshed.
+    installed: Option<Vec<LockedPackage>>,
+}
+
+impl Prepared {
+    /// Whether a build of `lock` on image `sha256` may continue from it: the same image and,
+    /// if it holds installed packages, exactly the lock's whole set.
+    fn fits(&self, sha256: &str, lock: &LockFile) -> bool {
+        self.image_sha256 == sha256
+            && self
+                .installed
+                .as_ref()
+                .is_none_or(|installed| *installed == sorted(lock.closure()))
+    }
+}
+
+fn sorted(mut packages: Vec<LockedPackage>) -> Vec<LockedPackage> {
+    packages.sort();
+    packages.dedup();
+    packages
 }
 
 pub struct NamespaceBackend {
@@ -172,15 +198,21 @@ impl RuntimeBackend for NamespaceBackend {
                  longer offer; taking the current version"
             )));
         }
-        let dependencies = resolve_dependencies(&sandbox, &resolved.packages)?;
+        let found = resolve_dependencies(&sandbox, &resolved.packages)?;
+        let installed = found.installed.then(|| {
+            let mut all = resolved.packages.clone();
+            all.extend(found.dependencies.iter().cloned());
+            sorted(all)
+        });
         *self.prepared.lock().map_err(|_| poisoned())? = Some(Prepared {
             image_sha256: record.sha256.clone(),
             scratch,
+            installed,
         });
         Ok(Resolution {
             base: record.locked(),
             packages: resolved.packages,
-            dependencies: Some(dependencies),
+            dependencies: Some(found.dependencies),
         })
     }
 
@@ -206,7 +238,7 @@ impl RuntimeBackend for NamespaceBackend {
                 .lock()
                 .map_err(|_| poisoned())?
                 .take()
-                .filter(|p| p.image_sha256 == record.sha256);
+                .filter(|p| p.fits(&record.sha256, req.lock));
             let sandbox = BuildSandbox {
                 store: req.store,
                 lower: lower.clone(),
@@ -399,27 +431,49 @@ fn build_ids() -> IdMapping {
     IdMapping::for_current_user()
 }
 
-/// The dependencies of installing `listed` (at their resolved versions): the package
-/// manager's dry run of that install, in the sandbox whose indexes were just refreshed. Every
-/// package it would add or upgrade besides the listed ones is one; removals are named in a
-/// warning (the lock cannot pin an absence; they follow from the image and the rest).
+/// What [`resolve_dependencies`] found.
+struct Found {
+    /// Every package the install adds or upgrades besides the listed ones, sorted by name.
+    dependencies: Vec<LockedPackage>,
+    /// Whether the listed packages and these are installed in the sandbox now, each checked
+    /// at its version.
+    installed: bool,
+}
+
+/// The dependencies of installing `listed` (at their resolved versions), in the sandbox whose
+/// indexes were just refreshed, as the manager's probe says (`packages::Probe`): apt installs
+/// them there and compares dpkg's database before and after (then checks every version, so
+/// the sandbox holds exactly what the lock will pin), the others run their dry run. Every
+/// package the install adds or upgrades besides the listed ones is one; removals are named in
+/// a warning (the lock cannot pin an absence; they follow from the image and the rest).
 fn resolve_dependencies(
     sandbox: &BuildSandbox,
     listed: &[LockedPackage],
-) -> Result<Vec<LockedPackage>, BackendError> {
+) -> Result<Found, BackendError> {
     const STEP: &str = "compute the install's dependencies";
     let manager = sandbox.manager;
-    let output = sandbox
-        .run_accepting(
-            STEP,
-            manager.simulate(listed, sandbox.apt_sandbox_root()),
-            Output::Capture,
-            |code| manager.simulate_succeeded(code),
-        )
-        .map_err(|e| with_update_hint(e, STEP, manager, listed))?;
-    let transaction = manager
-        .parse_transaction(&output)
-        .map_err(package_error(STEP))?;
+    let (transaction, after) = match manager.probe(listed) {
+        packages::Probe::DryRun { argv, parse } => {
+            let output = sandbox
+                .run_accepting(STEP, argv, Output::Capture, |code| {
+                    manager.simulate_succeeded(code)
+                })
+                .map_err(|e| with_update_hint(e, STEP, manager, listed))?;
+            (parse(&output).map_err(package_error(STEP))?, None)
+        }
+        packages::Probe::Install { list, compare } => {
+            let query = |step, argv| {
+                sandbox.run_accepting(step, argv, Output::Capture, |code| {
+                    manager.query_succeeded(code)
+                })
+            };
+            let before = query("list the image's packages", list.clone())?;
+            install(sandbox, listed, listed)?;
+            let after = query("list the installed packages", list)?;
+            let transaction = compare(&before, &after).map_err(package_error(STEP))?;
+            (transaction, Some(after))
+        }
+    };
     if !transaction.removes.is_empty() {
         sandbox.events.emit(Event::warn(format!(
             "installing the packages removes {} from the image",
@@ -440,9 +494,28 @@ fn resolve_dependencies(
             upgrades.join(", ")
         )));
     }
-    manager
+    let dependencies = manager
         .dependencies(listed, &transaction)
-        .map_err(package_error(STEP))
+        .map_err(package_error(STEP))?;
+    if let Some(after) = &after {
+        manager
+            .check_installed(listed, &dependencies, after)
+            .map_err(package_error("check installed versions"))?;
+        if let Some(argv) = manager
+            .mark_manual(&dependencies)
+            .filter(|_| !dependencies.is_empty())
+        {
+            sandbox.run(
+                "mark the dependencies as installed on request",
+                argv,
+                Output::Stream,
+            )?;
+        }
+    }
+    Ok(Found {
+        dependencies,
+        installed: after.is_some(),
+    })
 }
 
 /// A failed package step whose cause may be a pinned version the mirror does not have (it
@@ -493,35 +566,15 @@ fn with_update_hint(
     }
 }
 
-/// Installs exactly what `lock` pins into the sandbox's upper layer — the listed packages and
-/// every dependency, each at its locked version where the manager can pin — and checks with
-/// the manager's query that every one of them is installed at exactly that version. With
-/// `prepared`, its refreshed indexes become the start of the layer (a rename, on the same
-/// file system); without, the indexes are refreshed first.
-fn install_packages(
+/// Installs `packages` (pinned where the manager can) in the sandbox; `listed` are those the
+/// manifest lists (an error names the others as dependencies).
+fn install(
     sandbox: &BuildSandbox,
-    lock: &LockFile,
-    prepared: Option<Prepared>,
+    packages: &[LockedPackage],
+    listed: &[LockedPackage],
 ) -> Result<(), BackendError> {
+    const STEP: &str = "install packages";
     let manager = sandbox.manager;
-    let reused = match &prepared {
-        Some(p) => {
-            let from = p.scratch.path().join("upper");
-            let to = sandbox.upper();
-            fs::rename(&from, &to).map_err(io_err("move the refreshed indexes to", &to))?;
-            true
-        }
-        None => false,
-    };
-    drop(prepared);
-    sandbox.prepare_dirs()?;
-    if !reused {
-        sandbox.run(
-            "refresh the package indexes",
-            manager.refresh(sandbox.apt_sandbox_root()),
-            Output::Stream,
-        )?;
-    }
     if !manager.can_pin() {
         sandbox.events.emit(Event::warn(format!(
             "{manager} cannot install a specific version: installing the repository's \
@@ -535,33 +588,70 @@ fn install_packages(
              (add a range to /etc/subuid and /etc/subgid and install newuidmap)",
         ));
     }
-    let dependencies = lock.dependencies.as_deref().unwrap_or_default();
-    // A manager that cannot pin is given only the listed names: it resolves their
-    // dependencies itself, and the check below compares them with the lock.
-    let targets = if manager.can_pin() {
-        lock.closure()
-    } else {
-        lock.packages.clone()
-    };
-    const STEP: &str = "install packages";
     sandbox
         .run(
             STEP,
-            manager.install(&targets, sandbox.apt_sandbox_root()),
+            manager.install(packages, sandbox.apt_sandbox_root()),
             Output::Stream,
         )
-        .map_err(|e| with_update_hint(e, STEP, manager, &lock.packages))?;
-    let all = lock.closure();
-    let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
-    let installed = sandbox.run_accepting(
-        "query installed versions",
-        manager.query(&names),
-        Output::Capture,
-        |code| manager.query_succeeded(code),
-    )?;
-    manager
-        .check_installed(&lock.packages, dependencies, &installed)
-        .map_err(package_error("check installed versions"))?;
+        .map(drop)
+        .map_err(|e| with_update_hint(e, STEP, manager, listed))
+}
+
+/// Makes the sandbox's upper layer hold exactly what `lock` pins — the listed packages and
+/// every dependency, each at its locked version — and cleans the downloaded package files.
+///
+/// With `prepared`, the resolve's scratch overlay becomes the start of the layer (a rename, on
+/// the same file system): if packages were installed there (`Prepared::installed`, the
+/// lock's whole set, already checked), that is the layer; else its refreshed indexes are
+/// reused. Without, the indexes are refreshed first. Anything installed here is checked with
+/// the manager's query: every package at exactly its locked version.
+fn install_packages(
+    sandbox: &BuildSandbox,
+    lock: &LockFile,
+    prepared: Option<Prepared>,
+) -> Result<(), BackendError> {
+    let manager = sandbox.manager;
+    let (reused, installed) = match &prepared {
+        Some(p) => {
+            let from = p.scratch.path().join("upper");
+            let to = sandbox.upper();
+            fs::rename(&from, &to).map_err(io_err("move the resolve's overlay layer to", &to))?;
+            (true, p.installed.is_some())
+        }
+        None => (false, false),
+    };
+    drop(prepared);
+    sandbox.prepare_dirs()?;
+    if !reused {
+        sandbox.run(
+            "refresh the package indexes",
+            manager.refresh(sandbox.apt_sandbox_root()),
+            Output::Stream,
+        )?;
+    }
+    let dependencies = lock.dependencies.as_deref().unwrap_or_default();
+    if !installed {
+        // A manager that cannot pin is given the listed names only: it resolves their
+        // dependencies itself, and the check below compares them with the lock.
+        let targets = if manager.can_pin() {
+            lock.closure()
+        } else {
+            lock.packages.clone()
+        };
+        install(sandbox, &targets, &lock.packages)?;
+        let all = lock.closure();
+        let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
+        let output = sandbox.run_accepting(
+            "query installed versions",
+            manager.query(&names),
+            Output::Capture,
+            |code| manager.query_succeeded(code),
+        )?;
+        manager
+            .check_installed(&lock.packages, dependencies, &output)
+            .map_err(package_error("check installed versions"))?;
+    }
     sandbox.remove_caches()?;
     super::install::sync_file_system(&sandbox.upper())?;
     sandbox.events.emit(Event::info(format!(
