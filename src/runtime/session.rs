@@ -69,16 +69,24 @@ impl SessionProcess {
     }
 
     /// Whether this record still names the same live process. A zombie (exited, not yet
-    /// reaped by its parent) counts as gone: it runs nothing any more.
+    /// reaped by its parent) counts as gone: it runs nothing any more. So does a record whose
+    /// group is neither 0 nor the process's own pid: karapace-tui writes no such record (the
+    /// group it signals is one the recorded process leads), and run markers live in the store,
+    /// which a program inside an environment can reach through the host home.
     pub fn is_alive(&self) -> bool {
-        ProcStat::of(self.pid).is_ok_and(|st| st.start_time == self.start_time && !st.has_exited())
+        (self.pgid == 0 || self.pgid == self.pid)
+            && ProcStat::of(self.pid)
+                .is_ok_and(|st| st.start_time == self.start_time && !st.has_exited())
     }
 
     fn signal(&self, sig: Signal) -> nix::Result<()> {
-        let sent = if self.pgid > 0 {
-            killpg(Pid::from_raw(self.pgid), sig)
+        let pid = Pid::from_raw(self.pid);
+        // The group only while the recorded process still leads it.
+        let leads = self.pgid > 0 && nix::unistd::getpgid(Some(pid)) == Ok(pid);
+        let sent = if leads {
+            killpg(pid, sig)
         } else {
-            kill(Pid::from_raw(self.pid), sig)
+            kill(pid, sig)
         };
         match sent {
             // It exited between the check and the signal: that is the goal reached.
@@ -187,6 +195,30 @@ pub fn stop_init(record: &Path, backend: BackendKind) -> Result<bool, BackendErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_naming_another_process_group_is_never_signalled() {
+        let me = std::process::id() as i32;
+        let start = start_time(me).expect("own start time");
+        let own_group = SessionProcess {
+            pid: me,
+            start_time: start,
+            pgid: me,
+        };
+        assert!(own_group.is_alive());
+        let attached = SessionProcess {
+            pgid: 0,
+            ..own_group
+        };
+        assert!(attached.is_alive());
+        // A forged group (the init's, say) with a real pid and start time.
+        let forged = SessionProcess {
+            pgid: 1,
+            ..own_group
+        };
+        assert!(!forged.is_alive());
+        assert_eq!(terminate_all(&[forged], Duration::ZERO), Ok(0));
+    }
 
     #[test]
     fn encode_decode_round_trip() {
