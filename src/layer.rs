@@ -49,9 +49,9 @@ const PAX_XATTR_RAW: &str = "SCHILY.xattr.";
 
 /// libarchive's encoding of an xattr name in a PAX keyword: `%XX` for `%`, `=` and every byte
 /// outside the printable ASCII range.
-fn encode_xattr_name(name: &str) -> String {
+fn encode_xattr_name(name: &[u8]) -> String {
     let mut out = String::with_capacity(name.len());
-    for b in name.bytes() {
+    for &b in name {
         if !(33..=126).contains(&b) || b == b'%' || b == b'=' {
             out.push_str(&format!("%{b:02X}"));
         } else {
@@ -61,9 +61,8 @@ fn encode_xattr_name(name: &str) -> String {
     out
 }
 
-/// The inverse of [`encode_xattr_name`]; `None` for a malformed escape or a name that is not
-/// UTF-8.
-fn decode_xattr_name(encoded: &[u8]) -> Option<String> {
+/// The inverse of [`encode_xattr_name`]; `None` for a malformed escape.
+fn decode_xattr_name(encoded: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(encoded.len());
     let mut bytes = encoded.iter();
     while let Some(&b) = bytes.next() {
@@ -74,7 +73,41 @@ fn decode_xattr_name(encoded: &[u8]) -> Option<String> {
             out.push(b);
         }
     }
-    String::from_utf8(out).ok()
+    Some(out)
+}
+
+/// The PAX record (key, value) that stores the extended attribute `name` = `value` in an
+/// archive: `LIBARCHIVE.xattr.<percent-encoded name>` and the value in base64.
+pub(crate) fn xattr_record(name: &[u8], value: &[u8]) -> (String, String) {
+    use base64::Engine as _;
+    (
+        format!("{PAX_XATTR_B64}{}", encode_xattr_name(name)),
+        base64::engine::general_purpose::STANDARD.encode(value),
+    )
+}
+
+/// An extended attribute's name and value, as bytes.
+pub(crate) type Xattr = (Vec<u8>, Vec<u8>);
+
+/// The extended attribute a PAX record stores, in either form (`LIBARCHIVE.xattr.*`, decoded,
+/// or GNU tar's raw `SCHILY.xattr.*`): `None` for a record of something else, `Some(Err)`
+/// naming what is malformed.
+pub(crate) fn xattr_of_record(key: &[u8], value: &[u8]) -> Option<Result<Xattr, &'static str>> {
+    if let Some(encoded) = key.strip_prefix(PAX_XATTR_B64.as_bytes()) {
+        use base64::Engine as _;
+        let Some(name) = decode_xattr_name(encoded) else {
+            return Some(Err("its name"));
+        };
+        Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(value)
+                .map(|value| (name, value))
+                .map_err(|_| "its base64 value"),
+        )
+    } else {
+        let raw = key.strip_prefix(PAX_XATTR_RAW.as_bytes())?;
+        Some(Ok((raw.to_vec(), value.to_vec())))
+    }
 }
 
 /// Write `root`'s contents (not `root` itself) as a tar stream into `out`. Paths are relative.
@@ -221,9 +254,7 @@ fn append_xattrs(builder: &mut Builder<&mut dyn Write>, path: &Path) -> io::Resu
         if let Some(value) =
             xattr::get(path, &name).map_err(|e| annotate(e, "read the xattrs of", path))?
         {
-            use base64::Engine as _;
-            let key = format!("{PAX_XATTR_B64}{}", encode_xattr_name(text));
-            let value = base64::engine::general_purpose::STANDARD.encode(value);
+            let (key, value) = xattr_record(text.as_bytes(), &value);
             records.push((key, value.into_bytes()));
         }
     }
@@ -306,20 +337,12 @@ fn entry_xattrs<R: Read>(
     };
     for extension in extensions {
         let extension = extension?;
-        let key = extension.key_bytes();
-        let (name, value) = if let Some(encoded) = key.strip_prefix(PAX_XATTR_B64.as_bytes()) {
-            use base64::Engine as _;
-            let name = decode_xattr_name(encoded).ok_or_else(|| malformed("its name"))?;
-            let value = base64::engine::general_purpose::STANDARD
-                .decode(extension.value_bytes())
-                .map_err(|_| malformed("its base64 value"))?;
-            (name, value)
-        } else if let Some(raw) = key.strip_prefix(PAX_XATTR_RAW.as_bytes()) {
-            let name = std::str::from_utf8(raw).map_err(|_| malformed("its name"))?;
-            (name.to_string(), extension.value_bytes().to_vec())
-        } else {
+        let Some(found_xattr) = xattr_of_record(extension.key_bytes(), extension.value_bytes())
+        else {
             continue;
         };
+        let (name, value) = found_xattr.map_err(malformed)?;
+        let name = String::from_utf8(name).map_err(|_| malformed("its name"))?;
         if !keeps_xattr(&name) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -621,10 +644,10 @@ mod tests {
         unpack_into(&mut bytes.as_slice(), dst.path(), PackMode::Overlay).expect("unpack");
         let back = xattr::get(dst.path().join("f"), name).expect("get");
         assert_eq!(back.as_deref(), Some(value));
-        assert_eq!(encode_xattr_name(name), "user.a%3Db%25c%20d");
+        assert_eq!(encode_xattr_name(name.as_bytes()), "user.a%3Db%25c%20d");
         assert_eq!(
             decode_xattr_name(b"user.a%3Db%25c%20d").as_deref(),
-            Some(name)
+            Some(name.as_bytes())
         );
         assert_eq!(decode_xattr_name(b"user.%4"), None, "a cut escape");
     }

@@ -14,6 +14,7 @@ pub mod cache;
 pub mod config;
 pub mod http;
 pub mod index;
+pub mod pax_fix;
 pub mod pipeline;
 pub mod tree;
 pub mod unpack;

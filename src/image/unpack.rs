@@ -173,7 +173,7 @@ fn hostile(entry: &str, reason: impl Into<String>) -> UnpackError {
 /// discarded, so a decompressor underneath gets to check its trailer.
 pub fn unpack(reader: &mut dyn Read, dest: &Path, opts: &UnpackOptions) -> Result<UnpackReport> {
     check_destination(dest)?;
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(super::pax_fix::PaxRecordFix::new(reader));
     let mut un = Unpacker::new(dest, opts);
     let entries = archive.entries().map_err(|source| UnpackError::Archive {
         entry: None,

@@ -28,7 +28,8 @@ pub(super) struct Member {
     pub mtime: u64,
     /// Content size (for GNU sparse members, the expanded size).
     pub size: u64,
-    /// `SCHILY.xattr.<name>` records.
+    /// `SCHILY.xattr.<name>` and `LIBARCHIVE.xattr.<name>` records (the latter also made
+    /// from the former by `pax_fix` when the tar crate could not read them).
     pub xattrs: Vec<(OsString, Vec<u8>)>,
 }
 
@@ -52,9 +53,13 @@ impl Member {
             for ext in exts {
                 let ext = ext.map_err(bad)?;
                 let key = ext.key_bytes();
-                if let Some(xname) = key.strip_prefix(b"SCHILY.xattr.") {
-                    let value = ext.value_bytes().to_vec();
-                    xattrs.push((OsStr::from_bytes(xname).to_owned(), value));
+                if let Some(xattr) = crate::layer::xattr_of_record(key, ext.value_bytes()) {
+                    let (xname, value) = xattr.map_err(|what| {
+                        bad(invalid(&format!(
+                            "malformed extended attribute record ({what})"
+                        )))
+                    })?;
+                    xattrs.push((OsStr::from_bytes(&xname).to_owned(), value));
                 } else if key.starts_with(b"GNU.sparse.") {
                     // PAX sparse formats keep a block map in the name or data; writing the
                     // member as a plain file would silently corrupt it.

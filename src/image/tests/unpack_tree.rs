@@ -220,6 +220,29 @@ fn xattrs_are_applied_or_recorded() {
 }
 
 #[test]
+fn xattr_values_with_newlines_import() {
+    // composefs/tar-rs#428: the tar crate alone fails such a tarball ("malformed pax
+    // extension"); image::pax_fix rewrites the record before it gets there.
+    let fx = Fixture::new();
+    let cap_like: &[u8] = b"\x01\x00\x00\x02\x02\x00\x0a\x00";
+    let tar = RawTar::new()
+        .pax(&[("SCHILY.xattr.user.karapace", cap_like)])
+        .file("bin/tool", 0o755, b"tool")
+        .file("after", 0o644, b"after")
+        .finish();
+    let report = fx.unpack(&tar).expect("unpack");
+    assert_eq!(report.files, 2);
+    assert_eq!(fs::read(fx.dest.join("after")).expect("read"), b"after");
+    match xattr::get(fx.dest.join("bin/tool"), "user.karapace").expect("getxattr") {
+        Some(value) => assert_eq!(value, cap_like),
+        None => assert!(
+            report.skipped.iter().any(|s| s.path == Path::new("bin/tool")),
+            "neither applied nor recorded as skipped"
+        ),
+    }
+}
+
+#[test]
 fn hostile_mtimes_and_owners_do_not_panic() {
     let fx = Fixture::new();
     let mut h = Hdr::new("old", b'0');
