@@ -236,7 +236,10 @@ fn xattr_values_with_newlines_import() {
     match xattr::get(fx.dest.join("bin/tool"), "user.karapace").expect("getxattr") {
         Some(value) => assert_eq!(value, cap_like),
         None => assert!(
-            report.skipped.iter().any(|s| s.path == Path::new("bin/tool")),
+            report
+                .skipped
+                .iter()
+                .any(|s| s.path == Path::new("bin/tool")),
             "neither applied nor recorded as skipped"
         ),
     }
