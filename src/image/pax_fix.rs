@@ -19,6 +19,8 @@ use std::io::{self, Read};
 
 use tar::Header;
 
+use super::pipeline::read_up_to;
+
 const BLOCK: usize = 512;
 /// PAX headers larger than this pass through as they are (the tar crate reads them whole too;
 /// this only bounds what is rewritten).
@@ -57,7 +59,7 @@ impl<R: Read> PaxRecordFix<R> {
     /// when it is rewritten; `false` at the end of the stream.
     fn next_block(&mut self) -> io::Result<bool> {
         let mut block = [0u8; BLOCK];
-        let got = read_full(&mut self.inner, &mut block)?;
+        let got = read_up_to(&mut self.inner, &mut block)?;
         self.out.clear();
         self.out_pos = 0;
         if got < BLOCK {
@@ -115,7 +117,7 @@ impl<R: Read> PaxRecordFix<R> {
     /// A PAX local header of `size` bytes: read whole, its xattr records rewritten if needed.
     fn pax_member(&mut self, block: [u8; BLOCK], size: u64) -> io::Result<()> {
         let mut data = vec![0u8; padded(size) as usize];
-        let got = read_full(&mut self.inner, &mut data)?;
+        let got = read_up_to(&mut self.inner, &mut data)?;
         if got < data.len() {
             self.out.extend_from_slice(&block);
             self.out.extend_from_slice(&data[..got]);
@@ -201,20 +203,6 @@ impl<R: Read> Read for PaxRecordFix<R> {
 /// `size` rounded up to whole blocks.
 fn padded(size: u64) -> u64 {
     size.div_ceil(BLOCK as u64) * BLOCK as u64
-}
-
-/// Reads until `buf` is full or the stream ends; how many bytes were read.
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match reader.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// The records of a PAX header's data, each read by its length prefix; `None` if any is
