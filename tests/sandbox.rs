@@ -26,7 +26,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
-const TEST_USER: &str = "karapace-test";
+use util::TEST_USER;
 const HOSTNAME: &str = "karapace-box";
 
 fn helper() -> PathBuf {
@@ -464,6 +464,8 @@ fn a_failed_step_names_itself_and_leaves_nothing_behind() {
         assert!(stderr.contains(part), "`{part}` not in: {stderr}");
     }
 }
+
+mod util;
 
 #[path = "sandbox/cgroup.rs"]
 mod cgroup;

@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use super::util::ensure_test_user;
 use super::{helper, lower, ready, required, skip, visible, TEST_USER};
 
 /// Whether every directory above `path` lets others through, and `path` itself others read.
@@ -13,24 +14,6 @@ fn reachable_by_others(path: &Path) -> bool {
     path.ancestors().all(|p| {
         fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o005 == 0o005 || p == path)
     })
-}
-
-fn ensure_test_user() -> Result<(), String> {
-    let exists = Command::new("id").args(["-u", TEST_USER]).output();
-    if exists.is_ok_and(|o| o.status.success()) {
-        return Ok(());
-    }
-    let out = Command::new("useradd")
-        .args(["-m", TEST_USER])
-        .output()
-        .map_err(|e| format!("cannot run useradd: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "useradd failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(())
 }
 
 const TEST: &str = "kernel_tests_also_pass_unprivileged";
