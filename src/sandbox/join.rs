@@ -355,7 +355,9 @@ pub fn try_join(lock: &RecordLock, plan: &SandboxPlan, threads: &ThreadCount) ->
     let Some(record) = lock.read()? else {
         return Ok(Join::NotRunning);
     };
-    // Before anything is opened or awaited: a forged record could name a host process.
+    // Before anything is opened or awaited: a forged record could name a host process. Once
+    // only: the start time checked after the namespaces are opened proves them this same
+    // process's, whose NSpid cannot change.
     record.check_not_foreign(lock.path())?;
     if record.exiting {
         record.wait_gone(GONE_TIMEOUT)?;
@@ -366,8 +368,6 @@ pub fn try_join(lock: &RecordLock, plan: &SandboxPlan, threads: &ThreadCount) ->
         // Gone, or the pid now belongs to someone else: whatever we opened is not the init's.
         _ => return Ok(Join::NotRunning),
     };
-    // Again, now that the descriptors are known to be the recorded process's.
-    record.check_not_foreign(lock.path())?;
     // Into the environment's cgroups first, with our own credentials (`limits.rs`): the
     // program forked below starts there.
     let membership = enter_plan_cgroups(&plan.limits, false)?;
