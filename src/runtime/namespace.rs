@@ -276,7 +276,11 @@ impl RuntimeBackend for NamespaceBackend {
                 ),
             });
         }
-        let spec = self.spec(req, &lower)?;
+        let ids = IdMapping::for_session(|warning| req.events.emit(Event::warn(warning)));
+        let record = init_record(req.env_dir);
+        // Started first: the tools run while the rest is prepared.
+        let mut premapped = premap(&ids, &record)?;
+        let spec = self.spec(req, &lower, ids)?;
         let mut plan = spec.plan();
         // Nothing is probed or read when the manifest sets no limit.
         if req.lock.runtime.has_limits() {
@@ -289,18 +293,19 @@ impl RuntimeBackend for NamespaceBackend {
         // directory twice), else starts it and records its init there. The overlay's volatile
         // marker is cleared by the helper too, under the record's lock, and only when it starts
         // cold: here another session may have the overlay mounted.
-        let record = init_record(req.env_dir);
         let helper = helper_exe()?;
         let plan_dir = req.store.root().join("tmp");
         let mut started_again = false;
         loop {
-            let mut session =
-                sandbox::start_session(&plan, &record, &helper, &plan_dir, req.stdout_to_stderr)
-                    .map_err(|e| BackendError::Failed {
-                        backend: KIND,
-                        step: "start the sandbox",
-                        detail: e.to_string(),
-                    })?;
+            let mut session = sandbox::start_session(
+                &plan,
+                &record,
+                &helper,
+                &plan_dir,
+                req.stdout_to_stderr,
+                premapped.take(),
+            )
+            .map_err(start_failed)?;
             let pid = session.id() as i32;
             let process = SessionProcess::of_pid(pid, 0)
                 .map_err(io_err("read process start time", Path::new("/proc")))?;
@@ -690,7 +695,12 @@ fn record_app_entries(
 }
 
 impl NamespaceBackend {
-    fn spec(&self, req: &RunRequest, lower: &Path) -> Result<RootfsSpec, BackendError> {
+    fn spec(
+        &self,
+        req: &RunRequest,
+        lower: &Path,
+        ids: IdMapping,
+    ) -> Result<RootfsSpec, BackendError> {
         let root = req.env_dir.join("root");
         let refuse = |detail: String| BackendError::Failed {
             backend: KIND,
@@ -741,7 +751,7 @@ impl NamespaceBackend {
                 .collect()
         };
         Ok(RootfsSpec {
-            ids: IdMapping::for_session(|warning| req.events.emit(Event::warn(warning))),
+            ids,
             lower: vec![lower.display().to_string()],
             upper: req.env_dir.join("upper").display().to_string(),
             work: req.env_dir.join("work").display().to_string(),
@@ -760,6 +770,40 @@ impl NamespaceBackend {
             cwd: host.cwd.clone(),
         })
     }
+}
+
+fn start_failed(e: sandbox::SandboxError) -> BackendError {
+    BackendError::Failed {
+        backend: KIND,
+        step: "start the sandbox",
+        detail: e.to_string(),
+    }
+}
+
+/// The user namespace of a rootless cold start with a subordinate range, made ahead so that
+/// newuidmap and newgidmap run while the session is prepared (`sandbox::premap`). `None`
+/// without such a range, with the executed helper (it cannot take one), and when the
+/// environment runs: the session will join it and needs no namespace. The record is read
+/// without its lock, so the guess may be wrong either way, and both are fine: stage 1
+/// decides under the lock, closes a namespace it does not need, and makes its own when it
+/// got none. A record that cannot be read is left to stage 1 too, which reports it.
+fn premap(
+    ids: &IdMapping,
+    record: &Path,
+) -> Result<Option<sandbox::premap::Premapped>, BackendError> {
+    let Some((uid_map, gid_map)) = ids.outside_maps() else {
+        return Ok(None);
+    };
+    if std::env::var_os(sandbox::EXEC_HELPER_VAR).is_some_and(|v| v == "1") {
+        return Ok(None);
+    }
+    if let Ok(Some(init)) = sandbox::join::InitRecord::read(record) {
+        if !init.exiting && init.is_alive() {
+            return Ok(None);
+        }
+    }
+    let tools = sandbox::spawn::id_map_tools().map_err(start_failed)?;
+    sandbox::premap::Premapped::start(&tools, &uid_map, &gid_map).map_err(start_failed)
 }
 
 /// The lock's resource limits as this host can enforce them (`super::limits`); a warning

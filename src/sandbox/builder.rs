@@ -40,6 +40,22 @@ impl IdMapping {
         super::idmap::detect().warn_with(warn)
     }
 
+    /// The uid and gid maps newuidmap/newgidmap must write from outside (`Subordinate` only).
+    pub fn outside_maps(&self) -> Option<(Vec<IdRange>, Vec<IdRange>)> {
+        match self {
+            IdMapping::Subordinate {
+                uid,
+                gid,
+                sub_uid,
+                sub_gid,
+            } => Some((
+                vec![IdRange::single(0, *uid), *sub_uid],
+                vec![IdRange::single(0, *gid), *sub_gid],
+            )),
+            IdMapping::HostRoot | IdMapping::SingleId { .. } => None,
+        }
+    }
+
     /// The user-namespace steps: none as real root; unshare, then the maps.
     pub(crate) fn steps(&self) -> Vec<SetupStep> {
         let maps = match self {
@@ -48,15 +64,10 @@ impl IdMapping {
                 uid_map: vec![IdRange::single(0, *uid)],
                 gid_map: vec![IdRange::single(0, *gid)],
             },
-            IdMapping::Subordinate {
-                uid,
-                gid,
-                sub_uid,
-                sub_gid,
-            } => SetupStep::AwaitIdMaps {
-                uid_map: vec![IdRange::single(0, *uid), *sub_uid],
-                gid_map: vec![IdRange::single(0, *gid), *sub_gid],
-            },
+            IdMapping::Subordinate { .. } => {
+                let (uid_map, gid_map) = self.outside_maps().expect("a subordinate mapping");
+                SetupStep::AwaitIdMaps { uid_map, gid_map }
+            }
         };
         vec![SetupStep::UnshareUserNs, maps]
     }

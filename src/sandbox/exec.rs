@@ -73,6 +73,11 @@ fn run(mut ex: Executor, steps: &[SetupStep]) -> Result<()> {
     for (i, step) in steps.iter().enumerate() {
         if trace {
             eprintln!("karapace sandbox: step {i}: {step:?}");
+            if let (SetupStep::UnshareUserNs, Some(ns)) =
+                (step, ex.id_maps.and_then(|sync| sync.premapped))
+            {
+                eprintln!("karapace sandbox: entering the user namespace made ahead (fd {ns})");
+            }
         }
         ex.apply(step)?;
     }
@@ -161,7 +166,15 @@ impl Executor<'_> {
     fn apply(&mut self, step: &SetupStep) -> Result<()> {
         let name = step.name();
         match step {
-            SetupStep::UnshareUserNs => self.unshare(name, CloneFlags::CLONE_NEWUSER),
+            SetupStep::UnshareUserNs => match self.id_maps.and_then(|sync| sync.premapped) {
+                // A new namespace all the same, made for this sandbox by the spawner's child.
+                Some(ns) => self.sys.enter_user_ns(ns).map_err(fail(
+                    name,
+                    "setns(CLONE_NEWUSER) into the user namespace made ahead",
+                    &format!("fd {ns}"),
+                )),
+                None => self.unshare(name, CloneFlags::CLONE_NEWUSER),
+            },
             SetupStep::WriteIdMaps { uid_map, gid_map } => self.write_id_maps(uid_map, gid_map),
             SetupStep::AwaitIdMaps { .. } => self.await_id_maps(),
             SetupStep::UnshareMountNs => self.unshare(name, CloneFlags::CLONE_NEWNS),

@@ -126,6 +126,16 @@ pub fn exit_now(code: u8) -> ! {
     unsafe { libc::_exit(i32::from(code)) }
 }
 
+/// Runs `child` in a process made by [`fork`], then ends that process ([`exit_now`]) with the
+/// code `child` returns, or with `on_panic` if it panicked. A panic must not unwind out of the
+/// child into the frames it shares with its parent: the copy would go on running the parent's
+/// code after the fork, and run the parent's destructors (releasing its locks, deleting its
+/// temporary files). The panic's message has been printed by then.
+pub fn finish_child(on_panic: u8, child: impl FnOnce() -> u8) -> ! {
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(on_panic);
+    exit_now(code)
+}
+
 /// Puts SIGPIPE back to its default action (terminate) in a process about to exec a program.
 ///
 /// The Rust runtime ignores SIGPIPE at start-up, and an ignored signal stays ignored across

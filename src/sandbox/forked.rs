@@ -40,8 +40,10 @@ use super::error::{Result, SandboxError, EXIT_SETUP_FAILED};
 use super::fork::{fork, ForkError, Forked, ThreadCount};
 use super::helper::{self, TRACE_VAR};
 use super::plan::SandboxPlan;
+use super::premap::Premapped;
 use super::spawn::{
-    id_map_tools, spawn_session, write_id_maps, HelperProcess, SandboxStdio, Session,
+    abandon, id_map_tools, release, spawn_session, write_id_maps, HelperProcess, SandboxStdio,
+    Session,
 };
 use super::sys::IdMapSync;
 
@@ -112,6 +114,11 @@ pub struct ForkedProcess {
 }
 
 impl ForkedProcess {
+    /// The child `pid` made by [`super::fork::fork`].
+    pub(crate) fn new(pid: Pid) -> ForkedProcess {
+        ForkedProcess { pid, status: None }
+    }
+
     pub fn id(&self) -> u32 {
         self.pid.as_raw().unsigned_abs()
     }
@@ -161,12 +168,16 @@ impl ForkedProcess {
 /// this process runs one thread, else through the helper binary (see the module doc). The
 /// program's stdin, stdout and stderr are ours, stdout replaced by stderr when
 /// `stdout_to_stderr`.
+///
+/// `premapped`: the user namespace made ahead for this start ([`Premapped::start`]), used by a
+/// forked stage 1 when the plan maps a subordinate range.
 pub fn start_session(
     plan: &SandboxPlan,
     record: &Path,
     helper_exe: &Path,
     plan_dir: &Path,
     stdout_to_stderr: bool,
+    premapped: Option<Premapped>,
 ) -> Result<RunningSession> {
     let wants_exec = std::env::var_os(EXEC_HELPER_VAR).is_some_and(|v| v == "1");
     if !wants_exec {
@@ -175,7 +186,7 @@ pub fn start_session(
             "open (to count this process's threads)",
             "/proc/self/status",
         ))?;
-        match fork_session(plan, record, stdout_to_stderr, &threads) {
+        match fork_session(plan, record, stdout_to_stderr, &threads, premapped) {
             Err(Refused::Threaded) => {}
             Err(Refused::Failed(e)) => return Err(e),
             Ok(session) => return Ok(RunningSession::Forked(session)),
@@ -208,22 +219,29 @@ fn fork_session(
     record: &Path,
     stdout_to_stderr: bool,
     threads: &ThreadCount,
+    premapped: Option<Premapped>,
 ) -> std::result::Result<ForkedSession, Refused> {
     let failed =
         |op: &'static str| move |errno: Errno| Refused::Failed(SandboxError::helper(op)(errno));
     let (nothing_read, nothing_write) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(failed("pipe2"))?;
     let outside_maps = plan.outside_id_maps();
+    // Only a plan that awaits its maps uses a namespace made ahead (dropping it ends its seed).
+    let premapped = premapped.filter(|_| outside_maps.is_some());
     // Before anything starts: without the tools stage 1 would only wait in vain.
     let (tools, channel) = match outside_maps {
         Some(_) => {
-            let tools = id_map_tools().map_err(Refused::Failed)?;
+            let tools = match premapped {
+                // They run already.
+                Some(_) => None,
+                None => Some(id_map_tools().map_err(Refused::Failed)?),
+            };
             let pair = UnixStream::pair().map_err(|e| {
                 Refused::Failed(SandboxError::io("create the id-map channel", "socketpair")(
                     e,
                 ))
             })?;
-            (Some(tools), Some(pair))
+            (tools, Some(pair))
         }
         None => (None, None),
     };
@@ -250,21 +268,41 @@ fn fork_session(
             let (ours, theirs) = channel.map_or((None, None), |(o, t)| (Some(o), Some(t)));
             drop(ours);
             let theirs = theirs.map(OwnedFd::from);
-            let code = child(
-                plan.clone(),
-                parent,
-                record,
-                stdout_to_stderr,
-                theirs,
-                nothing_write,
-            );
-            super::fork::exit_now(code)
+            // Only the number: the seed and the tools are the parent's (`premapped` is never
+            // dropped here, as `finish_child` runs no destructor of ours).
+            let ns = premapped.as_ref().map(Premapped::ns_fd);
+            super::fork::finish_child(EXIT_SETUP_FAILED, || {
+                child(
+                    plan.clone(),
+                    parent,
+                    record,
+                    stdout_to_stderr,
+                    theirs,
+                    ns,
+                    nothing_write,
+                )
+            })
         }
         Forked::Parent(pid) => {
             drop(nothing_write);
             let process = ForkedProcess { pid, status: None };
-            let process = match (outside_maps, tools, channel) {
-                (Some((uid_map, gid_map)), Some(tools), Some((ours, theirs))) => {
+            let process = match (outside_maps, tools, channel, premapped) {
+                (Some(_), None, Some((ours, theirs)), Some(premapped)) => {
+                    drop(theirs);
+                    let helper = HelperProcess::Forked(process);
+                    let released = match premapped.finish() {
+                        Ok(()) => release(helper, ours),
+                        Err(e) => Err(abandon(helper, e)),
+                    };
+                    match released {
+                        Ok(HelperProcess::Forked(process)) => process,
+                        Ok(HelperProcess::Spawned(_)) => {
+                            unreachable!("release returns the process it got")
+                        }
+                        Err(e) => return Err(Refused::Failed(e)),
+                    }
+                }
+                (Some((uid_map, gid_map)), Some(tools), Some((ours, theirs)), None) => {
                     drop(theirs);
                     let helper = HelperProcess::Forked(process);
                     match write_id_maps(helper, ours, &tools, uid_map, gid_map) {
@@ -292,11 +330,13 @@ fn child(
     record: &Path,
     stdout_to_stderr: bool,
     id_maps: Option<OwnedFd>,
+    premapped: Option<RawFd>,
     ran_nothing: OwnedFd,
 ) -> u8 {
     let keep: Vec<RawFd> = [
         Some(ran_nothing.as_raw_fd()),
         id_maps.as_ref().map(AsRawFd::as_raw_fd),
+        premapped,
     ]
     .into_iter()
     .flatten()
@@ -308,6 +348,7 @@ fn child(
     // The channel stays open in this process (stage 1 uses its raw number).
     let id_maps = id_maps.map(|fd| IdMapSync {
         fd: fd.into_raw_fd(),
+        premapped,
     });
     helper::forked_stage1(plan, parent, record, id_maps, ran_nothing)
 }

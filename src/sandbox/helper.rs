@@ -164,9 +164,7 @@ fn parse_args(args: &[OsString]) -> Result<Mode> {
         Some(i) if i + 1 < args.len() => {
             let fd = args[i + 1].to_str().and_then(|s| s.parse().ok());
             args.drain(i..i + 2);
-            Some(IdMapSync {
-                fd: fd.ok_or_else(usage)?,
-            })
+            Some(IdMapSync::new(fd.ok_or_else(usage)?))
         }
         Some(_) => return Err(usage()),
         None => None,
@@ -394,21 +392,22 @@ fn cold_start(
     match fork_tied(threads, "fork PID 1 of the sandbox")? {
         Started::Child => {
             drop(report_read);
-            if let Some(lock) = record {
-                // Stage 1's lock: closing our copy leaves it held by stage 1.
-                lock.close_in_child()?;
-            }
-            threads
-                .close_in_child()
-                .map_err(SandboxError::helper("close stage 1's status file"))?;
-            let code = match init(rest, fs::File::from(report_write), session.as_deref()) {
-                Ok(code) => code,
-                Err(e) => {
+            super::fork::finish_child(EXIT_SETUP_FAILED, || {
+                let pid1 = || {
+                    if let Some(lock) = record {
+                        // Stage 1's lock: closing our copy leaves it held by stage 1.
+                        lock.close_in_child()?;
+                    }
+                    threads
+                        .close_in_child()
+                        .map_err(SandboxError::helper("close stage 1's status file"))?;
+                    init(rest, fs::File::from(report_write), session.as_deref())
+                };
+                pid1().unwrap_or_else(|e| {
                     eprintln!("karapace-tui: {e}");
                     EXIT_SETUP_FAILED
-                }
-            };
-            super::fork::exit_now(code)
+                })
+            })
         }
         Started::Parent(pid, _tie) => {
             drop(report_write);
@@ -460,7 +459,9 @@ fn init(plan: SandboxPlan, mut report: fs::File, session: Option<&Path>) -> Resu
     };
     let attrs = ExecAttrs::of(&plan);
     let (program, _tie) = match fork_tied(&threads, "fork the program")? {
-        Started::Child => super::fork::exit_now(exec_program(&plan, &attrs, None)),
+        Started::Child => {
+            super::fork::finish_child(EXIT_SETUP_FAILED, || exec_program(&plan, &attrs, None))
+        }
         Started::Parent(pid, tie) => (pid, tie),
     };
     Report::Ready { start_time }.send(&mut report)?;
@@ -682,7 +683,7 @@ mod tests {
             parse(&["--probe", "/p.json"]),
             Some(Mode::Probe { id_maps: None, .. })
         ));
-        let fd = |fd| Some(super::IdMapSync { fd });
+        let fd = |fd| Some(super::IdMapSync::new(fd));
         assert!(matches!(
             parse(&["--parent-pid", "42", "--id-maps", "7", "/p.json"]),
             Some(Mode::Run { parent: Some(42), id_maps, plan_file, session: None })

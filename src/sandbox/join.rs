@@ -373,10 +373,9 @@ pub fn try_join(lock: &RecordLock, plan: &SandboxPlan, threads: &ThreadCount) ->
     let membership = enter_plan_cgroups(&plan.limits, false)?;
     namespaces.enter_all_but_mount()?;
     match fork_tied(threads, "fork the program into the environment") {
-        Ok(Started::Child) => {
-            let code = exec_program(plan, &ExecAttrs::of(plan), Some(&namespaces.mnt));
-            super::fork::exit_now(code)
-        }
+        Ok(Started::Child) => super::fork::finish_child(super::error::EXIT_SETUP_FAILED, || {
+            exec_program(plan, &ExecAttrs::of(plan), Some(&namespaces.mnt))
+        }),
         Ok(Started::Parent(pid, tie)) => Ok(Join::Started(pid, tie, membership)),
         Err(e) if is_enomem(&e) => {
             // A fork into a PID namespace whose init has exited fails with ENOMEM

@@ -15,6 +15,8 @@
 //!   signal forwarding and reaping.
 //! - [`join`]: several sessions in one running environment — the init record and its lock,
 //!   and joining the running init's namespaces with `setns`.
+//! - [`premap`]: a rootless cold start's user namespace made ahead by a throwaway child, so
+//!   that newuidmap/newgidmap run while the rest of the start-up does.
 //! - [`spawn`]: how the runtime starts a plan ([`spawn()`], or [`PlanFile`] + [`command`]) or
 //!   a session of an environment ([`spawn_session`]), and writes a subordinate range's id maps
 //!   from outside with newuidmap/newgidmap.
@@ -46,6 +48,7 @@ pub mod join;
 pub mod limits;
 pub mod netlink;
 pub mod plan;
+pub mod premap;
 pub mod program;
 pub mod remove;
 pub mod spawn;

@@ -355,6 +355,11 @@ pub(crate) fn write_id_maps(
     if let Some(err) = results.into_iter().find_map(Result::err) {
         return Err(abandon(child, err));
     }
+    release(child, channel)
+}
+
+/// Tells the helper that its maps are written (`ID_MAPS_WRITTEN`), which lets it go on.
+pub(crate) fn release(child: HelperProcess, mut channel: UnixStream) -> Result<HelperProcess> {
     match channel.write_all(&[ID_MAPS_WRITTEN]) {
         // The helper died meanwhile; its exit status says so.
         Err(e)
@@ -425,14 +430,15 @@ fn wait_for_namespace(child: &mut HelperProcess, channel: &mut UnixStream) -> Re
 }
 
 /// A running `TOOL PID inside outside count…`, which must succeed.
-struct MapTool {
+#[derive(Debug)]
+pub(crate) struct MapTool {
     command: String,
     fix: String,
     child: Child,
 }
 
 impl MapTool {
-    fn start(tool: &Path, pid: u32, map: &[IdRange], grants: &str) -> Result<MapTool> {
+    pub(crate) fn start(tool: &Path, pid: u32, map: &[IdRange], grants: &str) -> Result<MapTool> {
         let mut args = vec![pid.to_string()];
         for r in map {
             args.extend([r.inside, r.outside, r.count].map(|n| n.to_string()));
@@ -469,7 +475,7 @@ impl MapTool {
         }
     }
 
-    fn finish(self) -> Result<()> {
+    pub(crate) fn finish(self) -> Result<()> {
         let failed = |status: String, stderr: String| SandboxError::IdMapTool {
             command: self.command.clone(),
             status,
@@ -494,7 +500,7 @@ impl MapTool {
 /// Gives up on a helper that waits for its maps, returning `err`. SIGKILL keeps it from adding
 /// its own message about the closed channel; were the kill to fail, it would still exit at EOF
 /// on the channel, which our caller drops.
-fn abandon(mut child: HelperProcess, err: SandboxError) -> SandboxError {
+pub(crate) fn abandon(mut child: HelperProcess, err: SandboxError) -> SandboxError {
     if child.kill().is_ok() {
         // Reaped so that no zombie stays behind; the status is of no interest.
         drop(child.wait());

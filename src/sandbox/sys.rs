@@ -25,9 +25,16 @@ use nix::sys::statvfs::FsFlags;
 /// close-on-exec, so EOF also means the spawner has died. A session's helper that joins a
 /// running environment creates no user namespace (it enters one that has its maps): it sends
 /// [`ID_MAPS_NOT_NEEDED`] instead ([`IdMapSync::not_needed`]) and closes its end.
+///
+/// With `premapped`, the user namespace was made ahead by a child of the spawner (see
+/// [`super::premap`]), whose maps are being written already: the helper enters it
+/// ([`Sys::enter_user_ns`]) instead of unsharing its own, sends nothing, and only waits for
+/// [`ID_MAPS_WRITTEN`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdMapSync {
     pub fd: RawFd,
+    /// A descriptor of the user namespace made ahead (`/proc/PID/ns/user`).
+    pub premapped: Option<RawFd>,
 }
 
 /// "The user namespace exists: write its maps."
@@ -38,7 +45,16 @@ pub const ID_MAPS_WRITTEN: u8 = b'w';
 pub const ID_MAPS_NOT_NEEDED: u8 = b'j';
 
 impl IdMapSync {
-    /// Tells the spawner that no maps are needed, and closes the channel.
+    /// The channel alone: the helper makes its user namespace itself.
+    pub fn new(fd: RawFd) -> IdMapSync {
+        IdMapSync {
+            fd,
+            premapped: None,
+        }
+    }
+
+    /// Tells the spawner that no maps are needed, and closes the channel (and the namespace
+    /// made ahead, which nothing will use).
     pub fn not_needed(self) -> nix::Result<()> {
         use nix::sys::socket::{send, MsgFlags};
         let sent = loop {
@@ -48,7 +64,8 @@ impl IdMapSync {
             }
         };
         let closed = nix::unistd::close(self.fd);
-        sent.and(closed)
+        let ns_closed = self.premapped.map_or(Ok(()), nix::unistd::close);
+        sent.and(closed).and(ns_closed)
     }
 }
 
@@ -120,6 +137,8 @@ pub trait Sys {
     /// Has the spawner write the id maps from outside (see [`IdMapSync`]), then closes the
     /// channel. `EPIPE`: the spawner closed it without writing them.
     fn await_id_maps(&mut self, sync: IdMapSync) -> nix::Result<()>;
+    /// Enters the user namespace `ns` refers to (setns(2)) and closes `ns`.
+    fn enter_user_ns(&mut self, ns: RawFd) -> nix::Result<()>;
     fn mount(
         &mut self,
         source: Option<&str>,
@@ -211,6 +230,10 @@ impl Sys for LinuxSys {
         use nix::sys::socket::{recv, send, MsgFlags};
         let fd = sync.fd;
         let sent = loop {
+            if sync.premapped.is_some() {
+                // The spawner started the tools when it made the namespace.
+                break Ok(0);
+            }
             match send(fd, &[ID_MAPS_NS_READY], MsgFlags::MSG_NOSIGNAL) {
                 Err(Errno::EINTR) => {}
                 other => break other,
@@ -229,6 +252,16 @@ impl Sys for LinuxSys {
             _ if answer[0] != ID_MAPS_WRITTEN => Err(Errno::EPROTO),
             _ => closed,
         }
+    }
+
+    fn enter_user_ns(&mut self, ns: RawFd) -> nix::Result<()> {
+        // setns(2) takes a borrowed descriptor, which a raw number becomes only in unsafe
+        // code: opening the number's /proc/self/fd link gives a second one to the same
+        // namespace (nsfs files may be opened so), safely.
+        let file = fs::File::open(format!("/proc/self/fd/{ns}")).map_err(errno_of);
+        let closed = nix::unistd::close(ns);
+        nix::sched::setns(file?, CloneFlags::CLONE_NEWUSER)?;
+        closed
     }
 
     fn mount(
@@ -364,6 +397,7 @@ pub enum Call {
         contents: String,
     },
     AwaitIdMaps(IdMapSync),
+    EnterUserNs(RawFd),
     Mount {
         source: Option<String>,
         target: String,
@@ -485,6 +519,10 @@ impl Sys for RecordingSys {
 
     fn await_id_maps(&mut self, sync: IdMapSync) -> nix::Result<()> {
         self.record(Call::AwaitIdMaps(sync))
+    }
+
+    fn enter_user_ns(&mut self, ns: RawFd) -> nix::Result<()> {
+        self.record(Call::EnterUserNs(ns))
     }
 
     fn mount(

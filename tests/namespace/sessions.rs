@@ -78,6 +78,11 @@ impl Cli {
     }
 
     fn command(&self, args: &[&str]) -> Command {
+        self.command_with(&[], args)
+    }
+
+    /// [`Cli::command`] with extra environment variables.
+    fn command_with(&self, vars: &[(&str, &str)], args: &[&str]) -> Command {
         let path = std::env::var("PATH").unwrap_or_default();
         let mut cmd = match self.user {
             None => {
@@ -85,7 +90,8 @@ impl Cli {
                 cmd.env_clear()
                     .env("PATH", path)
                     .env("HOME", self.home())
-                    .env("KARAPACE_STORE", self.store());
+                    .env("KARAPACE_STORE", self.store())
+                    .envs(vars.iter().copied());
                 cmd
             }
             Some(user) => {
@@ -95,6 +101,7 @@ impl Cli {
                     .arg(format!("PATH={path}"))
                     .arg(format!("HOME={}", self.home().display()))
                     .arg(format!("KARAPACE_STORE={}", self.store().display()))
+                    .args(vars.iter().map(|(k, v)| format!("{k}={v}")))
                     .arg(&self.bin);
                 cmd
             }
@@ -106,8 +113,13 @@ impl Cli {
     /// Runs to the end, reading stdout and stderr to EOF: a process that keeps them open
     /// (a lingering sandbox that did not let go of them) is a hang, reported as such.
     pub(super) fn run(&self, args: &[&str]) -> Run {
+        self.run_with(&[], args)
+    }
+
+    /// [`Cli::run`] with extra environment variables.
+    fn run_with(&self, vars: &[(&str, &str)], args: &[&str]) -> Run {
         let child = self
-            .command(args)
+            .command_with(vars, args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -634,4 +646,61 @@ fn a_forged_init_record_is_neither_joined_nor_signalled_unprivileged() {
     }
     let test = "a_forged_init_record_is_neither_joined_nor_signalled_unprivileged";
     a_forged_init_record_is_neither_joined_nor_signalled(test, Some(TEST_USER));
+}
+
+/// Rootless with a subordinate range, a cold start's user namespace is made ahead by a
+/// throwaway child of the CLI while newuidmap and newgidmap write its maps
+/// (`sandbox::premap`): stage 1 enters it instead of unsharing one, the program sees the full
+/// range, and nothing of that child is left once the command has returned. A session that
+/// joins the running environment makes none.
+#[test]
+fn a_cold_start_enters_a_user_namespace_made_ahead_unprivileged() {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let test = "a_cold_start_enters_a_user_namespace_made_ahead_unprivileged";
+    let Some((cli, id)) = built(test, Some(TEST_USER)) else {
+        return;
+    };
+    let trace = [("KARAPACE_SANDBOX_TRACE", "1")];
+    // In the CLI's command line, so in its forked children's too.
+    let token = format!("premap-token-{}", std::process::id());
+    let script = format!("echo {token}; cat /proc/self/uid_map");
+    let cold = cli.run_with(&trace, &["exec", "deb", "--", "sh", "-c", &script]);
+    cold.expect_code(0);
+    let maps = cold.stdout.lines().skip(1).count();
+    if maps < 2 {
+        let why = format!("{TEST_USER} has no subordinate range mapped: {cold:?}");
+        let required = std::env::var("KARAPACE_REQUIRE_SANDBOX").as_deref() == Ok("1");
+        assert!(!required, "KARAPACE_REQUIRE_SANDBOX=1 but {why}");
+        visible(&format!("SKIPPED: namespace::sessions::{test}: {why}"));
+        return;
+    }
+    assert!(
+        cold.stderr
+            .contains("entering the user namespace made ahead"),
+        "the cold start unshared its own user namespace: {cold:?}"
+    );
+    let left: Vec<String> = fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| {
+            let pid = e.ok()?.file_name().to_str()?.parse::<i32>().ok()?;
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .contains(&token)
+                .then(|| format!("{pid}: {}", String::from_utf8_lossy(&cmdline)))
+        })
+        .collect();
+    assert!(left.is_empty(), "left running after the command: {left:?}");
+
+    let a = start_waiting(&cli, &id, "a");
+    let joined = cli.run_with(&trace, &["exec", "deb", "--", "true"]);
+    joined.expect_code(0);
+    assert!(
+        !joined.stderr.contains("made ahead") && !joined.stderr.contains("UnshareUserNs"),
+        "a joining session made a namespace: {joined:?}"
+    );
+    cli.sh("touch /tmp/end-a").expect_code(0);
+    let a = a.join().expect("session a");
+    assert_eq!(a.code, Some(0), "{a:?}");
 }

@@ -311,7 +311,7 @@ fn a_subordinate_range_is_left_to_the_spawner_and_setgroups_to_newgidmap() {
     let plan = subordinate_spec().plan();
     let stage1 = plan.stage_steps(Stage::Namespaces);
     let mut sys = typical_sys();
-    apply_steps_with(&mut sys, &stage1, Some(IdMapSync { fd: 9 })).unwrap();
+    apply_steps_with(&mut sys, &stage1, Some(IdMapSync::new(9))).unwrap();
     assert_eq!(
         changes(&sys),
         [
@@ -329,6 +329,34 @@ fn a_subordinate_range_is_left_to_the_spawner_and_setgroups_to_newgidmap() {
         changes(&sys)
     };
     assert_eq!(rest(subordinate_spec()), rest(rootless_spec()));
+}
+
+#[test]
+fn a_namespace_made_ahead_is_entered_instead_of_unsharing_one() {
+    let stage1 = subordinate_spec().plan().stage_steps(Stage::Namespaces);
+    let mut sys = typical_sys();
+    let sync = IdMapSync {
+        fd: 9,
+        premapped: Some(7),
+    };
+    apply_steps_with(&mut sys, &stage1, Some(sync)).unwrap();
+    assert_eq!(
+        changes(&sys),
+        [
+            "setns user fd 7",
+            "await_id_maps fd 9",
+            "unshare CloneFlags(CLONE_NEWNS)",
+            "propagation / rec,slave",
+            "unshare CloneFlags(CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)",
+        ]
+    );
+    assert!(sys.calls.contains(&Call::AwaitIdMaps(sync)));
+    // Entering it fails like unsharing would: the step is named, nothing runs after it.
+    let mut sys = typical_sys().fail_at(0, Errno::EPERM);
+    let err = apply_steps_with(&mut sys, &stage1, Some(sync)).unwrap_err();
+    assert_eq!(err.step(), Some("unshare_user_ns"));
+    assert!(err.to_string().contains("made ahead"), "{err}");
+    assert_eq!(sys.calls.len(), 1);
 }
 
 #[test]
@@ -356,7 +384,7 @@ fn a_subordinate_range_without_the_spawner_channel_fails_instead_of_waiting() {
 fn a_spawner_that_gives_up_on_the_maps_stops_the_helper() {
     let mut sys = typical_sys().fail_at(1, Errno::EPIPE);
     let steps = subordinate_spec().plan().steps;
-    let err = apply_steps_with(&mut sys, &steps, Some(IdMapSync { fd: 9 })).unwrap_err();
+    let err = apply_steps_with(&mut sys, &steps, Some(IdMapSync::new(9))).unwrap_err();
     assert_eq!(err.step(), Some("await_id_maps"));
     let text = err.to_string();
     assert!(

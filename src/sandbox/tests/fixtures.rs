@@ -99,6 +99,7 @@ pub fn render(call: &Call) -> String {
         Call::Unshare(flags) => format!("unshare {flags:?}"),
         Call::WriteFile { path, contents } => format!("write {path} {}", contents.trim()),
         Call::AwaitIdMaps(sync) => format!("await_id_maps fd {}", sync.fd),
+        Call::EnterUserNs(ns) => format!("setns user fd {ns}"),
         Call::Mount {
             source,
             target,
