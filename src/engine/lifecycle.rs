@@ -40,6 +40,9 @@ impl Engine {
                 return Err(self.transition_error(&meta, "run a program in", hint_for(meta.state)))
             }
         }
+        let env_dir = self.store.env_dir(&meta.id);
+        // First, so that slow set-up the backend can begin now overlaps the checks below.
+        backend.prepare_run(&env_dir, self.events.as_ref())?;
         // Mount sources are checked again and resolved now: a link may have changed.
         let lock = self.mount_policy()?.resolve_lock(&self.lock_of(&meta)?)?;
         // The user's deny list may have grown since the build: checked again, as mounts are.
@@ -47,7 +50,6 @@ impl Engine {
         env_policy
             .check_manifest(&lock.env)
             .map_err(crate::policy::PolicyError::from)?;
-        let env_dir = self.store.env_dir(&meta.id);
         // The session marker is taken under the environment lock, so that a concurrent
         // destroy either sees the session or finishes before it starts; the lock is released
         // before the program runs, so other commands are never blocked by a running program.

@@ -165,6 +165,15 @@ pub trait RuntimeBackend: Send + Sync {
     /// Materialise the environment described by `req.lock` into `req.staging`.
     fn build(&self, req: &BuildRequest) -> Result<BuildOutput, BackendError>;
 
+    /// Called by the engine as soon as it knows a session of the environment at `env_dir` is
+    /// about to start, before its checks (the lock, the policies, the session marker): a
+    /// backend may begin slow work here that the session's [`RuntimeBackend::run`] then uses
+    /// (the namespace backend makes a rootless cold start's user namespace). What is begun must
+    /// be harmless if no `run` follows (a check failed), and ends with the backend.
+    fn prepare_run(&self, _env_dir: &Path, _events: &dyn EventSink) -> Result<(), BackendError> {
+        Ok(())
+    }
+
     /// Run a program (or an interactive shell) in a built environment; returns its exit code,
     /// 128+N when it was killed by signal N.
     fn run(&self, req: &RunRequest) -> Result<i32, BackendError>;

@@ -89,13 +89,58 @@ fn sorted(mut packages: Vec<LockedPackage>) -> Vec<LockedPackage> {
 
 pub struct NamespaceBackend {
     prepared: Mutex<Option<Prepared>>,
+    /// What [`RuntimeBackend::prepare_run`] began for the session about to start.
+    session: Mutex<Option<SessionStart>>,
+}
+
+/// The ids of a session, chosen (and warned about) once, and its user namespace if one was
+/// made ahead (`sandbox::premap`), for the environment at `env_dir`.
+struct SessionStart {
+    env_dir: PathBuf,
+    ids: IdMapping,
+    premapped: Option<sandbox::premap::Premapped>,
 }
 
 impl NamespaceBackend {
     pub fn new() -> NamespaceBackend {
         NamespaceBackend {
             prepared: Mutex::new(None),
+            session: Mutex::new(None),
         }
+    }
+
+    /// The ids and the namespace [`RuntimeBackend::prepare_run`] made for `env_dir`, or
+    /// chosen now (a caller that did not prepare).
+    fn session_start(
+        &self,
+        env_dir: &Path,
+        events: &dyn crate::events::EventSink,
+    ) -> Result<SessionStart, BackendError> {
+        let prepared = self.session.lock().map_err(|_| poisoned())?.take();
+        match prepared {
+            Some(start) if start.env_dir == env_dir => Ok(start),
+            _ => SessionStart::begin(env_dir, events),
+        }
+    }
+}
+
+impl SessionStart {
+    fn begin(
+        env_dir: &Path,
+        events: &dyn crate::events::EventSink,
+    ) -> Result<SessionStart, BackendError> {
+        // When only a single id can be mapped, the one-line reason and fix, on every run.
+        let choice = sandbox::idmap::detect();
+        if let Some(warning) = choice.warning() {
+            events.emit(Event::warn(warning));
+        }
+        let premapped = premap(&choice, &init_record(env_dir))?;
+        let ids = choice.mapping;
+        Ok(SessionStart {
+            env_dir: env_dir.to_path_buf(),
+            ids,
+            premapped,
+        })
     }
 }
 
@@ -264,6 +309,16 @@ impl RuntimeBackend for NamespaceBackend {
         Ok(BuildOutput { layers: Vec::new() })
     }
 
+    fn prepare_run(
+        &self,
+        env_dir: &Path,
+        events: &dyn crate::events::EventSink,
+    ) -> Result<(), BackendError> {
+        let start = SessionStart::begin(env_dir, events)?;
+        *self.session.lock().map_err(|_| poisoned())? = Some(start);
+        Ok(())
+    }
+
     fn run(&self, req: &RunRequest) -> Result<i32, BackendError> {
         let lower = ImageCache::new(req.store).rootfs(&req.lock.base.archive_sha256);
         if !lower.is_dir() {
@@ -276,10 +331,10 @@ impl RuntimeBackend for NamespaceBackend {
                 ),
             });
         }
-        let ids = IdMapping::for_session(|warning| req.events.emit(Event::warn(warning)));
+        // Usually begun by `prepare_run`: the id-map tools have been running meanwhile.
+        let SessionStart { ids, premapped, .. } = self.session_start(req.env_dir, req.events)?;
+        let mut premapped = premapped;
         let record = init_record(req.env_dir);
-        // Started first: the tools run while the rest is prepared.
-        let mut premapped = premap(&ids, &record)?;
         let spec = self.spec(req, &lower, ids)?;
         let mut plan = spec.plan();
         // Nothing is probed or read when the manifest sets no limit.
@@ -788,10 +843,10 @@ fn start_failed(e: sandbox::SandboxError) -> BackendError {
 /// decides under the lock, closes a namespace it does not need, and makes its own when it
 /// got none. A record that cannot be read is left to stage 1 too, which reports it.
 fn premap(
-    ids: &IdMapping,
+    ids: &sandbox::idmap::IdMapChoice,
     record: &Path,
 ) -> Result<Option<sandbox::premap::Premapped>, BackendError> {
-    let Some((uid_map, gid_map)) = ids.outside_maps() else {
+    let (Some((uid_map, gid_map)), Some(tools)) = (ids.mapping.outside_maps(), &ids.tools) else {
         return Ok(None);
     };
     if std::env::var_os(sandbox::EXEC_HELPER_VAR).is_some_and(|v| v == "1") {
@@ -802,8 +857,7 @@ fn premap(
             return Ok(None);
         }
     }
-    let tools = sandbox::spawn::id_map_tools().map_err(start_failed)?;
-    sandbox::premap::Premapped::start(&tools, &uid_map, &gid_map).map_err(start_failed)
+    sandbox::premap::Premapped::start(tools, &uid_map, &gid_map).map_err(start_failed)
 }
 
 /// The lock's resource limits as this host can enforce them (`super::limits`); a warning

@@ -34,12 +34,6 @@ impl IdMapping {
         super::idmap::detect().mapping
     }
 
-    /// [`IdMapping::for_current_user`] for a session: when only a single id can be mapped,
-    /// `warn` gets the one-line reason and fix (the runtime shows it on every run).
-    pub fn for_session(warn: impl FnOnce(String)) -> IdMapping {
-        super::idmap::detect().warn_with(warn)
-    }
-
     /// The uid and gid maps newuidmap/newgidmap must write from outside (`Subordinate` only).
     pub fn outside_maps(&self) -> Option<(Vec<IdRange>, Vec<IdRange>)> {
         match self {

@@ -299,6 +299,8 @@ pub struct Fallback {
 pub struct IdMapChoice {
     pub mapping: IdMapping,
     pub fallback: Option<Fallback>,
+    /// The tools that write a `Subordinate` mapping's maps, as found.
+    pub tools: Option<IdMapTools>,
 }
 
 impl IdMapChoice {
@@ -334,14 +336,6 @@ impl IdMapChoice {
             (_, None) => "ids: only your own uid and gid".to_string(),
         }
     }
-
-    /// Passes the warning (if any) to `warn`, and returns the mapping.
-    pub fn warn_with(self, warn: impl FnOnce(String)) -> IdMapping {
-        if let Some(line) = self.warning() {
-            warn(line);
-        }
-        self.mapping
-    }
 }
 
 /// `start-end` of a map line's host ids.
@@ -356,6 +350,7 @@ pub fn choose(host: &Host) -> IdMapChoice {
         return IdMapChoice {
             mapping: IdMapping::HostRoot,
             fallback: None,
+            tools: None,
         };
     }
     let user = host.user.as_deref();
@@ -406,6 +401,7 @@ pub fn choose(host: &Host) -> IdMapChoice {
                 sub_gid,
             },
             fallback: None,
+            tools: host.tools.clone().ok(),
         },
         _ => IdMapChoice {
             mapping: single,
@@ -413,6 +409,7 @@ pub fn choose(host: &Host) -> IdMapChoice {
                 why: why.join("; "),
                 fix: fix.join("; "),
             }),
+            tools: None,
         },
     }
 }
@@ -425,6 +422,7 @@ pub fn detect() -> IdMapChoice {
         return IdMapChoice {
             mapping: IdMapping::HostRoot,
             fallback: None,
+            tools: None,
         };
     }
     choose(&Host::current())

@@ -681,16 +681,7 @@ fn a_cold_start_enters_a_user_namespace_made_ahead_unprivileged() {
             .contains("entering the user namespace made ahead"),
         "the cold start unshared its own user namespace: {cold:?}"
     );
-    let left: Vec<String> = fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|e| {
-            let pid = e.ok()?.file_name().to_str()?.parse::<i32>().ok()?;
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            String::from_utf8_lossy(&cmdline)
-                .contains(&token)
-                .then(|| format!("{pid}: {}", String::from_utf8_lossy(&cmdline)))
-        })
-        .collect();
+    let left = processes_with(&token);
     assert!(left.is_empty(), "left running after the command: {left:?}");
 
     let a = start_waiting(&cli, &id, "a");
@@ -703,4 +694,36 @@ fn a_cold_start_enters_a_user_namespace_made_ahead_unprivileged() {
     cli.sh("touch /tmp/end-a").expect_code(0);
     let a = a.join().expect("session a");
     assert_eq!(a.code, Some(0), "{a:?}");
+
+    // The namespace is made before the session's checks; one that fails leaves nothing
+    // either. A damaged lock object fails the check that verifies it.
+    let meta = cli.store().join("envs").join(&id).join("meta.json");
+    let meta: Value = serde_json::from_str(&fs::read_to_string(meta).expect("meta")).expect("json");
+    let lock = meta["meta"]["lock_object"].as_str().expect("lock_object");
+    let object = cli.store().join("objects").join(lock);
+    let mut bytes = fs::read(&object).expect("lock object");
+    bytes[0] ^= 0x20;
+    fs::write(&object, bytes).expect("damage the lock object");
+    let failed = cli.run(&["exec", "deb", "--", "sh", "-c", &script]);
+    assert_ne!(failed.code, Some(0), "{failed:?}");
+    assert!(failed.stderr.contains(lock), "{failed:?}");
+    let left = processes_with(&token);
+    assert!(
+        left.is_empty(),
+        "left running after a failed check: {left:?}"
+    );
+}
+
+/// Every process whose command line contains `token`, as `PID: CMDLINE`.
+fn processes_with(token: &str) -> Vec<String> {
+    fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| {
+            let pid = e.ok()?.file_name().to_str()?.parse::<i32>().ok()?;
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .contains(token)
+                .then(|| format!("{pid}: {}", String::from_utf8_lossy(&cmdline)))
+        })
+        .collect()
 }

@@ -287,16 +287,32 @@ fn anything_missing_falls_back_to_the_callers_ids_with_every_reason() {
 }
 
 #[test]
-fn warn_with_passes_on_the_warning_only_on_fallback() {
-    let mut warned = Vec::new();
-    let mapping = choose(&host()).warn_with(|w| warned.push(w));
-    assert!(matches!(mapping, IdMapping::Subordinate { .. }));
-    assert!(warned.is_empty());
+fn a_warning_comes_only_with_a_fallback_and_the_tools_only_with_a_range() {
+    let full = choose(&host());
+    assert!(matches!(full.mapping, IdMapping::Subordinate { .. }));
+    assert_eq!(full.warning(), None);
+    assert_eq!(
+        full.tools,
+        host().tools.ok(),
+        "the tools found are kept for the maps"
+    );
     let no_tools = Host {
         tools: Err("newuidmap is not on PATH".into()),
         ..host()
     };
-    let mapping = choose(&no_tools).warn_with(|w| warned.push(w));
-    assert!(matches!(mapping, IdMapping::SingleId { .. }));
-    assert_eq!(warned.len(), 1);
+    let single = choose(&no_tools);
+    assert!(matches!(single.mapping, IdMapping::SingleId { .. }));
+    assert!(single
+        .warning()
+        .is_some_and(|w| w.contains("newuidmap is not on PATH")));
+    assert_eq!(single.tools, None);
+    let no_range = Host {
+        subuid: Ok(String::new()),
+        ..host()
+    };
+    assert_eq!(
+        choose(&no_range).tools,
+        None,
+        "tools without a range write nothing"
+    );
 }
