@@ -269,6 +269,20 @@ fn scenario(test: &str, user: Option<&'static str>) {
     let env = &env.ok().stdout;
     assert!(!env.contains("leak"), "a secret passed:\n{env}");
     assert!(!env.contains("SSH_AUTH_SOCK"), "the agent is off:\n{env}");
+    // Nor through the sandbox's init, a fork of the runtime, which the program can read.
+    let init = cli.run(&[
+        "exec",
+        "hosthome",
+        "--",
+        "sh",
+        "-c",
+        "tr '\\0' '\\n' < /proc/1/environ",
+    ]);
+    let init = &init.ok().stdout;
+    assert!(
+        !init.contains("leak") && !init.contains("SSH_AUTH_SOCK") && !init.contains("HOME="),
+        "/proc/1/environ shows the host's environment:\n{init}"
+    );
     assert!(
         !env.contains("LANG="),
         "denied by the user's config:\n{env}"

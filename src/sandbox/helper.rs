@@ -420,6 +420,16 @@ fn cold_start(
 /// PID 1 of the sandbox, forked by stage 1 with the root's steps: builds the root, forks the
 /// program, reports `ready`, reaps, and (with a session) stays for joined sessions.
 fn init(plan: SandboxPlan, mut report: fs::File, session: Option<&Path>) -> Result<u8> {
+    // First: the program can read /proc/1/environ (`environ.rs`). The trace switch is the
+    // one variable PID 1 reads, so it is set again (on the heap, outside the block).
+    let trace = std::env::var_os(TRACE_VAR);
+    super::environ::scrub_own_environ().map_err(SandboxError::io(
+        "overwrite the inherited environment block of PID 1 through",
+        "/proc/self/mem",
+    ))?;
+    if let Some(trace) = trace {
+        std::env::set_var(TRACE_VAR, trace);
+    }
     // Blocked already (fork keeps the mask); this returns the set.
     let signals = block_forwarded_signals()?;
     // Opened before pivot_root hides the host's file system (and its /proc).

@@ -26,6 +26,8 @@
 //!   removed by the helpers outside the namespaces) and the rlimits set just before exec.
 //! - [`remove`]: deleting trees that hold files of subordinate ids; [`archive`]: packing and
 //!   unpacking such trees (an environment's overlay upper) with their owners and whiteouts.
+//! - [`environ`]: PID 1 wipes the environment block it inherited from the runtime, which
+//!   the program could otherwise read in `/proc/1/environ`.
 //! - [`volatile`]: clearing a `volatile` overlay's marker before the work directory's next
 //!   mount.
 //!
@@ -38,6 +40,7 @@
 pub mod archive;
 pub mod builder;
 pub mod check;
+pub mod environ;
 pub mod error;
 pub mod exec;
 pub mod fork;
