@@ -180,12 +180,51 @@ pub struct HostView<'a> {
     pub cwd: Option<&'a Path>,
 }
 
-/// The caller's environment, for [`HostView::env`]: variables whose name or value is not
-/// UTF-8 are left out (none of the ones read here can be).
-pub fn process_env() -> BTreeMap<String, String> {
-    std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect()
+/// The host variables the integrations read ([`HostView::env`] needs no others).
+pub const HOST_VARS: [&str; 7] = [
+    "DBUS_SESSION_BUS_ADDRESS",
+    "DISPLAY",
+    "PULSE_SERVER",
+    "SSH_AUTH_SOCK",
+    "WAYLAND_DISPLAY",
+    "XAUTHORITY",
+    "XDG_RUNTIME_DIR",
+];
+
+/// The variables of this process's environment that `keep` accepts by name, for
+/// [`HostView::env`] and the environment policy; those whose name or value is not UTF-8 are
+/// left out (none that is read or passed can be).
+///
+/// Every other value is overwritten with zero bytes before its copy is freed. A sandbox's
+/// PID 1 is a fork of this process, its memory readable by the sandboxed program through
+/// `/proc/1/mem` (same user), and a freed block keeps its bytes: a secret that was merely
+/// looked at here (a cloud key, a token) would otherwise be there to find. std's `vars_os`
+/// makes exactly one copy of each value, the one handed out here. See also
+/// `sandbox::environ`, which wipes the environment block itself.
+pub fn process_env_where(keep: impl Fn(&str) -> bool) -> BTreeMap<String, String> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut kept = BTreeMap::new();
+    for (name, value) in std::env::vars_os() {
+        let mut bytes = value.into_vec();
+        if let Some(name) = name.to_str().filter(|n| keep(n)) {
+            match String::from_utf8(bytes) {
+                Ok(value) => {
+                    kept.insert(name.to_string(), value);
+                    continue;
+                }
+                Err(e) => bytes = e.into_bytes(),
+            }
+        }
+        wipe(bytes);
+    }
+    kept
+}
+
+/// Overwrites `bytes` with zeros, then frees them. `black_box` keeps the compiler from
+/// dropping the writes as dead stores.
+pub fn wipe(mut bytes: Vec<u8>) {
+    bytes.fill(0);
+    std::hint::black_box(&bytes);
 }
 
 /// Whether `path` is absolute and has no `.`, `..` or empty component: a path from the
@@ -225,6 +264,10 @@ impl HostView<'_> {
     }
 
     fn var(&self, name: &str) -> Option<&str> {
+        debug_assert!(
+            HOST_VARS.contains(&name),
+            "{name} is read by an integration but missing from HOST_VARS"
+        );
         self.env
             .get(name)
             .map(String::as_str)
@@ -725,7 +768,7 @@ pub fn setup(
 /// [`setup`] for an environment on this host: `/`, this process's environment and working
 /// directory, the caller's `home`; the own home is `home/` in `env_dir`.
 pub fn for_environment(lock: &crate::lock::LockFile, home: &Path, env_dir: &Path) -> Setup {
-    let env = process_env();
+    let env = process_env_where(|name| HOST_VARS.contains(&name));
     let cwd = std::env::current_dir().ok();
     let view = HostView {
         root: Path::new("/"),

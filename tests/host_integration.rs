@@ -38,6 +38,19 @@ const HOST_ENV: [(&str, &str); 10] = [
     ("SHELL", "/bin/sh"),
 ];
 
+/// Prints how many bytes of PID 1's readable mappings it read, and how many strings in them
+/// contain `leak-` (every secret of [`HOST_ENV`]).
+const SCAN_INIT_MEMORY: &str = r#"p=lea; p="${p}k-"
+scan() {
+    while read range perms rest; do
+        case $perms in r*)
+            s=$((0x${range%-*})); e=$((0x${range#*-}))
+            dd if=/proc/1/mem bs=4096 skip=$((s / 4096)) count=$(((e - s) / 4096)) 2>/dev/null;;
+        esac
+    done < /proc/1/maps
+}
+echo $(scan | wc -c) $(scan | tr -c '[:print:]' '\n' | grep -c -- "$p")"#;
+
 const CONFIG: &str = "[policy]\nenv_allow = [\"MY_OK\"]\nenv_deny = [\"LANG\"]\n";
 
 /// The binary with a store and home of one test, run as root or as [`TEST_USER`].
@@ -282,6 +295,23 @@ fn scenario(test: &str, user: Option<&'static str>) {
     assert!(
         !init.contains("leak") && !init.contains("SSH_AUTH_SOCK") && !init.contains("HOME="),
         "/proc/1/environ shows the host's environment:\n{init}"
+    );
+    // Nor anywhere in its memory, which the program can read through /proc/1/mem: every
+    // readable mapping, searched for the secrets' values (the pattern is put together at run
+    // time, so that the command line, which PID 1 holds too, does not contain it).
+    let scan = cli.run(&["exec", "hosthome", "--", "sh", "-c", SCAN_INIT_MEMORY]);
+    let found = scan
+        .ok()
+        .stdout
+        .split_whitespace()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    let bytes: u64 = found.first().and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(bytes > 1 << 20, "PID 1's memory was not read: {scan:?}");
+    assert_eq!(
+        found.get(1).map(String::as_str),
+        Some("0"),
+        "secrets in PID 1's memory: {scan:?}"
     );
     assert!(
         !env.contains("LANG="),

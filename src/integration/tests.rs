@@ -436,3 +436,11 @@ fn only_written_keys_enter_the_canonical_form() {
     assert!(!i.set("nonsense", true));
     assert!(i.enabled("wayland") && i.enabled("ssh_agent"));
 }
+
+#[test]
+fn only_the_variables_asked_for_are_copied_from_the_process() {
+    let path = std::env::var("PATH").expect("tests run with a PATH");
+    let kept = process_env_where(|name| name == "PATH");
+    assert_eq!(kept, BTreeMap::from([("PATH".to_string(), path)]));
+    assert!(process_env_where(|_| false).is_empty());
+}

@@ -905,7 +905,8 @@ fn environment(req: &RunRequest, host: &integration::Setup) -> Vec<(String, Stri
     }
     // The manifest may set PATH and HOME: its values replace karapace's defaults.
     own.retain(|(k, _)| !req.lock.env.contains_key(k));
-    let caller = integration::process_env();
+    // Only what may pass is copied (see `process_env_where`).
+    let caller = integration::process_env_where(|name| req.env_policy.passes(name));
     let mut env = req.env_policy.environment(
         caller.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         &own,

@@ -358,7 +358,10 @@ fn prepare(stdout_to_stderr: bool, keep: &[RawFd]) -> Result<()> {
         nix::unistd::dup2(2, 1).map_err(SandboxError::helper("dup2(stderr, stdout)"))?;
     }
     close_inherited_fds(keep)?;
-    for (key, _) in std::env::vars_os() {
+    for (key, value) in std::env::vars_os() {
+        // PID 1, a fork of this process, must not find the values in freed memory
+        // (`integration::process_env_where`).
+        crate::integration::wipe(std::os::unix::ffi::OsStringExt::into_vec(value));
         if key != TRACE_VAR {
             std::env::remove_var(key);
         }
