@@ -282,6 +282,16 @@ fn scenario(test: &str, user: Option<&'static str>) {
     let env = &env.ok().stdout;
     assert!(!env.contains("leak"), "a secret passed:\n{env}");
     assert!(!env.contains("SSH_AUTH_SOCK"), "the agent is off:\n{env}");
+    // PID 1 names itself (it is a fork of the runtime: its command line was ours).
+    let ps = cli.run(&[
+        "exec",
+        "hosthome",
+        "--",
+        "sh",
+        "-c",
+        "tr -d '\\0' < /proc/1/cmdline; echo; cat /proc/1/comm",
+    ]);
+    assert_eq!(ps.ok().stdout, "karapace-init\nkarapace-init\n", "{ps:?}");
     // Nor through the sandbox's init, a fork of the runtime, which the program can read.
     let init = cli.run(&[
         "exec",

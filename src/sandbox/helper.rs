@@ -424,12 +424,15 @@ fn init(plan: SandboxPlan, mut report: fs::File, session: Option<&Path>) -> Resu
     // one variable PID 1 reads, so it is set again (on the heap, outside the block).
     let trace = std::env::var_os(TRACE_VAR);
     super::environ::scrub_own_environ().map_err(SandboxError::io(
-        "overwrite the inherited environment block of PID 1 through",
+        "overwrite the inherited environment and command line of PID 1 through",
         "/proc/self/mem",
     ))?;
     if let Some(trace) = trace {
         std::env::set_var(TRACE_VAR, trace);
     }
+    // The name `ps` shows beside the command line (prctl(2), 15 bytes at most).
+    nix::sys::prctl::set_name(super::environ::INIT_COMM)
+        .map_err(SandboxError::helper("prctl(PR_SET_NAME) of PID 1"))?;
     // Blocked already (fork keeps the mask); this returns the set.
     let signals = block_forwarded_signals()?;
     // Opened before pivot_root hides the host's file system (and its /proc).
