@@ -182,6 +182,26 @@ impl Cli {
     }
 }
 
+impl Drop for Cli {
+    /// A test that fails while sessions of `deb` run (a waiting session, a background
+    /// program) stops them, so that nothing of it runs on into the other tests.
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            return;
+        }
+        let stopped = self
+            .command(&["stop", "deb"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        match stopped {
+            Ok(status) if status.success() => {}
+            other => eprintln!("cleanup after the failure: `stop deb` gave {other:?}"),
+        }
+    }
+}
+
 fn run_command(mut cmd: Command, shown: &str) -> Run {
     let output = cmd
         .stdin(Stdio::null())
