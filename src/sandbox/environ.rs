@@ -11,6 +11,10 @@
 //! /proc/1/environ` showed the host's SSH_AUTH_SOCK, tokens and keys that the policy keeps out
 //! of the program's own environment.
 //!
+//! A forked stage 1 wipes its block first thing too: a joining session's program is forked from
+//! it inside the environment, where that child's `/proc/PID/environ` is readable until it has
+//! executed the program.
+//!
 //! The block is PID 1's own copy (fork(2) duplicates the stack), so PID 1 overwrites it with
 //! zero bytes through `/proc/self/mem` (which a process may always write for itself, in a
 //! writable mapping such as the stack), from the start of the first string to the end of the
@@ -55,21 +59,27 @@ fn field_range(stat: &str, first: usize) -> Option<(u64, u64)> {
     (start <= end).then_some((start, end))
 }
 
-/// Overwrites this process's initial environment block with zero bytes, and its command line
-/// with [`INIT_NAME`] (see the module doc).
-pub fn scrub_own_environ() -> io::Result<()> {
+/// Overwrites this process's initial environment block with zero bytes (see the module doc).
+pub fn wipe_environment_block() -> io::Result<()> {
+    overwrite(env_range, b"")
+}
+
+/// Rewrites this process's command line to [`INIT_NAME`] (see the module doc).
+pub fn rename_command_line() -> io::Result<()> {
+    overwrite(arg_range, INIT_NAME.as_bytes())
+}
+
+/// Writes `text` and zero bytes over the block `range` finds in `/proc/self/stat`.
+fn overwrite(range: fn(&str) -> Option<(u64, u64)>, text: &[u8]) -> io::Result<()> {
     let stat = fs::read_to_string("/proc/self/stat")?;
-    let missing = || {
+    let block = range(&stat).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             "no arg_start/arg_end/env_start/env_end fields in /proc/self/stat",
         )
-    };
-    let env = env_range(&stat).ok_or_else(missing)?;
-    let args = arg_range(&stat).ok_or_else(missing)?;
+    })?;
     let mem = OpenOptions::new().write(true).open("/proc/self/mem")?;
-    mem.write_all_at(&replacement(env, b"")?, env.0)?;
-    mem.write_all_at(&replacement(args, INIT_NAME.as_bytes())?, args.0)
+    mem.write_all_at(&replacement(block, text)?, block.0)
 }
 
 /// `text` padded with zero bytes to the length of `range`; only zeros if it is shorter than

@@ -711,6 +711,45 @@ fn a_cold_start_enters_a_user_namespace_made_ahead_unprivileged() {
         !joined.stderr.contains("made ahead") && !joined.stderr.contains("UnshareUserNs"),
         "a joining session made a namespace: {joined:?}"
     );
+
+    // A joining session forks its program inside the environment, where the child's
+    // /proc/PID/environ is readable until it executes the program: stage 1, which it is a
+    // copy of, has wiped the runtime's environment block. Stage 1 is the process the
+    // session's run marker names.
+    let waiting = "sleep 0.2; while [ ! -e /tmp/end-s ]; do sleep 0.05; done";
+    let mut session = cli
+        .command_with(
+            &[("SECRET_MARKER", "leak-stage1")],
+            &["exec", "deb", "--", "sh", "-c", waiting],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn a session");
+    let run_dir = cli.store().join("run").join(&id);
+    let mut stage1 = None;
+    wait_until("the session's run marker", || {
+        stage1 = fs::read_dir(&run_dir).ok().and_then(|dir| {
+            dir.filter_map(|e| fs::read_to_string(e.ok()?.path()).ok())
+                .filter_map(|text| text.split_whitespace().next()?.parse::<i32>().ok())
+                .find(|pid| {
+                    fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains("end-s"))
+                })
+        });
+        stage1.is_some()
+    });
+    let stage1 = stage1.expect("stage 1's pid");
+    let environ = fs::read(format!("/proc/{stage1}/environ")).expect("stage 1's environ");
+    let text = String::from_utf8_lossy(&environ);
+    cli.sh("touch /tmp/end-s").expect_code(0);
+    let status = session.wait().expect("session");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !text.contains("leak-stage1"),
+        "stage 1's environment block: {text:?}"
+    );
     cli.sh("touch /tmp/end-a").expect_code(0);
     let a = a.join().expect("session a");
     assert_eq!(a.code, Some(0), "{a:?}");
