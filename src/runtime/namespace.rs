@@ -332,8 +332,9 @@ impl RuntimeBackend for NamespaceBackend {
             });
         }
         // Usually begun by `prepare_run`: the id-map tools have been running meanwhile.
-        let SessionStart { ids, premapped, .. } = self.session_start(req.env_dir, req.events)?;
-        let mut premapped = premapped;
+        let SessionStart {
+            ids, mut premapped, ..
+        } = self.session_start(req.env_dir, req.events)?;
         let record = init_record(req.env_dir);
         let spec = self.spec(req, &lower, ids)?;
         let mut plan = spec.plan();

@@ -34,7 +34,8 @@ impl IdMapping {
         super::idmap::detect().mapping
     }
 
-    /// The uid and gid maps newuidmap/newgidmap must write from outside (`Subordinate` only).
+    /// The uid and gid maps newuidmap/newgidmap must write from outside (`Subordinate` only):
+    /// 0 is the caller, 1.. the range.
     pub fn outside_maps(&self) -> Option<(Vec<IdRange>, Vec<IdRange>)> {
         match self {
             IdMapping::Subordinate {
@@ -52,15 +53,14 @@ impl IdMapping {
 
     /// The user-namespace steps: none as real root; unshare, then the maps.
     pub(crate) fn steps(&self) -> Vec<SetupStep> {
-        let maps = match self {
-            IdMapping::HostRoot => return Vec::new(),
-            IdMapping::SingleId { uid, gid } => SetupStep::WriteIdMaps {
-                uid_map: vec![IdRange::single(0, *uid)],
-                gid_map: vec![IdRange::single(0, *gid)],
-            },
-            IdMapping::Subordinate { .. } => {
-                let (uid_map, gid_map) = self.outside_maps().expect("a subordinate mapping");
-                SetupStep::AwaitIdMaps { uid_map, gid_map }
+        let maps = match (self, self.outside_maps()) {
+            (IdMapping::HostRoot, _) => return Vec::new(),
+            (_, Some((uid_map, gid_map))) => SetupStep::AwaitIdMaps { uid_map, gid_map },
+            (IdMapping::SingleId { uid, gid } | IdMapping::Subordinate { uid, gid, .. }, None) => {
+                SetupStep::WriteIdMaps {
+                    uid_map: vec![IdRange::single(0, *uid)],
+                    gid_map: vec![IdRange::single(0, *gid)],
+                }
             }
         };
         vec![SetupStep::UnshareUserNs, maps]
