@@ -352,6 +352,12 @@ impl RuntimeBackend for NamespaceBackend {
         let helper = helper_exe()?;
         let plan_dir = req.store.root().join("tmp");
         let mut started_again = false;
+        // The marker names the process to signal for `stop` and to watch for `status`: this
+        // one while the session starts (and for good when this process starts the
+        // environment itself: `sandbox::start_session`), else the helper that runs it.
+        let own = SessionProcess::of_pid(std::process::id() as i32, 0)
+            .map_err(io_err("read process start time", Path::new("/proc/self")))?;
+        req.marker.record(&own.encode())?;
         loop {
             let mut session = sandbox::start_session(
                 &plan,
@@ -363,9 +369,11 @@ impl RuntimeBackend for NamespaceBackend {
             )
             .map_err(start_failed)?;
             let pid = session.id() as i32;
-            let process = SessionProcess::of_pid(pid, 0)
-                .map_err(io_err("read process start time", Path::new("/proc")))?;
-            req.marker.record(&process.encode())?;
+            if pid != own.pid {
+                let process = SessionProcess::of_pid(pid, 0)
+                    .map_err(io_err("read process start time", Path::new("/proc")))?;
+                req.marker.record(&process.encode())?;
+            }
             let status = session
                 .wait()
                 .map_err(io_err("wait for the sandbox", req.env_dir))?;

@@ -113,20 +113,18 @@ impl RootfsSpec {
         let root = self.root.trim_end_matches('/').to_string();
         let inside = |p: &str| format!("{root}/{}", p.trim_start_matches('/'));
         let mut steps = self.ids.steps();
-        steps.extend([
-            SetupStep::UnshareMountNs,
-            SetupStep::MakeRootPrivate,
-            SetupStep::UnshareOther {
-                pid: true,
-                uts: true,
-                ipc: true,
-                net: self.isolate_net,
-            },
-        ]);
+        steps.push(SetupStep::UnshareOther {
+            pid: true,
+            uts: true,
+            ipc: true,
+            net: self.isolate_net,
+        });
         if self.isolate_net {
             steps.push(SetupStep::LoopbackUp);
         }
         steps.extend([
+            SetupStep::UnshareMountNs,
+            SetupStep::MakeRootPrivate,
             SetupStep::MountOverlay {
                 lower: self.lower.clone(),
                 upper: self.upper.clone(),

@@ -43,12 +43,16 @@ pub fn unprivileged_userns(helper: &Path) -> Result<(), String> {
         }
     }
     let mut steps = namespace_steps();
-    steps.push(SetupStep::UnshareOther {
-        pid: true,
-        uts: true,
-        ipc: true,
-        net: true,
-    });
+    // The order of the sandbox's plan: the others before the mount namespace (`Stage`).
+    steps.insert(
+        2,
+        SetupStep::UnshareOther {
+            pid: true,
+            uts: true,
+            ipc: true,
+            net: true,
+        },
+    );
     run_probe(helper, steps, &std::env::temp_dir())
 }
 

@@ -42,6 +42,11 @@ impl ThreadCount {
         nix::unistd::close(self.status.as_raw_fd())
     }
 
+    /// Whether the process that opened it runs exactly one thread now.
+    pub fn single(&self) -> io::Result<bool> {
+        Ok(self.owner == nix::unistd::getpid() && self.threads()? == 1)
+    }
+
     /// The `Threads:` line of proc(5)'s status file, read afresh (a read at offset 0
     /// regenerates a proc file's text).
     fn threads(&self) -> io::Result<u64> {

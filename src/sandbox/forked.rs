@@ -39,6 +39,7 @@ use nix::unistd::Pid;
 use super::error::{Result, SandboxError, EXIT_SETUP_FAILED};
 use super::fork::{fork, ForkError, Forked, ThreadCount};
 use super::helper::{self, TRACE_VAR};
+use super::join::{running_init, RecordLock};
 use super::plan::SandboxPlan;
 use super::premap::Premapped;
 use super::spawn::{
@@ -50,19 +51,22 @@ use super::sys::IdMapSync;
 /// Asks for the executed helper even where forking would work.
 pub const EXEC_HELPER_VAR: &str = "KARAPACE_SANDBOX_EXEC_HELPER";
 
-/// A session started by [`start_session`], either way.
+/// A session started by [`start_session`], one of three ways.
 #[derive(Debug)]
 pub enum RunningSession {
     Executed(Session),
     Forked(ForkedSession),
+    /// Started cold by this process itself, in place of stage 1, and over: its exit status.
+    Inline(ExitStatus),
 }
 
 impl RunningSession {
-    /// The pid of stage 1 (the process to wait for).
+    /// The pid of stage 1 (the process to wait for): this process for an inline one.
     pub fn id(&self) -> u32 {
         match self {
             RunningSession::Executed(s) => s.child.id(),
             RunningSession::Forked(s) => s.process.id(),
+            RunningSession::Inline(_) => std::process::id(),
         }
     }
 
@@ -70,14 +74,16 @@ impl RunningSession {
         match self {
             RunningSession::Executed(s) => s.child.wait(),
             RunningSession::Forked(s) => s.process.wait(),
+            RunningSession::Inline(status) => Ok(*status),
         }
     }
 
-    /// See [`Session::ran_nothing`].
+    /// See [`Session::ran_nothing`]. An inline session always ran (it started cold).
     pub fn ran_nothing(&self, status: ExitStatus) -> io::Result<bool> {
         match self {
             RunningSession::Executed(s) => s.ran_nothing(status),
             RunningSession::Forked(s) => s.ran_nothing(status),
+            RunningSession::Inline(_) => Ok(false),
         }
     }
 }
@@ -186,6 +192,10 @@ pub fn start_session(
             "open (to count this process's threads)",
             "/proc/self/status",
         ))?;
+        let premapped = match try_inline(plan, record, stdout_to_stderr, &threads, premapped)? {
+            Inline::Ran(status) => return Ok(RunningSession::Inline(status)),
+            Inline::NotHere(premapped) => premapped,
+        };
         match fork_session(plan, record, stdout_to_stderr, &threads, premapped) {
             Err(Refused::Threaded) => {}
             Err(Refused::Failed(e)) => return Err(e),
@@ -206,6 +216,68 @@ fn executed_stdio(stdout_to_stderr: bool) -> Result<SandboxStdio> {
         stdio.stdout = std::process::Stdio::from(stderr);
     }
     Ok(stdio)
+}
+
+/// What [`try_inline`] did.
+enum Inline {
+    /// The session ran to its end: its exit status.
+    Ran(ExitStatus),
+    /// Not here: stage 1 is forked (or executed) instead; the namespace made ahead is handed
+    /// back for it.
+    NotHere(Option<Premapped>),
+}
+
+/// A cold start in this process, in place of a forked stage 1: one fork (PID 1's) instead of
+/// two, and one process less to start and end. Stage 1's work runs here as it would there
+/// (`helper::inline_cold_start`), and this process waits for PID 1 as stage 1 would.
+///
+/// Only when this process runs one thread; when the environment does not run (checked under
+/// the init record's lock: a joining session needs a stage 1, which enters the environment's
+/// namespaces, which this process must not); when the program's stdout is ours (`--json`
+/// keeps stdout for its own document, so a stage 1 redirects the program's); and, with a
+/// subordinate range, when its namespace was made ahead (the tools cannot write the maps of
+/// their own caller's namespace: they would run inside it, where their setuid bit is void).
+/// PID 1 gets its own mount namespace (`Stage`), so pivot_root never moves our root.
+fn try_inline(
+    plan: &SandboxPlan,
+    record: &Path,
+    stdout_to_stderr: bool,
+    threads: &ThreadCount,
+    premapped: Option<Premapped>,
+) -> Result<Inline> {
+    let maps_outside = plan.outside_id_maps().is_some();
+    let single = threads.single().map_err(SandboxError::io(
+        "count this process's threads in",
+        "/proc/self/status",
+    ))?;
+    if stdout_to_stderr || !single || (maps_outside && premapped.is_none()) {
+        return Ok(Inline::NotHere(premapped));
+    }
+    let lock = RecordLock::acquire(record)?;
+    if running_init(&lock)?.is_some() {
+        return Ok(Inline::NotHere(premapped));
+    }
+    let id_maps = match premapped.filter(|_| maps_outside) {
+        Some(premapped) => {
+            let ns = premapped.finish()?;
+            Some(
+                IdMapSync::written(ns)
+                    .map_err(SandboxError::io("create the id-map channel", "socketpair"))?,
+            )
+        }
+        None => None,
+    };
+    // Flushed before PID 1's fork, as before stage 1's.
+    io::stdout()
+        .flush()
+        .map_err(SandboxError::io("flush", "stdout"))?;
+    // As a stage 1 would end: its setup error said on stderr, exit status 125.
+    let code =
+        helper::inline_cold_start(plan.clone(), lock, id_maps, threads).unwrap_or_else(|e| {
+            eprintln!("karapace-tui: {e}");
+            EXIT_SETUP_FAILED
+        });
+    Ok(Inline::Ran(ExitStatus::from_raw(i32::from(code) << 8)))
 }
 
 enum Refused {
@@ -290,8 +362,9 @@ fn fork_session(
                 (Some(_), None, Some((ours, theirs)), Some(premapped)) => {
                     drop(theirs);
                     let helper = HelperProcess::Forked(process);
+                    // Our descriptor of the namespace goes; stage 1 holds its own.
                     let released = match premapped.finish() {
-                        Ok(()) => release(helper, ours),
+                        Ok(_ns) => release(helper, ours),
                         Err(e) => Err(abandon(helper, e)),
                     };
                     match released {
@@ -380,7 +453,7 @@ fn prepare(stdout_to_stderr: bool, keep: &[RawFd]) -> Result<()> {
 }
 
 /// Closes every descriptor above stderr but `keep` (see the module doc for why).
-fn close_inherited_fds(keep: &[RawFd]) -> Result<()> {
+pub(crate) fn close_inherited_fds(keep: &[RawFd]) -> Result<()> {
     let dir =
         std::fs::read_dir("/proc/self/fd").map_err(SandboxError::io("list", "/proc/self/fd"))?;
     let fds: Vec<RawFd> = dir

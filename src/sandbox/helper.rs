@@ -20,7 +20,7 @@
 //!   after it entered the namespaces exits 125 and leaves the plan file in place: nothing ran,
 //!   and the runtime starts the session again.
 //!
-//!   PID 1 ([`init`]) runs the file-system steps (the root overlay first, then `pivot_root` and
+//!   PID 1 ([`init`]) runs the file-system steps (its own mount namespace, the root overlay, then `pivot_root` and
 //!   the process attributes), forks the program, whose process execs it with exactly the plan's
 //!   environment, and reports `ready START_TIME` to stage 1 over a pipe. It forwards SIGTERM,
 //!   SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the program, reaps every zombie (it is
@@ -49,13 +49,15 @@
 //! Exit codes: the program's, or 125 (setup failed), 126 (cannot execute), 127 (not found).
 //!
 //! The runtime's CLI, which runs one thread, does not execute this verb for a session: it forks
-//! and calls [`forked_stage1`] with the plan in memory (`spawn.rs`), which spares a second
-//! start of this binary and the plan file. Stage 1 is the same code either way.
+//! and calls [`forked_stage1`] with the plan in memory (`forked.rs`), which spares a second
+//! start of this binary and the plan file, or, starting an environment cold, runs stage 1's
+//! cold start itself ([`inline_cold_start`]), which spares the fork too. Stage 1 is the same
+//! code every way.
 
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Write};
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -360,13 +362,38 @@ fn run_stage1(
         }
     };
     origin.commit()?;
+    start_cold(plan, &signals, record, id_maps, &threads)
+}
+
+/// A session's cold start run by the single-threaded runtime itself, in place of a forked
+/// stage 1 (`forked.rs`: `record` is locked, and no init runs): the same steps as stage 1's
+/// from there on, and this process is PID 1's parent. Returns the session's exit code.
+pub(crate) fn inline_cold_start(
+    plan: SandboxPlan,
+    record: RecordLock,
+    id_maps: Option<IdMapSync>,
+    threads: &ThreadCount,
+) -> Result<u8> {
+    let signals = block_forwarded_signals()?;
+    start_cold(plan, &signals, Some(record), id_maps, threads)
+}
+
+/// Stage 1's cold start, once it is decided: the overlay's volatile marker, the cgroups, then
+/// [`cold_start`].
+fn start_cold(
+    plan: SandboxPlan,
+    signals: &SigSet,
+    record: Option<RecordLock>,
+    id_maps: Option<IdMapSync>,
+    threads: &ThreadCount,
+) -> Result<u8> {
     if record.is_some() {
         reuse_overlay_work(&plan)?;
     }
     // Before any namespace, with our own credentials: PID 1 and the program inherit the
     // cgroups (`limits.rs`). Left (and removed if empty) once PID 1 has ended or lingers on.
     let membership = enter_plan_cgroups(&plan.limits, true)?;
-    let code = cold_start(plan, &signals, record, id_maps, &threads);
+    let code = cold_start(plan, signals, record, id_maps, threads);
     leave_plan_cgroups(membership);
     code
 }
@@ -401,6 +428,9 @@ fn cold_start(
                     threads
                         .close_in_child()
                         .map_err(SandboxError::helper("close stage 1's status file"))?;
+                    // Whatever else the parent had open (the runtime's own files, when it is
+                    // the parent: `inline_cold_start`) stays out of the sandbox.
+                    super::forked::close_inherited_fds(&[report_write.as_raw_fd()])?;
                     init(rest, fs::File::from(report_write), session.as_deref())
                 };
                 pid1().unwrap_or_else(|e| {

@@ -350,10 +350,11 @@ pub enum Join {
     Vanished(Vec<Membership<File>>),
 }
 
-/// Joins the init named by the record under `lock`, if it runs (see the module documentation).
-pub fn try_join(lock: &RecordLock, plan: &SandboxPlan, threads: &ThreadCount) -> Result<Join> {
+/// The init the record under `lock` names, if it runs; one that is exiting is waited for
+/// first, and does not run then.
+pub fn running_init(lock: &RecordLock) -> Result<Option<InitRecord>> {
     let Some(record) = lock.read()? else {
-        return Ok(Join::NotRunning);
+        return Ok(None);
     };
     // Before anything is opened or awaited: a forged record could name a host process. Once
     // only: the start time checked after the namespaces are opened proves them this same
@@ -361,8 +362,16 @@ pub fn try_join(lock: &RecordLock, plan: &SandboxPlan, threads: &ThreadCount) ->
     record.check_not_foreign(lock.path())?;
     if record.exiting {
         record.wait_gone(GONE_TIMEOUT)?;
-        return Ok(Join::NotRunning);
+        return Ok(None);
     }
+    Ok(Some(record).filter(InitRecord::is_alive))
+}
+
+/// Joins the init named by the record under `lock`, if it runs (see the module documentation).
+pub fn try_join(lock: &RecordLock, plan: &SandboxPlan, threads: &ThreadCount) -> Result<Join> {
+    let Some(record) = running_init(lock)? else {
+        return Ok(Join::NotRunning);
+    };
     let namespaces = match Namespaces::open(record.pid)? {
         Some(ns) if record.is_alive() => ns,
         // Gone, or the pid now belongs to someone else: whatever we opened is not the init's.

@@ -9,8 +9,9 @@
 //! - [`exec`]: runs steps with a `Sys`, in order, aborting at the first failure with an error
 //!   naming the step, the path and the errno ([`SandboxError`]).
 //! - [`helper`]: `karapace-tui __sandbox-init`, dispatched by `main` before any thread starts
-//!   (stage 1 creates the namespaces and forks PID 1, which builds the root, then forks the
-//!   program and reaps); [`program`]: those forks and the program's exec; [`fork`]: the one
+//!   (stage 1 creates the namespaces and forks PID 1, which makes its own mount namespace,
+//!   builds the root, then forks the program and reaps; the single-threaded CLI is stage 1
+//!   itself for a cold start, `forked.rs`); [`program`]: those forks and the program's exec; [`fork`]: the one
 //!   module with unsafe code, fork(2) for a verified single-threaded process; [`supervise`]:
 //!   signal forwarding and reaping.
 //! - [`join`]: several sessions in one running environment — the init record and its lock,

@@ -158,9 +158,13 @@ pub enum SetupStep {
 /// Which helper stage runs a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// Namespace creation, in the process the runtime started.
+    /// The user namespace and its maps, and the namespaces PID 1 is born into (PID, UTS, IPC,
+    /// network), in the process that forks PID 1.
     Namespaces,
-    /// Everything else, in PID 1 of the new PID namespace.
+    /// Everything else, in PID 1 of the new PID namespace, from its own mount namespace on:
+    /// PID 1 and its descendants are the only processes in it, so the mounts go when the last
+    /// of them exits, and pivot_root(2), which moves the root of every process of the mount
+    /// namespace, moves only theirs.
     Root,
 }
 
@@ -194,8 +198,6 @@ impl SetupStep {
             SetupStep::UnshareUserNs
             | SetupStep::WriteIdMaps { .. }
             | SetupStep::AwaitIdMaps { .. }
-            | SetupStep::UnshareMountNs
-            | SetupStep::MakeRootPrivate
             | SetupStep::UnshareOther { .. }
             | SetupStep::LoopbackUp => Stage::Namespaces,
             _ => Stage::Root,

@@ -149,10 +149,14 @@ impl Premapped {
     }
 
     /// Waits for both tools (an error names the one that failed and how to fix it), then ends
-    /// the seed. Stage 1, which holds the namespace's descriptor by now, keeps it alive.
-    pub fn finish(mut self) -> Result<()> {
+    /// the seed. Returns the namespace's descriptor, which keeps it alive (as does stage 1's
+    /// copy, when stage 1 was forked with it).
+    pub fn finish(mut self) -> Result<OwnedFd> {
         let results: Vec<Result<()>> = self.tools.drain(..).map(MapTool::finish).collect();
-        results.into_iter().collect()
+        results.into_iter().collect::<Result<()>>()?;
+        self.ns
+            .try_clone()
+            .map_err(SandboxError::io("keep", "the namespace made ahead"))
     }
 }
 

@@ -786,3 +786,83 @@ fn processes_with(token: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// A cold start from the CLI runs stage 1 in the CLI itself: the session's run marker names
+/// the CLI, and the environment's PID 1 is its child. With `--json` (whose stdout is the
+/// CLI's own) and for a session that joins, a stage 1 is forked as before.
+#[test]
+fn the_cli_is_stage_1_of_a_cold_start() {
+    let test = "the_cli_is_stage_1_of_a_cold_start";
+    let Some((cli, id)) = built(test, None) else {
+        return;
+    };
+    let run_dir = cli.store().join("run").join(&id);
+    // The pid its run marker names, once the session runs (`end` ends it).
+    let marked = |end: &str| -> i32 {
+        let mut pid = None;
+        wait_until("the session's run marker", || {
+            pid = fs::read_dir(&run_dir).ok().and_then(|dir| {
+                dir.filter_map(|e| fs::read_to_string(e.ok()?.path()).ok())
+                    .filter_map(|text| text.split_whitespace().next()?.parse::<i32>().ok())
+                    .find(|pid| {
+                        fs::read(format!("/proc/{pid}/cmdline"))
+                            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(end))
+                    })
+            });
+            pid.is_some()
+        });
+        pid.expect("a marked session")
+    };
+    let parent_of = |pid: i32| -> Option<i32> {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:")?.trim().parse().ok())
+    };
+    let waiting = |end: &str| format!("while [ ! -e /tmp/{end} ]; do sleep 0.05; done");
+
+    let script = waiting("end-cold");
+    let mut cold = cli.spawn(&["exec", "deb", "--", "sh", "-c", &script]);
+    let cli_pid = cold.id() as i32;
+    assert_eq!(
+        marked("end-cold"),
+        cli_pid,
+        "the marker names another process"
+    );
+    wait_until("the environment's init to run", || cli.init(&id).is_some());
+    let (init, _) = cli.init(&id).expect("an init record");
+    assert_eq!(
+        parent_of(init),
+        Some(cli_pid),
+        "PID 1 is not the CLI's child"
+    );
+
+    // A joining session forks its stage 1.
+    let script = waiting("end-joined");
+    let mut joined = cli.spawn(&["exec", "deb", "--", "sh", "-c", &script]);
+    let stage1 = marked("end-joined");
+    assert_ne!(
+        stage1,
+        joined.id() as i32,
+        "a joining session ran in the CLI"
+    );
+    assert_eq!(parent_of(stage1), Some(joined.id() as i32));
+    cli.sh("touch /tmp/end-cold /tmp/end-joined").expect_code(0);
+    assert!(cold.wait().expect("cold").success());
+    assert!(joined.wait().expect("joined").success());
+    wait_until("the init to end", || {
+        cli.init(&id).is_none_or(|(pid, start)| !alive(pid, start))
+    });
+
+    // --json: stdout is the CLI's document, the program's goes to stderr through a stage 1.
+    let script = waiting("end-json");
+    let mut json = cli.spawn(&["--json", "exec", "deb", "--", "sh", "-c", &script]);
+    let stage1 = marked("end-json");
+    assert_ne!(
+        stage1,
+        json.id() as i32,
+        "--json ran the session in the CLI"
+    );
+    cli.sh("touch /tmp/end-json").expect_code(0);
+    assert!(json.wait().expect("json").success());
+}

@@ -42,9 +42,9 @@ fn typical_calls(how: Restrict) -> Vec<String> {
         "write /proc/self/uid_map 0 1000 1",
         "write /proc/self/setgroups deny",
         "write /proc/self/gid_map 0 1000 1",
+        "unshare CloneFlags(CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)",
         "unshare CloneFlags(CLONE_NEWNS)",
         "propagation / rec,slave",
-        "unshare CloneFlags(CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)",
         "mount overlay /r nosuid,nodev lowerdir=/img,upperdir=/env/upper,workdir=/env/work,userxattr,volatile",
         "mount proc /r/proc nosuid,nodev,noexec",
     ]
@@ -317,8 +317,6 @@ fn a_subordinate_range_is_left_to_the_spawner_and_setgroups_to_newgidmap() {
         [
             "unshare CloneFlags(CLONE_NEWUSER)",
             "await_id_maps fd 9",
-            "unshare CloneFlags(CLONE_NEWNS)",
-            "propagation / rec,slave",
             "unshare CloneFlags(CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)",
         ]
     );
@@ -345,8 +343,6 @@ fn a_namespace_made_ahead_is_entered_instead_of_unsharing_one() {
         [
             "setns user fd 7",
             "await_id_maps fd 9",
-            "unshare CloneFlags(CLONE_NEWNS)",
-            "propagation / rec,slave",
             "unshare CloneFlags(CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)",
         ]
     );

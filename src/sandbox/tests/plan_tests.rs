@@ -31,9 +31,9 @@ fn typical_rootless_plan_is_valid_and_in_bubblewrap_order() {
         [
             "unshare_user_ns",
             "write_id_maps",
+            "unshare_other",
             "unshare_mount_ns",
             "make_root_private",
-            "unshare_other",
             "mount_overlay",
             "mount_proc",
             "minimal_dev",
@@ -47,9 +47,11 @@ fn typical_rootless_plan_is_valid_and_in_bubblewrap_order() {
             "chdir",
         ]
     );
+    // PID 1 makes its own mount namespace: stage 1 never shares it (see `Stage`).
     let stage1 = plan.stage_steps(Stage::Namespaces);
-    assert_eq!(stage1.len(), 5);
-    assert_eq!(plan.stage_steps(Stage::Root).len(), plan.steps.len() - 5);
+    assert_eq!(stage1.len(), 3);
+    assert_eq!(plan.stage_steps(Stage::Root)[0], SetupStep::UnshareMountNs);
+    assert_eq!(plan.stage_steps(Stage::Root).len(), plan.steps.len() - 3);
 }
 
 #[test]
@@ -58,7 +60,8 @@ fn real_root_needs_no_user_namespace() {
     spec.ids = IdMapping::HostRoot;
     let plan = spec.plan();
     plan.validate().unwrap();
-    assert_eq!(plan.steps[0], SetupStep::UnshareMountNs);
+    assert!(matches!(plan.steps[0], SetupStep::UnshareOther { .. }));
+    assert_eq!(plan.steps[1], SetupStep::UnshareMountNs);
     assert!(!plan
         .steps
         .iter()
@@ -99,8 +102,10 @@ fn hostname_without_a_uts_namespace_is_refused() {
 #[test]
 fn namespace_steps_after_file_system_steps_are_refused() {
     let mut plan = rootless_spec().plan();
-    let other = plan.steps.remove(4);
-    plan.steps.insert(6, other);
+    // unshare_other after the mount namespace and the overlay.
+    let other = plan.steps.remove(2);
+    assert!(matches!(other, SetupStep::UnshareOther { .. }));
+    plan.steps.insert(4, other);
     assert!(invalid_reason(&plan).contains("before every file-system step"));
 }
 
@@ -121,7 +126,7 @@ fn each_mapping_has_its_user_namespace_steps() {
         let steps: Vec<SetupStep> = plan
             .steps
             .into_iter()
-            .take_while(|s| *s != SetupStep::UnshareMountNs)
+            .take_while(|s| !matches!(s, SetupStep::UnshareOther { .. }))
             .collect();
         steps
     };
