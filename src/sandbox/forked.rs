@@ -257,23 +257,14 @@ fn try_inline(
     if running_init(&lock)?.is_some() {
         return Ok(Inline::NotHere(premapped));
     }
-    let id_maps = match premapped.filter(|_| maps_outside) {
-        Some(premapped) => {
-            let ns = premapped.finish()?;
-            Some(
-                IdMapSync::written(ns)
-                    .map_err(SandboxError::io("create the id-map channel", "socketpair"))?,
-            )
-        }
-        None => None,
-    };
+    let premapped = premapped.filter(|_| maps_outside);
     // Flushed before PID 1's fork, as before stage 1's.
     io::stdout()
         .flush()
         .map_err(SandboxError::io("flush", "stdout"))?;
     // As a stage 1 would end: its setup error said on stderr, exit status 125.
     let code =
-        helper::inline_cold_start(plan.clone(), lock, id_maps, threads).unwrap_or_else(|e| {
+        helper::inline_cold_start(plan.clone(), lock, premapped, threads).unwrap_or_else(|e| {
             eprintln!("karapace-tui: {e}");
             EXIT_SETUP_FAILED
         });

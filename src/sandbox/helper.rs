@@ -71,6 +71,7 @@ use super::fork::ThreadCount;
 use super::join::{try_join, Join, ProcStat, RecordFile, RecordLock};
 use super::limits::{enter_plan_cgroups, leave_plan_cgroups};
 use super::plan::{SandboxPlan, SetupStep, Stage};
+use super::premap::Premapped;
 use super::program::{exec_program, fork_tied, ExecAttrs, Started};
 use super::supervise::{
     after_program, block_forwarded_signals, supervise, supervise_stage2, Report,
@@ -362,7 +363,7 @@ fn run_stage1(
         }
     };
     origin.commit()?;
-    start_cold(plan, &signals, record, id_maps, &threads)
+    start_cold(plan, &signals, record, || Ok(id_maps), &threads)
 }
 
 /// A session's cold start run by the single-threaded runtime itself, in place of a forked
@@ -371,20 +372,30 @@ fn run_stage1(
 pub(crate) fn inline_cold_start(
     plan: SandboxPlan,
     record: RecordLock,
-    id_maps: Option<IdMapSync>,
+    premapped: Option<Premapped>,
     threads: &ThreadCount,
 ) -> Result<u8> {
     let signals = block_forwarded_signals()?;
+    // The tools are waited for as late as can be: they run during the steps before.
+    let id_maps = || match premapped {
+        Some(premapped) => {
+            let ns = premapped.finish()?;
+            IdMapSync::written(ns)
+                .map(Some)
+                .map_err(SandboxError::io("create the id-map channel", "socketpair"))
+        }
+        None => Ok(None),
+    };
     start_cold(plan, &signals, Some(record), id_maps, threads)
 }
 
-/// Stage 1's cold start, once it is decided: the overlay's volatile marker, the cgroups, then
-/// [`cold_start`].
+/// Stage 1's cold start, once it is decided: the overlay's volatile marker, the cgroups, the
+/// id-map channel (`id_maps`), then [`cold_start`].
 fn start_cold(
     plan: SandboxPlan,
     signals: &SigSet,
     record: Option<RecordLock>,
-    id_maps: Option<IdMapSync>,
+    id_maps: impl FnOnce() -> Result<Option<IdMapSync>>,
     threads: &ThreadCount,
 ) -> Result<u8> {
     if record.is_some() {
@@ -393,7 +404,7 @@ fn start_cold(
     // Before any namespace, with our own credentials: PID 1 and the program inherit the
     // cgroups (`limits.rs`). Left (and removed if empty) once PID 1 has ended or lingers on.
     let membership = enter_plan_cgroups(&plan.limits, true)?;
-    let code = cold_start(plan, signals, record, id_maps, threads);
+    let code = id_maps().and_then(|id_maps| cold_start(plan, signals, record, id_maps, threads));
     leave_plan_cgroups(membership);
     code
 }
