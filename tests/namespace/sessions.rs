@@ -727,20 +727,7 @@ fn a_cold_start_enters_a_user_namespace_made_ahead_unprivileged() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn a session");
-    let run_dir = cli.store().join("run").join(&id);
-    let mut stage1 = None;
-    wait_until("the session's run marker", || {
-        stage1 = fs::read_dir(&run_dir).ok().and_then(|dir| {
-            dir.filter_map(|e| fs::read_to_string(e.ok()?.path()).ok())
-                .filter_map(|text| text.split_whitespace().next()?.parse::<i32>().ok())
-                .find(|pid| {
-                    fs::read(format!("/proc/{pid}/cmdline"))
-                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains("end-s"))
-                })
-        });
-        stage1.is_some()
-    });
-    let stage1 = stage1.expect("stage 1's pid");
+    let stage1 = marked_process(&cli, &id, "end-s");
     let environ = fs::read(format!("/proc/{stage1}/environ")).expect("stage 1's environ");
     let text = String::from_utf8_lossy(&environ);
     cli.sh("touch /tmp/end-s").expect_code(0);
@@ -773,6 +760,25 @@ fn a_cold_start_enters_a_user_namespace_made_ahead_unprivileged() {
     );
 }
 
+/// The pid a run marker of environment `id` names, once a session whose command line contains
+/// `token` runs.
+fn marked_process(cli: &Cli, id: &str, token: &str) -> i32 {
+    let run_dir = cli.store().join("run").join(id);
+    let mut found = None;
+    wait_until("the session's run marker", || {
+        found = fs::read_dir(&run_dir).ok().and_then(|dir| {
+            dir.filter_map(|e| fs::read_to_string(e.ok()?.path()).ok())
+                .filter_map(|text| text.split_whitespace().next()?.parse::<i32>().ok())
+                .find(|pid| {
+                    fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(token))
+                })
+        });
+        found.is_some()
+    });
+    found.expect("a marked session")
+}
+
 /// Every process whose command line contains `token`, as `PID: CMDLINE`.
 fn processes_with(token: &str) -> Vec<String> {
     fs::read_dir("/proc")
@@ -796,23 +802,7 @@ fn the_cli_is_stage_1_of_a_cold_start() {
     let Some((cli, id)) = built(test, None) else {
         return;
     };
-    let run_dir = cli.store().join("run").join(&id);
-    // The pid its run marker names, once the session runs (`end` ends it).
-    let marked = |end: &str| -> i32 {
-        let mut pid = None;
-        wait_until("the session's run marker", || {
-            pid = fs::read_dir(&run_dir).ok().and_then(|dir| {
-                dir.filter_map(|e| fs::read_to_string(e.ok()?.path()).ok())
-                    .filter_map(|text| text.split_whitespace().next()?.parse::<i32>().ok())
-                    .find(|pid| {
-                        fs::read(format!("/proc/{pid}/cmdline"))
-                            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(end))
-                    })
-            });
-            pid.is_some()
-        });
-        pid.expect("a marked session")
-    };
+    let marked = |end: &str| marked_process(&cli, &id, end);
     let parent_of = |pid: i32| -> Option<i32> {
         let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status
