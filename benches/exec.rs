@@ -1224,7 +1224,7 @@ fn stages(input: StageInput) -> Res<()> {
     println!("  ({secs:.1} s) differences of medians:");
     println!(
         "  A - E = {:>9}  the CLI around the sandbox: its own start-up and exit, finding the \
-         environment, reading the lock, the session marker",
+         environment, reading the lock, the session marker (less E's start-up and plan file)",
         diff_ms(sa.median, se.median)
     );
     println!(
@@ -1240,8 +1240,8 @@ fn stages(input: StageInput) -> Res<()> {
         );
     }
     println!(
-        "  D - C = {:>9}  start-up of karapace-tui over /bin/true; A starts karapace-tui twice \
-         (CLI, helper), B starts bwrap once",
+        "  D - C = {:>9}  start-up of karapace-tui over /bin/true; A and B each start their \
+         binary once (A's sandbox processes are forks of the CLI), E starts the helper once",
         diff_ms(sd.median, sc.median)
     );
     println!();
