@@ -61,25 +61,32 @@ fn field_range(stat: &str, first: usize) -> Option<(u64, u64)> {
 
 /// Overwrites this process's initial environment block with zero bytes (see the module doc).
 pub fn wipe_environment_block() -> io::Result<()> {
-    overwrite(env_range, b"")
+    overwrite(&[(env_range, b"")])
 }
 
-/// Rewrites this process's command line to [`INIT_NAME`] (see the module doc).
-pub fn rename_command_line() -> io::Result<()> {
-    overwrite(arg_range, INIT_NAME.as_bytes())
+/// [`wipe_environment_block`], and rewrites this process's command line to [`INIT_NAME`]
+/// (see the module doc).
+pub fn wipe_and_rename() -> io::Result<()> {
+    overwrite(&[(env_range, b""), (arg_range, INIT_NAME.as_bytes())])
 }
 
-/// Writes `text` and zero bytes over the block `range` finds in `/proc/self/stat`.
-fn overwrite(range: fn(&str) -> Option<(u64, u64)>, text: &[u8]) -> io::Result<()> {
+/// The range of a block in a `/proc/PID/stat` line.
+type Block = fn(&str) -> Option<(u64, u64)>;
+
+/// Writes each text and zero bytes over its block, found in one read of `/proc/self/stat`.
+fn overwrite(blocks: &[(Block, &[u8])]) -> io::Result<()> {
     let stat = fs::read_to_string("/proc/self/stat")?;
-    let block = range(&stat).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            "no arg_start/arg_end/env_start/env_end fields in /proc/self/stat",
-        )
-    })?;
     let mem = OpenOptions::new().write(true).open("/proc/self/mem")?;
-    mem.write_all_at(&replacement(block, text)?, block.0)
+    for (range, text) in blocks {
+        let block = range(&stat).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "no arg_start/arg_end/env_start/env_end fields in /proc/self/stat",
+            )
+        })?;
+        mem.write_all_at(&replacement(block, text)?, block.0)?;
+    }
+    Ok(())
 }
 
 /// `text` padded with zero bytes to the length of `range`; only zeros if it is shorter than

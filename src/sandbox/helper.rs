@@ -464,12 +464,10 @@ fn init(plan: SandboxPlan, mut report: fs::File, session: Option<&Path>) -> Resu
     // First: the program can read /proc/1/environ (`environ.rs`). The trace switch is the
     // one variable PID 1 reads, so it is set again (on the heap, outside the block).
     let trace = std::env::var_os(TRACE_VAR);
-    super::environ::wipe_environment_block()
-        .and_then(|()| super::environ::rename_command_line())
-        .map_err(SandboxError::io(
-            "overwrite the inherited environment and command line of PID 1 through",
-            "/proc/self/mem",
-        ))?;
+    super::environ::wipe_and_rename().map_err(SandboxError::io(
+        "overwrite the inherited environment and command line of PID 1 through",
+        "/proc/self/mem",
+    ))?;
     if let Some(trace) = trace {
         std::env::set_var(TRACE_VAR, trace);
     }

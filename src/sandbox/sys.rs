@@ -243,15 +243,15 @@ impl Sys for LinuxSys {
     fn await_id_maps(&mut self, sync: IdMapSync) -> nix::Result<()> {
         use nix::sys::socket::{recv, send, MsgFlags};
         let fd = sync.fd;
-        let sent = loop {
-            if sync.premapped.is_some() {
-                // The spawner started the tools when it made the namespace.
-                break Ok(0);
-            }
-            match send(fd, &[ID_MAPS_NS_READY], MsgFlags::MSG_NOSIGNAL) {
-                Err(Errno::EINTR) => {}
-                other => break other,
-            }
+        let sent = match sync.premapped {
+            // The spawner started the tools when it made the namespace: nothing to announce.
+            Some(_) => Ok(0),
+            None => loop {
+                match send(fd, &[ID_MAPS_NS_READY], MsgFlags::MSG_NOSIGNAL) {
+                    Err(Errno::EINTR) => {}
+                    other => break other,
+                }
+            },
         };
         let mut answer = [0u8; 1];
         let received = sent.and_then(|_| loop {
