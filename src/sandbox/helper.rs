@@ -398,27 +398,45 @@ fn start_cold(
     id_maps: impl FnOnce() -> Result<Option<IdMapSync>>,
     threads: &ThreadCount,
 ) -> Result<u8> {
-    if record.is_some() {
-        reuse_overlay_work(&plan)?;
-    }
+    let trash = match record {
+        Some(_) => reuse_overlay_work(&plan)?,
+        None => None,
+    };
     // Before any namespace, with our own credentials: PID 1 and the program inherit the
     // cgroups (`limits.rs`). Left (and removed if empty) once PID 1 has ended or lingers on.
     let membership = enter_plan_cgroups(&plan.limits, true)?;
-    let code = id_maps().and_then(|id_maps| cold_start(plan, signals, record, id_maps, threads));
+    let start = ColdStart {
+        record,
+        trash,
+        threads,
+    };
+    let code = id_maps().and_then(|id_maps| cold_start(plan, signals, start, id_maps));
     leave_plan_cgroups(membership);
     code
 }
 
+/// What [`cold_start`] needs besides the plan: with a session, `record` is locked and `trash`
+/// names the work directory whose trash to sweep.
+struct ColdStart<'a> {
+    record: Option<RecordLock>,
+    trash: Option<PathBuf>,
+    threads: &'a ThreadCount,
+}
+
 /// Creates the namespaces and forks PID 1 of the new PID namespace ([`init`]); with a session,
 /// `record` is locked and stays locked until PID 1 reports the root ready and is recorded as
-/// the environment's init.
+/// the environment's init, and the overlay's trash is swept while PID 1 works.
 fn cold_start(
     plan: SandboxPlan,
     signals: &SigSet,
-    record: Option<RecordLock>,
+    start: ColdStart,
     id_maps: Option<IdMapSync>,
-    threads: &ThreadCount,
 ) -> Result<u8> {
+    let ColdStart {
+        record,
+        trash,
+        threads,
+    } = start;
     apply_steps_with(&mut LinuxSys, &plan.stage_steps(Stage::Namespaces), id_maps)?;
     let rest = SandboxPlan {
         steps: plan.stage_steps(Stage::Root),
@@ -452,6 +470,9 @@ fn cold_start(
         }
         Started::Parent(pid, _tie) => {
             drop(report_write);
+            if let Some(work) = trash {
+                sweep_overlay_trash(&work);
+            }
             let record = record.map(|lock| (lock, pid.as_raw()));
             supervise_stage2(pid, signals, fs::File::from(report_read), record)
         }
@@ -528,27 +549,40 @@ fn init(plan: SandboxPlan, mut report: fs::File, session: Option<&Path>) -> Resu
 
 /// A session's cold start, under the init record's lock: no sandbox of the environment has
 /// its overlay mounted (no init runs; one that was exiting is gone), and none can mount it
-/// before our stage 2 does, so the volatile marker of its last mount can go (`volatile.rs`).
-fn reuse_overlay_work(plan: &SandboxPlan) -> Result<()> {
+/// before our stage 2 does, so the work directory of its last mount, with the volatile marker,
+/// can go (`volatile.rs`). It is set aside; returns the work directory whose trash
+/// [`sweep_overlay_trash`] empties later, if anything was moved.
+fn reuse_overlay_work(plan: &SandboxPlan) -> Result<Option<PathBuf>> {
     let Some(work) = plan.steps.iter().find_map(|s| match s {
         SetupStep::MountOverlay { work, .. } => Some(Path::new(work)),
         _ => None,
     }) else {
-        return Ok(());
+        return Ok(None);
     };
-    match volatile::clear_marker(work) {
-        Ok(volatile::Marker::Cleared {
-            from_earlier_boot: true,
-        }) => {
-            // The program's stderr is the session's terminal or log: the user sees it there.
-            eprintln!("karapace-tui: warning: {}", volatile::crash_warning(work));
-            Ok(())
-        }
-        Ok(_) => Ok(()),
-        Err(e) => Err(SandboxError::io(
-            "remove the overlay's volatile marker",
+    let set_aside = volatile::set_aside(work).map_err(|e| {
+        SandboxError::io(
+            "move the overlay's last work directory aside",
             e.path.display().to_string(),
-        )(e.source)),
+        )(e.source)
+    })?;
+    if set_aside.marker
+        == (volatile::Marker::Cleared {
+            from_earlier_boot: true,
+        })
+    {
+        // The program's stderr is the session's terminal or log: the user sees it there.
+        eprintln!("karapace-tui: warning: {}", volatile::crash_warning(work));
+    }
+    Ok(set_aside.moved.then(|| work.to_path_buf()))
+}
+
+/// Empties the overlay's trash (`volatile::sweep`) in stage 1, right after it has forked PID
+/// 1: the deletions wait for the disk, not for a CPU, while PID 1 builds the root on the other
+/// one. What cannot be removed is said on stderr; the session goes on, and the next cold start
+/// tries again.
+fn sweep_overlay_trash(work: &Path) {
+    if let Err(e) = volatile::sweep(work) {
+        eprintln!("karapace-tui: warning: {}", volatile::sweep_warning(&e));
     }
 }
 

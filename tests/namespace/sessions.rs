@@ -856,3 +856,74 @@ fn the_cli_is_stage_1_of_a_cold_start() {
     cli.sh("touch /tmp/end-json").expect_code(0);
     assert!(json.wait().expect("json").success());
 }
+
+/// A cold start moves the last mount's overlay work directory into `work/trash` instead of
+/// deleting it on its way (each deleted directory can wait for the disk), and empties the trash
+/// while PID 1 builds the root: after each session nothing is left there, leftovers of an
+/// earlier sweep included, and a volatile marker from before this boot is still reported.
+fn the_overlay_work_directory_is_set_aside_and_swept(test: &str, user: Option<&'static str>) {
+    let Some((cli, id)) = built(test, user) else {
+        return;
+    };
+    let work = cli.store().join("envs").join(&id).join("work");
+    let trash = work.join("trash");
+    let entries = |dir: &Path| -> Vec<String> {
+        match fs::read_dir(dir) {
+            Ok(list) => list
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(e) => panic!("{}: {e}", dir.display()),
+        }
+    };
+    cli.run(&["exec", "deb", "--", "true"]).expect_code(0);
+    cli.run(&["exec", "deb", "--", "true"]).expect_code(0);
+    assert!(
+        work.join("work").is_dir(),
+        "the mount made no work directory"
+    );
+    assert_eq!(entries(&trash), Vec::<String>::new(), "left in the trash");
+
+    // What a sweep killed halfway leaves, with overlayfs's modes, and a marker as a crash
+    // before this boot leaves it.
+    let leftover = trash.join("work-1-2");
+    fs::create_dir_all(leftover.join("incompat/volatile/dirty")).expect("mkdir");
+    let mut shell = format!(
+        "chmod 000 {0}/incompat/volatile/dirty {0}/incompat/volatile {0}/incompat {0} && \
+         touch -d @1 {1}",
+        leftover.display(),
+        work.join("work/incompat/volatile").display()
+    );
+    if let Some(user) = user {
+        shell = format!("chown -R {user}: {} && {shell}", leftover.display());
+    }
+    let prepared = Command::new("sh").args(["-c", &shell]).status();
+    assert!(prepared.is_ok_and(|s| s.success()), "{shell}");
+
+    let after_crash = cli.run(&["exec", "deb", "--", "true"]);
+    after_crash.expect_code(0);
+    assert!(
+        after_crash
+            .stderr
+            .contains("the machine went down while this environment was in use"),
+        "no warning for a marker from an earlier boot: {after_crash:?}"
+    );
+    assert_eq!(entries(&trash), Vec::<String>::new(), "left in the trash");
+    let again = cli.run(&["exec", "deb", "--", "true"]);
+    again.expect_code(0);
+    assert!(!again.stderr.contains("went down"), "{again:?}");
+}
+
+#[test]
+fn the_overlay_work_directory_is_set_aside_and_swept_as_root() {
+    let test = "the_overlay_work_directory_is_set_aside_and_swept_as_root";
+    the_overlay_work_directory_is_set_aside_and_swept(test, None);
+}
+
+#[test]
+fn the_overlay_work_directory_is_set_aside_and_swept_unprivileged() {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let test = "the_overlay_work_directory_is_set_aside_and_swept_unprivileged";
+    the_overlay_work_directory_is_set_aside_and_swept(test, Some(TEST_USER));
+}
