@@ -413,6 +413,7 @@ fn child(
     let id_maps = id_maps.map(|fd| IdMapSync {
         fd: fd.into_raw_fd(),
         premapped,
+        announce: premapped.is_none(),
     });
     helper::forked_stage1(plan, parent, record, id_maps, ran_nothing)
 }

@@ -57,7 +57,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -66,7 +66,7 @@ use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::signal::{SigSet, Signal};
 
 use super::error::{Result, SandboxError, EXIT_SETUP_FAILED};
-use super::exec::{apply_steps_in, apply_steps_with};
+use super::exec::apply_steps_with;
 use super::fork::ThreadCount;
 use super::join::{try_join, Join, ProcStat, RecordFile, RecordLock};
 use super::limits::{enter_plan_cgroups, leave_plan_cgroups};
@@ -363,7 +363,7 @@ fn run_stage1(
         }
     };
     origin.commit()?;
-    start_cold(plan, &signals, record, || Ok(id_maps), &threads)
+    start_cold(plan, &signals, record, Maps::InStage1(id_maps), &threads)
 }
 
 /// A session's cold start run by the single-threaded runtime itself, in place of a forked
@@ -377,25 +377,31 @@ pub(crate) fn inline_cold_start(
 ) -> Result<u8> {
     let signals = block_forwarded_signals()?;
     // The tools are waited for as late as can be: they run during the steps before.
-    let id_maps = || match premapped {
-        Some(premapped) => {
-            let ns = premapped.finish()?;
-            IdMapSync::written(ns)
-                .map(Some)
-                .map_err(SandboxError::io("create the id-map channel", "socketpair"))
-        }
-        None => Ok(None),
+    let maps = match premapped {
+        Some(premapped) => Maps::InPid1(premapped),
+        None => Maps::InStage1(None),
     };
-    start_cold(plan, &signals, Some(record), id_maps, threads)
+    start_cold(plan, &signals, Some(record), maps, threads)
 }
 
-/// Stage 1's cold start, once it is decided: the overlay's volatile marker, the cgroups, the
-/// id-map channel (`id_maps`), then [`cold_start`].
+/// How a cold start gets its user namespace's maps.
+enum Maps {
+    /// In stage 1's namespace steps, over this channel to the spawner (`None`: the plan maps
+    /// nothing from outside).
+    InStage1(Option<IdMapSync>),
+    /// A namespace made ahead whose newuidmap and newgidmap may still run: stage 1 enters it,
+    /// and PID 1 waits for the tools right before its overlay mount
+    /// ([`SandboxPlan::steps_awaiting_maps_in_pid1`]).
+    InPid1(Premapped),
+}
+
+/// Stage 1's cold start, once it is decided: the overlay's work directory set aside, the
+/// cgroups, then [`cold_start`].
 fn start_cold(
     plan: SandboxPlan,
     signals: &SigSet,
     record: Option<RecordLock>,
-    id_maps: impl FnOnce() -> Result<Option<IdMapSync>>,
+    maps: Maps,
     threads: &ThreadCount,
 ) -> Result<u8> {
     let trash = match record {
@@ -410,7 +416,7 @@ fn start_cold(
         trash,
         threads,
     };
-    let code = id_maps().and_then(|id_maps| cold_start(plan, signals, start, id_maps));
+    let code = cold_start(plan, signals, start, maps);
     leave_plan_cgroups(membership);
     code
 }
@@ -426,28 +432,49 @@ struct ColdStart<'a> {
 /// Creates the namespaces and forks PID 1 of the new PID namespace ([`init`]); with a session,
 /// `record` is locked and stays locked until PID 1 reports the root ready and is recorded as
 /// the environment's init, and the overlay's trash is swept while PID 1 works.
-fn cold_start(
-    plan: SandboxPlan,
-    signals: &SigSet,
-    start: ColdStart,
-    id_maps: Option<IdMapSync>,
-) -> Result<u8> {
+fn cold_start(plan: SandboxPlan, signals: &SigSet, start: ColdStart, maps: Maps) -> Result<u8> {
     let ColdStart {
         record,
         trash,
         threads,
     } = start;
-    apply_steps_with(&mut LinuxSys, &plan.stage_steps(Stage::Namespaces), id_maps)?;
+    let (stage1_steps, pid1_steps, stage1_maps, deferred) = match maps {
+        Maps::InStage1(id_maps) => (
+            plan.stage_steps(Stage::Namespaces),
+            plan.stage_steps(Stage::Root),
+            id_maps,
+            None,
+        ),
+        Maps::InPid1(premapped) => {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(
+                SandboxError::io("create the id-map channel to PID 1", "socketpair"),
+            )?;
+            let ns = premapped.ns_clone()?;
+            let (stage1, pid1) = plan.steps_awaiting_maps_in_pid1();
+            // Stage 1 only enters the namespace (closing `ns`); the channel is PID 1's.
+            let sync = IdMapSync {
+                fd: theirs.as_raw_fd(),
+                premapped: Some(ns.into_raw_fd()),
+                announce: false,
+            };
+            (stage1, pid1, Some(sync), Some((premapped, ours, theirs)))
+        }
+    };
+    apply_steps_with(&mut LinuxSys, &stage1_steps, stage1_maps)?;
     let rest = SandboxPlan {
-        steps: plan.stage_steps(Stage::Root),
+        steps: pid1_steps,
         ..plan
     };
     let session = record.as_ref().map(|r| PathBuf::from(r.path()));
     let (report_read, report_write) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SandboxError::helper("pipe2"))?;
+    let pid1_maps = deferred.as_ref().map(|(_, _, theirs)| theirs.as_raw_fd());
     match fork_tied(threads, "fork PID 1 of the sandbox")? {
         Started::Child => {
             drop(report_read);
+            // `deferred` is the parent's (its tools, its seed, its end of the channel): never
+            // dropped here, since this process ends in `finish_child`, and its descriptors
+            // but PID 1's end of the channel are closed below.
             super::fork::finish_child(EXIT_SETUP_FAILED, || {
                 let pid1 = || {
                     if let Some(lock) = record {
@@ -459,8 +486,13 @@ fn cold_start(
                         .map_err(SandboxError::helper("close stage 1's status file"))?;
                     // Whatever else the parent had open (the runtime's own files, when it is
                     // the parent: `inline_cold_start`) stays out of the sandbox.
-                    super::forked::close_inherited_fds(&[report_write.as_raw_fd()])?;
-                    init(rest, fs::File::from(report_write), session.as_deref())
+                    let keep: Vec<RawFd> = [Some(report_write.as_raw_fd()), pid1_maps]
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                    super::forked::close_inherited_fds(&keep)?;
+                    let maps = pid1_maps.map(IdMapSync::awaiting);
+                    init(rest, fs::File::from(report_write), session.as_deref(), maps)
                 };
                 pid1().unwrap_or_else(|e| {
                     eprintln!("karapace-tui: {e}");
@@ -470,6 +502,18 @@ fn cold_start(
         }
         Started::Parent(pid, _tie) => {
             drop(report_write);
+            if let Some((premapped, ours, theirs)) = deferred {
+                drop(theirs);
+                if let Err(e) = release_pid1(premapped, ours) {
+                    // PID 1 waits for maps that will not come: it must not go on alone.
+                    let mut pid1 = super::forked::ForkedProcess::new(pid);
+                    let ended = pid1.kill().and_then(|()| pid1.wait().map(drop));
+                    return Err(match ended {
+                        Ok(()) => e,
+                        Err(reap) => SandboxError::io("end PID 1 after", e.to_string())(reap),
+                    });
+                }
+            }
             if let Some(work) = trash {
                 sweep_overlay_trash(&work);
             }
@@ -479,9 +523,27 @@ fn cold_start(
     }
 }
 
+/// Waits for the id-map tools of the namespace made ahead (an error names the one that failed
+/// and how to fix it), then tells PID 1 over `channel` that the maps are written.
+fn release_pid1(premapped: Premapped, channel: std::os::unix::net::UnixStream) -> Result<()> {
+    drop(premapped.finish()?);
+    let mut channel = channel;
+    channel
+        .write_all(&[super::sys::ID_MAPS_WRITTEN])
+        .map_err(SandboxError::io(
+            "tell PID 1 that the id maps are written over",
+            "a socket",
+        ))
+}
+
 /// PID 1 of the sandbox, forked by stage 1 with the root's steps: builds the root, forks the
 /// program, reports `ready`, reaps, and (with a session) stays for joined sessions.
-fn init(plan: SandboxPlan, mut report: fs::File, session: Option<&Path>) -> Result<u8> {
+fn init(
+    plan: SandboxPlan,
+    mut report: fs::File,
+    session: Option<&Path>,
+    maps: Option<IdMapSync>,
+) -> Result<u8> {
     // First: the program can read /proc/1/environ (`environ.rs`). The trace switch is the
     // one variable PID 1 reads, so it is set again (on the heap, outside the block).
     let trace = std::env::var_os(TRACE_VAR);
@@ -509,13 +571,10 @@ fn init(plan: SandboxPlan, mut report: fs::File, session: Option<&Path>) -> Resu
         ))?
         .start_time;
     let record = session.map(RecordFile::open).transpose()?;
-    let root = plan.steps.iter().find_map(|s| match s {
-        SetupStep::PivotRoot { new_root } => Some(new_root.as_str()),
-        _ => None,
-    });
     // A fuse-overlayfs root moves us into a new mount namespace after the overlay (see
-    // `exec.rs`); the program is forked after every step, so it starts in that one.
-    apply_steps_in(&mut LinuxSys, &plan.steps, root)?;
+    // `exec.rs`); the program is forked after every step, so it starts in that one. With
+    // `maps`, the steps wait for the id maps before the overlay.
+    apply_steps_with(&mut LinuxSys, &plan.steps, maps)?;
     // The status file opened above is the host's /proc/<our host pid>/status: left open, a
     // program could find our host pid (and the host's procfs) through /proc/1/fd. With the
     // sandbox's own /proc mounted, our threads are counted there from now on.

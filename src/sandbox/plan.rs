@@ -284,6 +284,32 @@ impl SandboxPlan {
         })
     }
 
+    /// Stage 1's and PID 1's steps when PID 1 waits for the id maps: a user namespace made
+    /// ahead whose newuidmap and newgidmap may still run ([`super::premap`]). Stage 1 enters
+    /// the namespace, makes the others and forks PID 1 without its maps: creating namespaces,
+    /// forking and making `/` a slave mount need only the capabilities an owner has in its
+    /// namespace (user_namespaces(7)). PID 1 waits right before the first step after that,
+    /// since the overlay mount is refused (EACCES) while the caller's ids are unmapped, and
+    /// files cannot be created on a file system mounted inside (EOVERFLOW). The tools thus
+    /// run during that work too. Without an `await_id_maps` step, the two stages as they are.
+    pub fn steps_awaiting_maps_in_pid1(&self) -> (Vec<SetupStep>, Vec<SetupStep>) {
+        let mut stage1 = self.stage_steps(Stage::Namespaces);
+        let mut pid1 = self.stage_steps(Stage::Root);
+        let Some(at) = stage1
+            .iter()
+            .position(|s| matches!(s, SetupStep::AwaitIdMaps { .. }))
+        else {
+            return (stage1, pid1);
+        };
+        let wait = stage1.remove(at);
+        let before = pid1
+            .iter()
+            .position(|s| !matches!(s, SetupStep::UnshareMountNs | SetupStep::MakeRootPrivate))
+            .unwrap_or(pid1.len());
+        pid1.insert(before, wait);
+        (stage1, pid1)
+    }
+
     /// The steps of one stage, in order.
     pub fn stage_steps(&self, stage: Stage) -> Vec<SetupStep> {
         self.steps

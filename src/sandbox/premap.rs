@@ -9,12 +9,14 @@
 //! 30 in a perf timeline) of every rootless cold start in which nothing else happened.
 //!
 //! Here a throwaway child of the runtime, the *seed*, creates the namespace as soon as the
-//! runtime knows it will most likely start the environment cold, and the runtime starts both
-//! tools for the seed at once and goes on: the plan, stage 1's fork, and stage 1's own work
-//! before it needs the namespace (the init record's lock, the overlay's volatile marker, the
-//! cgroups). Stage 1 then enters the seed's namespace with setns(2) instead of unsharing one
-//! (its `unshare_user_ns` step: a new namespace all the same, made for this sandbox only) and
-//! waits for "maps written" over the id-map channel as before ([`super::sys::IdMapSync`]).
+//! runtime knows it will most likely start the environment cold, and the runtime forks both
+//! tools for the seed at once and goes on: the plan, the init record's lock, the overlay's work
+//! directory, the cgroups. Stage 1 then enters the seed's namespace with setns(2) instead of
+//! unsharing one (its `unshare_user_ns` step: a new namespace all the same, made for this
+//! sandbox only). A forked stage 1 waits for "maps written" over the id-map channel there, as
+//! before ([`super::sys::IdMapSync`]); when the runtime is stage 1 itself (`helper.rs`,
+//! `inline_cold_start`), it goes on without the maps, forks PID 1, and PID 1 waits right before
+//! its overlay mount (`SandboxPlan::steps_awaiting_maps_in_pid1`).
 //!
 //! setns(2) into a user namespace needs CAP_SYS_ADMIN in it, which its owner has from the
 //! parent namespace (user_namespaces(7), "Capabilities"): stage 1 runs as the same user as
@@ -110,7 +112,7 @@ impl Premapped {
                 (Ok(_), Ok(())) => Ok(None),
             };
         }
-        match Premapped::open(seed.id(), tools, uid_map, gid_map) {
+        match Premapped::open(seed.id(), &threads, tools, uid_map, gid_map) {
             Ok((ns, tools)) => Ok(Some(Premapped { seed, ns, tools })),
             Err(e) => {
                 // The error says what failed; the seed has no more use.
@@ -124,6 +126,7 @@ impl Premapped {
     /// The seed's namespace descriptor, then the two tools.
     fn open(
         pid: u32,
+        threads: &ThreadCount,
         tools: &IdMapTools,
         uid_map: &[IdRange],
         gid_map: &[IdRange],
@@ -132,8 +135,8 @@ impl Premapped {
         let ns = OwnedFd::from(
             File::open(&path).map_err(SandboxError::io("open the namespace made ahead", &path))?,
         );
-        let uids = MapTool::start(&tools.newuidmap, pid, uid_map, idmap::SUBUID)?;
-        match MapTool::start(&tools.newgidmap, pid, gid_map, idmap::SUBGID) {
+        let uids = MapTool::start_forked(threads, &tools.newuidmap, pid, uid_map, idmap::SUBUID)?;
+        match MapTool::start_forked(threads, &tools.newgidmap, pid, gid_map, idmap::SUBGID) {
             Ok(gids) => Ok((ns, vec![uids, gids])),
             Err(e) => {
                 // Waited for, so that no zombie stays; the start failure is the news.
@@ -146,6 +149,14 @@ impl Premapped {
     /// The namespace's descriptor, for stage 1 to keep across its fork.
     pub fn ns_fd(&self) -> RawFd {
         self.ns.as_raw_fd()
+    }
+
+    /// A descriptor of its own to the namespace, for a process that enters it while the
+    /// tools may still run.
+    pub fn ns_clone(&self) -> Result<OwnedFd> {
+        self.ns
+            .try_clone()
+            .map_err(SandboxError::io("keep", "the namespace made ahead"))
     }
 
     /// Waits for both tools (an error names the one that failed and how to fix it), then ends

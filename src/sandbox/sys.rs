@@ -29,12 +29,16 @@ use nix::sys::statvfs::FsFlags;
 /// With `premapped`, the user namespace was made ahead by a child of the spawner (see
 /// [`super::premap`]), whose maps are being written already: the helper enters it
 /// ([`Sys::enter_user_ns`]) instead of unsharing its own, sends nothing, and only waits for
-/// [`ID_MAPS_WRITTEN`].
+/// [`ID_MAPS_WRITTEN`]. PID 1, waiting in place of the stage 1 that entered such a namespace
+/// ([`SandboxPlan::steps_awaiting_maps_in_pid1`](super::plan::SandboxPlan)), gets a channel
+/// that only waits too ([`IdMapSync::awaiting`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdMapSync {
     pub fd: RawFd,
     /// A descriptor of the user namespace made ahead (`/proc/PID/ns/user`).
     pub premapped: Option<RawFd>,
+    /// Whether `await_id_maps` first tells the spawner that the namespace exists.
+    pub announce: bool,
 }
 
 /// "The user namespace exists: write its maps."
@@ -50,6 +54,17 @@ impl IdMapSync {
         IdMapSync {
             fd,
             premapped: None,
+            announce: true,
+        }
+    }
+
+    /// The channel of a namespace that exists and was entered already: `await_id_maps` only
+    /// waits for [`ID_MAPS_WRITTEN`].
+    pub fn awaiting(fd: RawFd) -> IdMapSync {
+        IdMapSync {
+            fd,
+            premapped: None,
+            announce: false,
         }
     }
 
@@ -64,6 +79,7 @@ impl IdMapSync {
         Ok(IdMapSync {
             fd: helper.into_raw_fd(),
             premapped: Some(ns.into_raw_fd()),
+            announce: false,
         })
     }
 
@@ -243,10 +259,10 @@ impl Sys for LinuxSys {
     fn await_id_maps(&mut self, sync: IdMapSync) -> nix::Result<()> {
         use nix::sys::socket::{recv, send, MsgFlags};
         let fd = sync.fd;
-        let sent = match sync.premapped {
+        let sent = match sync.announce {
             // The spawner started the tools when it made the namespace: nothing to announce.
-            Some(_) => Ok(0),
-            None => loop {
+            false => Ok(0),
+            true => loop {
                 match send(fd, &[ID_MAPS_NS_READY], MsgFlags::MSG_NOSIGNAL) {
                     Err(Errno::EINTR) => {}
                     other => break other,

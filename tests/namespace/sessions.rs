@@ -927,3 +927,72 @@ fn the_overlay_work_directory_is_set_aside_and_swept_unprivileged() {
     let test = "the_overlay_work_directory_is_set_aside_and_swept_unprivileged";
     the_overlay_work_directory_is_set_aside_and_swept(test, Some(TEST_USER));
 }
+
+/// The id maps of a namespace made ahead are awaited by PID 1, which the CLI has forked by the
+/// time newgidmap fails: the session fails with the tool's own message, and neither PID 1 nor
+/// anything else of it is left running. The failing tool is a stand-in that detection accepts
+/// (setuid root, so made as root) and that exits 1; the real newuidmap runs beside it.
+#[test]
+fn a_failing_id_map_tool_fails_the_start_and_leaves_nothing_unprivileged() {
+    let test = "a_failing_id_map_tool_fails_the_start_and_leaves_nothing_unprivileged";
+    if !nix::unistd::geteuid().is_root() {
+        let why = "a setuid-root stand-in for newgidmap can only be made as root";
+        let required = std::env::var("KARAPACE_REQUIRE_SANDBOX").as_deref() == Ok("1");
+        assert!(!required, "KARAPACE_REQUIRE_SANDBOX=1 but {why}");
+        visible(&format!("SKIPPED: namespace::sessions::{test}: {why}"));
+        return;
+    }
+    let Some((cli, id)) = built(test, Some(TEST_USER)) else {
+        return;
+    };
+    let tools = cli.dir.path().join("tools");
+    fs::create_dir(&tools).expect("mkdir");
+    fs::set_permissions(&tools, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let real = Command::new("sh")
+        .args(["-c", "command -v newuidmap"])
+        .output()
+        .expect("find newuidmap");
+    let real = String::from_utf8_lossy(&real.stdout).trim().to_string();
+    assert!(
+        real.starts_with('/'),
+        "newuidmap is not installed: {real:?}"
+    );
+    std::os::unix::fs::symlink(&real, tools.join("newuidmap")).expect("symlink");
+    let fake = tools.join("newgidmap");
+    fs::write(
+        &fake,
+        "#!/bin/sh\necho 'newgidmap: stand-in refuses' >&2\nexit 1\n",
+    )
+    .expect("write");
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o4755)).expect("chmod");
+
+    let token = format!("failing-tool-{}", std::process::id());
+    let path = format!(
+        "{}:{}",
+        tools.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let failed = cli.run_with(
+        &[("PATH", &path)],
+        &["exec", "deb", "--", "sh", "-c", &format!("echo {token}")],
+    );
+    assert_ne!(failed.code, Some(0), "{failed:?}");
+    assert!(
+        failed.stderr.contains("stand-in refuses") && failed.stderr.contains("newgidmap"),
+        "the tool's failure is not what the user sees: {failed:?}"
+    );
+    assert!(
+        !failed.stdout.contains(&token),
+        "the program ran: {failed:?}"
+    );
+    let left = processes_with(&token);
+    assert!(left.is_empty(), "left running: {left:?}");
+    assert!(
+        cli.init(&id).is_none_or(|(pid, start)| !alive(pid, start)),
+        "an init is recorded as running"
+    );
+    // Nothing stays in the way of the next start.
+    let next = cli.run(&["exec", "deb", "--", "sh", "-c", "echo next"]);
+    next.expect_code(0);
+    assert_eq!(next.stdout.trim(), "next");
+}

@@ -336,6 +336,7 @@ fn a_namespace_made_ahead_is_entered_instead_of_unsharing_one() {
     let sync = IdMapSync {
         fd: 9,
         premapped: Some(7),
+        announce: false,
     };
     apply_steps_with(&mut sys, &stage1, Some(sync)).unwrap();
     assert_eq!(
@@ -353,6 +354,53 @@ fn a_namespace_made_ahead_is_entered_instead_of_unsharing_one() {
     assert_eq!(err.step(), Some("unshare_user_ns"));
     assert!(err.to_string().contains("made ahead"), "{err}");
     assert_eq!(sys.calls.len(), 1);
+}
+
+#[test]
+fn with_a_namespace_made_ahead_pid1_awaits_the_maps_right_before_the_overlay() {
+    let plan = subordinate_spec().plan();
+    let (stage1, pid1) = plan.steps_awaiting_maps_in_pid1();
+    let names = |steps: &[SetupStep]| steps.iter().map(SetupStep::name).collect::<Vec<_>>();
+    assert_eq!(names(&stage1), ["unshare_user_ns", "unshare_other"]);
+    assert_eq!(
+        names(&pid1)[..4],
+        [
+            "unshare_mount_ns",
+            "make_root_private",
+            "await_id_maps",
+            "mount_overlay"
+        ]
+    );
+    // Every other step of the plan is where it was.
+    let without = |steps: Vec<SetupStep>| {
+        steps
+            .into_iter()
+            .filter(|s| !matches!(s, SetupStep::AwaitIdMaps { .. }))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(stage1, without(plan.stage_steps(Stage::Namespaces)));
+    assert_eq!(without(pid1.clone()), plan.stage_steps(Stage::Root));
+
+    // PID 1 only waits: it neither announces the namespace nor unshares anything for it.
+    let mut sys = typical_sys();
+    apply_steps_with(&mut sys, &pid1, Some(IdMapSync::awaiting(9))).unwrap();
+    let calls = changes(&sys);
+    let wait = calls
+        .iter()
+        .position(|c| c == "await_id_maps fd 9")
+        .expect("awaited");
+    assert_eq!(wait, 2, "{calls:?}");
+    assert!(calls[wait + 1].contains("overlay"), "{calls:?}");
+    assert!(sys
+        .calls
+        .contains(&Call::AwaitIdMaps(IdMapSync::awaiting(9))));
+    assert!(!IdMapSync::awaiting(9).announce && IdMapSync::new(9).announce);
+
+    // A plan that maps nothing from outside is split as before.
+    let single = rootless_spec().plan();
+    let (stage1, pid1) = single.steps_awaiting_maps_in_pid1();
+    assert_eq!(stage1, single.stage_steps(Stage::Namespaces));
+    assert_eq!(pid1, single.stage_steps(Stage::Root));
 }
 
 #[test]
