@@ -9,7 +9,7 @@
 //! 30 in a perf timeline) of every rootless cold start in which nothing else happened.
 //!
 //! Here a throwaway child of the runtime, the *seed*, creates the namespace as soon as the
-//! runtime knows it will most likely start the environment cold, and the runtime forks both
+//! runtime knows it will most likely start the environment cold, and the runtime starts both
 //! tools for the seed at once and goes on: the plan, the init record's lock, the overlay's work
 //! directory, the cgroups. Stage 1 then enters the seed's namespace with setns(2) instead of
 //! unsharing one (its `unshare_user_ns` step: a new namespace all the same, made for this
@@ -112,7 +112,7 @@ impl Premapped {
                 (Ok(_), Ok(())) => Ok(None),
             };
         }
-        match Premapped::open(seed.id(), &threads, tools, uid_map, gid_map) {
+        match Premapped::open(seed.id(), tools, uid_map, gid_map) {
             Ok((ns, tools)) => Ok(Some(Premapped { seed, ns, tools })),
             Err(e) => {
                 // The error says what failed; the seed has no more use.
@@ -126,7 +126,6 @@ impl Premapped {
     /// The seed's namespace descriptor, then the two tools.
     fn open(
         pid: u32,
-        threads: &ThreadCount,
         tools: &IdMapTools,
         uid_map: &[IdRange],
         gid_map: &[IdRange],
@@ -135,8 +134,8 @@ impl Premapped {
         let ns = OwnedFd::from(
             File::open(&path).map_err(SandboxError::io("open the namespace made ahead", &path))?,
         );
-        let uids = MapTool::start_forked(threads, &tools.newuidmap, pid, uid_map, idmap::SUBUID)?;
-        match MapTool::start_forked(threads, &tools.newgidmap, pid, gid_map, idmap::SUBGID) {
+        let uids = MapTool::start(&tools.newuidmap, pid, uid_map, idmap::SUBUID)?;
+        match MapTool::start(&tools.newgidmap, pid, gid_map, idmap::SUBGID) {
             Ok(gids) => Ok((ns, vec![uids, gids])),
             Err(e) => {
                 // Waited for, so that no zombie stays; the start failure is the news.

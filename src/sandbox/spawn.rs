@@ -32,8 +32,7 @@ use std::time::Duration;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 
-use super::error::{Result, SandboxError, EXIT_CANNOT_EXECUTE, EXIT_SETUP_FAILED};
-use super::fork::{default_sigpipe, finish_child, fork, ForkError, Forked, ThreadCount};
+use super::error::{Result, SandboxError, EXIT_SETUP_FAILED};
 use super::forked::ForkedProcess;
 use super::helper::TRACE_VAR;
 use super::idmap::{self, IdMapTools};
@@ -435,130 +434,11 @@ fn wait_for_namespace(child: &mut HelperProcess, channel: &mut UnixStream) -> Re
 pub(crate) struct MapTool {
     command: String,
     fix: String,
-    running: Running,
-}
-
-/// How a [`MapTool`] was started.
-#[derive(Debug)]
-enum Running {
-    /// `Command::spawn`: a vfork(2) whose parent waits until the tool has been executed.
-    Spawned(Child),
-    /// Forked from a single-threaded process (`start_forked`): stdout and stderr in `output`.
-    Forked {
-        process: ForkedProcess,
-        output: std::fs::File,
-    },
+    child: Child,
 }
 
 impl MapTool {
     pub(crate) fn start(tool: &Path, pid: u32, map: &[IdRange], grants: &str) -> Result<MapTool> {
-        let (command, fix, args) = MapTool::describe(tool, pid, map, grants);
-        let started = Command::new(tool)
-            .args(&args)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn();
-        match started {
-            Ok(child) => Ok(MapTool {
-                command,
-                fix,
-                running: Running::Spawned(child),
-            }),
-            Err(e) => Err(SandboxError::IdMapTool {
-                command,
-                status: "not started".into(),
-                stderr: e.to_string(),
-                fix,
-            }),
-        }
-    }
-
-    /// [`MapTool::start`] by fork(2) and execve(2), for a single-threaded runtime that goes on
-    /// with its own work meanwhile (`premap.rs`). `Command::spawn` is a vfork(2): the runtime
-    /// stops until the tool has been executed, and once woken it took that CPU from the tool,
-    /// which on a busy two-CPU machine then waited for up to half a millisecond before it
-    /// could even be executed (perf sched timelines). A forked child is placed on the idlest
-    /// CPU and runs on its own. Falls back to [`MapTool::start`] in a threaded process.
-    pub(crate) fn start_forked(
-        threads: &ThreadCount,
-        tool: &Path,
-        pid: u32,
-        map: &[IdRange],
-        grants: &str,
-    ) -> Result<MapTool> {
-        use std::os::unix::ffi::OsStrExt;
-        let (command, fix, args) = MapTool::describe(tool, pid, map, grants);
-        let not_started = |stderr: String| SandboxError::IdMapTool {
-            command: command.clone(),
-            status: "not started".into(),
-            stderr,
-            fix: fix.clone(),
-        };
-        // Everything the child needs is made before the fork: it only moves descriptors and
-        // executes the tool.
-        let path = std::ffi::CString::new(tool.as_os_str().as_bytes())
-            .map_err(|e| not_started(e.to_string()))?;
-        let mut argv = vec![path.clone()];
-        for arg in &args {
-            argv.push(
-                std::ffi::CString::new(arg.as_str()).map_err(|e| not_started(e.to_string()))?,
-            );
-        }
-        let null =
-            std::fs::File::open("/dev/null").map_err(|e| not_started(format!("/dev/null: {e}")))?;
-        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| not_started(format!("pipe2: {e}")))?;
-        match fork(threads) {
-            Ok(Forked::Child) => finish_child(EXIT_CANNOT_EXECUTE, || {
-                let moved = nix::unistd::dup2(null.as_raw_fd(), 0)
-                    .and_then(|_| nix::unistd::dup2(write.as_raw_fd(), 1))
-                    .and_then(|_| nix::unistd::dup2(write.as_raw_fd(), 2))
-                    .and_then(|_| default_sigpipe());
-                let errno = match moved {
-                    Ok(()) => {
-                        match nix::unistd::execve::<_, std::ffi::CString>(&path, &argv, &[]) {
-                            Err(errno) => errno,
-                            Ok(never) => match never {},
-                        }
-                    }
-                    Err(errno) => errno,
-                };
-                // Our stderr is the pipe by now, or still the runtime's: either way it is read.
-                eprintln!(
-                    "cannot execute {}: {}",
-                    tool.display(),
-                    io::Error::from(errno)
-                );
-                EXIT_CANNOT_EXECUTE
-            }),
-            Ok(Forked::Parent(child)) => {
-                drop(write);
-                Ok(MapTool {
-                    command,
-                    fix,
-                    running: Running::Forked {
-                        process: ForkedProcess::new(child),
-                        output: std::fs::File::from(read),
-                    },
-                })
-            }
-            Err(ForkError::Threaded(_)) => MapTool::start(tool, pid, map, grants),
-            Err(ForkError::Count(e)) => Err(not_started(format!(
-                "counting this process's threads in /proc/self/status: {e}"
-            ))),
-            Err(ForkError::Fork(errno)) => Err(not_started(format!("fork: {errno}"))),
-        }
-    }
-
-    /// The command line as shown in errors, the fix to suggest, and the tool's arguments.
-    fn describe(
-        tool: &Path,
-        pid: u32,
-        map: &[IdRange],
-        grants: &str,
-    ) -> (String, String, Vec<String>) {
         let mut args = vec![pid.to_string()];
         for r in map {
             args.extend([r.inside, r.outside, r.count].map(|n| n.to_string()));
@@ -573,7 +453,26 @@ impl MapTool {
              caller: check the user's line there, and that {name} is setuid root (reinstall \
              the uidmap package)"
         );
-        (command, fix, args)
+        let started = Command::new(tool)
+            .args(&args)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        match started {
+            Ok(child) => Ok(MapTool {
+                command,
+                fix,
+                child,
+            }),
+            Err(e) => Err(SandboxError::IdMapTool {
+                command,
+                status: "not started".into(),
+                stderr: e.to_string(),
+                fix,
+            }),
+        }
     }
 
     pub(crate) fn finish(self) -> Result<()> {
@@ -583,32 +482,16 @@ impl MapTool {
             stderr,
             fix: self.fix.clone(),
         };
-        let (status, output) = match self.running {
-            Running::Spawned(child) => {
-                let out = child
-                    .wait_with_output()
-                    .map_err(|e| failed("not waited for".into(), e.to_string()))?;
-                (out.status, [out.stderr, out.stdout].concat())
-            }
-            Running::Forked {
-                mut process,
-                mut output,
-            } => {
-                // Read to the end first: the tool exits once it has said everything.
-                let mut said = Vec::new();
-                let read = output.read_to_end(&mut said);
-                let status = process
-                    .wait()
-                    .map_err(|e| failed("not waited for".into(), e.to_string()))?;
-                read.map_err(|e| failed(status.to_string(), format!("reading its output: {e}")))?;
-                (status, said)
-            }
-        };
-        if status.success() {
+        let out = self
+            .child
+            .wait_with_output()
+            .map_err(|e| failed("not waited for".into(), e.to_string()))?;
+        if out.status.success() {
             return Ok(());
         }
+        let output = [out.stderr, out.stdout].concat();
         Err(failed(
-            status.to_string(),
+            out.status.to_string(),
             String::from_utf8_lossy(&output).trim().to_string(),
         ))
     }
