@@ -29,7 +29,7 @@ pub fn env(name: &str, n: u8, state: StateView, sessions: usize) -> EnvSummary {
         id,
         name: Some(name.to_string()),
         state,
-        backend: if n % 3 == 0 {
+        backend: if n.is_multiple_of(3) {
             BackendKind::Namespace
         } else {
             BackendKind::Mock
