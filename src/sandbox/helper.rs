@@ -73,6 +73,7 @@ use super::limits::{enter_plan_cgroups, leave_plan_cgroups};
 use super::plan::{SandboxPlan, SetupStep, Stage};
 use super::premap::Premapped;
 use super::program::{exec_program, fork_tied, ExecAttrs, Started};
+use super::spawn::{abandon, release, HelperProcess};
 use super::supervise::{
     after_program, block_forwarded_signals, supervise, supervise_stage2, Report,
 };
@@ -504,14 +505,12 @@ fn cold_start(plan: SandboxPlan, signals: &SigSet, start: ColdStart, maps: Maps)
             drop(report_write);
             if let Some((premapped, ours, theirs)) = deferred {
                 drop(theirs);
-                if let Err(e) = release_pid1(premapped, ours) {
-                    // PID 1 waits for maps that will not come: it must not go on alone.
-                    let mut pid1 = super::forked::ForkedProcess::new(pid);
-                    let ended = pid1.kill().and_then(|()| pid1.wait().map(drop));
-                    return Err(match ended {
-                        Ok(()) => e,
-                        Err(reap) => SandboxError::io("end PID 1 after", e.to_string())(reap),
-                    });
+                // As for a forked stage 1 (`forked.rs`): PID 1 goes on once the tools are done,
+                // and is killed and reaped if one failed, whose error is the session's.
+                let pid1 = HelperProcess::Forked(super::forked::ForkedProcess::new(pid));
+                match premapped.finish() {
+                    Ok(_ns) => drop(release(pid1, ours)?),
+                    Err(e) => return Err(abandon(pid1, e)),
                 }
             }
             if let Some(work) = trash {
@@ -521,19 +520,6 @@ fn cold_start(plan: SandboxPlan, signals: &SigSet, start: ColdStart, maps: Maps)
             supervise_stage2(pid, signals, fs::File::from(report_read), record)
         }
     }
-}
-
-/// Waits for the id-map tools of the namespace made ahead (an error names the one that failed
-/// and how to fix it), then tells PID 1 over `channel` that the maps are written.
-fn release_pid1(premapped: Premapped, channel: std::os::unix::net::UnixStream) -> Result<()> {
-    drop(premapped.finish()?);
-    let mut channel = channel;
-    channel
-        .write_all(&[super::sys::ID_MAPS_WRITTEN])
-        .map_err(SandboxError::io(
-            "tell PID 1 that the id maps are written over",
-            "a socket",
-        ))
 }
 
 /// PID 1 of the sandbox, forked by stage 1 with the root's steps: builds the root, forks the

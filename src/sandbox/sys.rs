@@ -68,21 +68,6 @@ impl IdMapSync {
         }
     }
 
-    /// For a process that has waited for the tools itself (the runtime starting a sandbox
-    /// in place of stage 1): the namespace made ahead, `ns`, and a channel that already holds
-    /// the spawner's [`ID_MAPS_WRITTEN`]. Both descriptors are closed by the steps that use
-    /// them (`unshare_user_ns`, `await_id_maps`).
-    pub fn written(ns: std::os::fd::OwnedFd) -> io::Result<IdMapSync> {
-        use std::os::fd::IntoRawFd;
-        let (mut spawner, helper) = std::os::unix::net::UnixStream::pair()?;
-        spawner.write_all(&[ID_MAPS_WRITTEN])?;
-        Ok(IdMapSync {
-            fd: helper.into_raw_fd(),
-            premapped: Some(ns.into_raw_fd()),
-            announce: false,
-        })
-    }
-
     /// Tells the spawner that no maps are needed, and closes the channel (and the namespace
     /// made ahead, which nothing will use).
     pub fn not_needed(self) -> nix::Result<()> {
