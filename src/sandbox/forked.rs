@@ -38,7 +38,7 @@ use nix::unistd::Pid;
 
 use super::error::{Result, SandboxError, EXIT_SETUP_FAILED};
 use super::fork::{fork, ForkError, Forked, ThreadCount};
-use super::helper::{self, TRACE_VAR};
+use super::helper;
 use super::join::{running_init, RecordLock};
 use super::plan::SandboxPlan;
 use super::premap::Premapped;
@@ -423,25 +423,22 @@ fn prepare(stdout_to_stderr: bool, keep: &[RawFd]) -> Result<()> {
         nix::unistd::dup2(2, 1).map_err(SandboxError::helper("dup2(stderr, stdout)"))?;
     }
     close_inherited_fds(keep)?;
-    let trace = std::env::var_os(TRACE_VAR);
-    for (key, value) in std::env::vars_os() {
-        // PID 1, a fork of this process, must not find the values in freed memory
-        // (`integration::process_env_where`).
-        crate::integration::wipe(std::os::unix::ffi::OsStringExt::into_vec(value));
-        std::env::remove_var(key);
-    }
-    // The block itself too, here already: a joining session's program is forked from this
-    // process inside the environment, where its `/proc/PID/environ` is readable until it has
-    // executed the program (`environ.rs`). PID 1 also renames its command line; stage 1,
-    // which only the host sees, keeps the runtime's.
-    super::environ::wipe_environment_block().map_err(SandboxError::io(
-        "overwrite the inherited environment block of stage 1 through",
-        "/proc/self/mem",
-    ))?;
-    if let Some(trace) = trace {
-        std::env::set_var(TRACE_VAR, trace);
-    }
-    Ok(())
+    helper::keeping_trace(|| {
+        for (key, value) in std::env::vars_os() {
+            // PID 1, a fork of this process, must not find the values in freed memory
+            // (`integration::process_env_where`).
+            crate::integration::wipe(std::os::unix::ffi::OsStringExt::into_vec(value));
+            std::env::remove_var(key);
+        }
+        // The block itself too, here already: a joining session's program is forked from
+        // this process inside the environment, where its `/proc/PID/environ` is readable until
+        // it has executed the program (`environ.rs`). PID 1 also renames its command line;
+        // stage 1, which only the host sees, keeps the runtime's.
+        super::environ::wipe_environment_block().map_err(SandboxError::io(
+            "overwrite the inherited environment block of stage 1 through",
+            "/proc/self/mem",
+        ))
+    })
 }
 
 /// Closes every descriptor above stderr but `keep` (see the module doc for why).

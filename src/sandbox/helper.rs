@@ -14,8 +14,9 @@
 //!   join (see `join.rs`): under the init record's lock, stage 1 joins the running init if the
 //!   record names one, instead of building a second root (and tells the spawner over
 //!   `--id-maps` that no maps are needed: the user namespace it enters has them), and forks
-//!   the program there; otherwise it clears the overlay's volatile marker (`volatile.rs`:
-//!   nothing has the overlay mounted now, and nothing can mount it before we do), starts cold
+//!   the program there; otherwise it sets the overlay's last work directory aside, with its
+//!   volatile marker (`volatile.rs`: nothing has the overlay mounted now, and nothing can
+//!   mount it before we do), starts cold
 //!   and records its PID 1 once PID 1 reports the root ready. A join that finds the init gone
 //!   after it entered the namespaces exits 125 and leaves the plan file in place: nothing ran,
 //!   and the runtime starts the session again.
@@ -83,6 +84,18 @@ use super::HELPER_VERB;
 
 /// The environment variable that turns on a trace line per step (PID 1 inherits it).
 pub const TRACE_VAR: &str = "KARAPACE_SANDBOX_TRACE";
+
+/// Runs `wipe`, which clears this process's environment, and sets [`TRACE_VAR`] again if it
+/// was set: the trace switch is the one variable the sandbox's own processes read, and it is
+/// kept on the heap, outside the wiped block.
+pub(crate) fn keeping_trace(wipe: impl FnOnce() -> Result<()>) -> Result<()> {
+    let trace = std::env::var_os(TRACE_VAR);
+    wipe()?;
+    if let Some(trace) = trace {
+        std::env::set_var(TRACE_VAR, trace);
+    }
+    Ok(())
+}
 
 enum Mode {
     Run {
@@ -530,16 +543,13 @@ fn init(
     session: Option<&Path>,
     maps: Option<IdMapSync>,
 ) -> Result<u8> {
-    // First: the program can read /proc/1/environ (`environ.rs`). The trace switch is the
-    // one variable PID 1 reads, so it is set again (on the heap, outside the block).
-    let trace = std::env::var_os(TRACE_VAR);
-    super::environ::wipe_and_rename().map_err(SandboxError::io(
-        "overwrite the inherited environment and command line of PID 1 through",
-        "/proc/self/mem",
-    ))?;
-    if let Some(trace) = trace {
-        std::env::set_var(TRACE_VAR, trace);
-    }
+    // First: the program can read /proc/1/environ (`environ.rs`).
+    keeping_trace(|| {
+        super::environ::wipe_and_rename().map_err(SandboxError::io(
+            "overwrite the inherited environment and command line of PID 1 through",
+            "/proc/self/mem",
+        ))
+    })?;
     // The name `ps` shows beside the command line (prctl(2), 15 bytes at most).
     nix::sys::prctl::set_name(super::environ::INIT_COMM)
         .map_err(SandboxError::helper("prctl(PR_SET_NAME) of PID 1"))?;
