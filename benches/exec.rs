@@ -215,7 +215,7 @@ enum Way {
     WholeTree(Cmd),
     /// `karapace-tui __sandbox-init --parent-pid OUR_PID --session RECORD PLAN_FILE`, started
     /// exactly as the runtime starts a session (`sandbox::spawn_session`: empty environment;
-    /// on a cold start, the overlay's volatile marker cleared and, with a full subordinate id
+    /// on a cold start, the overlay's last work directory set aside and, with a full subordinate id
     /// range, newuidmap and newgidmap). The timing includes writing the plan file (the helper
     /// reads and deletes it), which the runtime pays too.
     Helper {

@@ -346,9 +346,10 @@ impl RuntimeBackend for NamespaceBackend {
             }
         }
         // The helper joins the environment if it runs (overlayfs must not mount one upper
-        // directory twice), else starts it and records its init there. The overlay's volatile
-        // marker is cleared by the helper too, under the record's lock, and only when it starts
-        // cold: here another session may have the overlay mounted.
+        // directory twice), else starts it and records its init there. The overlay's last work
+        // directory (with its volatile marker) is set aside by the helper too, under the
+        // record's lock, and only when it starts cold: here another session may have the
+        // overlay mounted.
         let helper = helper_exe()?;
         let plan_dir = req.store.root().join("tmp");
         let mut started_again = false;
@@ -381,7 +382,8 @@ impl RuntimeBackend for NamespaceBackend {
             // job control needs that); ours it is again.
             if let Err(e) = sandbox::program::reclaim_terminal() {
                 req.events.emit(Event::warn(format!(
-                    "could not take the terminal back from the environment's program ({e});                      if the shell misbehaves, run `reset`"
+                    "could not take the terminal back from the environment's program ({e}); \
+                     if the shell misbehaves, run `reset`"
                 )));
             }
             // Once only: the second start finds no init and starts cold.

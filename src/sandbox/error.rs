@@ -73,7 +73,10 @@ pub enum SandboxError {
     /// it through its init's descriptors), and joining or signalling that process could run a
     /// program outside any sandbox, or stop a process of the host.
     #[error(
-        "the init record {path} names process {pid}, which is not the init of a sandbox:          something other than karapace-tui wrote it (a program inside the environment can);          that process was neither joined nor signalled. End the environment's sessions          (`karapace-tui stop`), then remove the file"
+        "the init record {path} names process {pid}, which is not the init of a sandbox: \
+         something other than karapace-tui wrote it (a program inside the environment can); \
+         that process was neither joined nor signalled. End the environment's sessions \
+         (`karapace-tui stop`), then remove the file"
     )]
     ForeignInit { path: String, pid: i32 },
     #[error("invalid sandbox plan: {0}")]

@@ -555,6 +555,10 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("/store/envs/x/init"), "{err}");
+        assert!(
+            !err.to_string().contains("  "),
+            "a broken line continuation: {err}"
+        );
         // A process that is gone (another start time) is absent, not foreign.
         let gone = InitRecord {
             start_time: me.start_time + 1,

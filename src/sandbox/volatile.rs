@@ -187,7 +187,8 @@ pub fn sweep(work: &Path) -> Result<(), ClearError> {
 /// The warning when [`sweep`] fails: the session goes on, and the next cold start tries again.
 pub fn sweep_warning(e: &ClearError) -> String {
     format!(
-        "could not remove {} (an overlay work directory of an earlier session): {}; the next          start of the environment tries again, or remove it by hand",
+        "could not remove {} (an overlay work directory of an earlier session): {}; the next \
+         start of the environment tries again, or remove it by hand",
         e.path.display(),
         e.source
     )
@@ -362,6 +363,21 @@ mod tests {
             trash_entries(&work)
         );
         sweep(&work).expect("an empty trash");
+    }
+
+    #[test]
+    fn a_failed_sweep_names_the_path_and_what_happens_next() {
+        let e = ClearError {
+            path: PathBuf::from("/store/envs/x/work/trash/work-1-2"),
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        };
+        let text = sweep_warning(&e);
+        assert!(text.contains("/store/envs/x/work/trash/work-1-2"), "{text}");
+        assert!(
+            text.contains("next start of the environment tries again"),
+            "{text}"
+        );
+        assert!(!text.contains("  "), "a broken line continuation: {text}");
     }
 
     #[test]
