@@ -417,6 +417,8 @@ impl RuntimeBackend for NamespaceBackend {
     }
 
     fn teardown(&self, env_dir: &Path) -> Result<(), BackendError> {
+        // The last session may have returned while its init still unmounts the sandbox.
+        await_exiting_init(env_dir)?;
         // Nothing is mounted on the host. overlayfs leaves work/work with mode 000, which
         // would stop a rootless removal of the directory.
         let work = env_dir.join("work");
@@ -438,6 +440,7 @@ impl RuntimeBackend for NamespaceBackend {
     /// and the own home `home/` if there is one; `work/` and `root/` are empty scratch and
     /// mount point, made again by `unpack_archive`.
     fn pack_archive(&self, store: &Store, env_dir: &Path, out: &Path) -> Result<(), BackendError> {
+        await_exiting_init(env_dir)?;
         let mut trees = vec![env_dir.join("upper")];
         let home = env_dir.join(integration::OWN_HOME_DIR);
         if home.is_dir() {
@@ -836,6 +839,16 @@ impl NamespaceBackend {
             cwd: host.cwd.clone(),
         })
     }
+}
+
+/// Waits for the environment's init if it is exiting (`sandbox::join::await_exiting_init`):
+/// a session returns before its init has unmounted the sandbox.
+fn await_exiting_init(env_dir: &Path) -> Result<(), BackendError> {
+    sandbox::join::await_exiting_init(&init_record(env_dir)).map_err(|e| BackendError::Failed {
+        backend: KIND,
+        step: "wait for the environment's last init to end",
+        detail: e.to_string(),
+    })
 }
 
 fn start_failed(e: sandbox::SandboxError) -> BackendError {

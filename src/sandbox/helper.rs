@@ -452,6 +452,8 @@ fn cold_start(plan: SandboxPlan, signals: &SigSet, start: ColdStart, maps: Maps)
         trash,
         threads,
     } = start;
+    // PID 1 must have left the session's cgroups before they can be removed.
+    let await_init = !plan.limits.cgroups.is_empty();
     let (stage1_steps, pid1_steps, stage1_maps, deferred) = match maps {
         Maps::InStage1(id_maps) => (
             plan.stage_steps(Stage::Namespaces),
@@ -530,7 +532,13 @@ fn cold_start(plan: SandboxPlan, signals: &SigSet, start: ColdStart, maps: Maps)
                 sweep_overlay_trash(&work);
             }
             let record = record.map(|lock| (lock, pid.as_raw()));
-            supervise_stage2(pid, signals, fs::File::from(report_read), record)
+            supervise_stage2(
+                pid,
+                signals,
+                fs::File::from(report_read),
+                record,
+                await_init,
+            )
         }
     }
 }

@@ -211,9 +211,13 @@ impl InitRecord {
         Ok(())
     }
 
-    /// Waits until the recorded init is gone (its namespaces and mounts with it).
+    /// Waits until the recorded init is gone (its namespaces and mounts with it: the kernel
+    /// releases them before the process turns zombie, which counts as gone). An init that
+    /// ends a session (`supervise::Report::Ending`) is usually gone within a millisecond of
+    /// its session's return, so the checks start 0.1 ms apart and back off to 5 ms.
     pub fn wait_gone(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_micros(100);
         while self.is_alive() {
             if Instant::now() >= deadline {
                 return Err(SandboxError::Io {
@@ -222,7 +226,8 @@ impl InitRecord {
                     source: io::Error::from(io::ErrorKind::TimedOut),
                 });
             }
-            thread::sleep(Duration::from_millis(5));
+            thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(5));
         }
         Ok(())
     }
@@ -365,6 +370,20 @@ pub fn running_init(lock: &RecordLock) -> Result<Option<InitRecord>> {
         return Ok(None);
     }
     Ok(Some(record).filter(InitRecord::is_alive))
+}
+
+/// Waits for the init the record at `path` names, if it is exiting (its session has returned
+/// and it tears the sandbox down: `supervise::Report::Ending`), so that what comes next finds
+/// the environment's files no longer mounted. A record naming a process that is not an init of
+/// a sandbox is an error, as when joining.
+pub fn await_exiting_init(path: &Path) -> Result<()> {
+    match InitRecord::read(path)? {
+        Some(record) if record.exiting => {
+            record.check_not_foreign(&path.display().to_string())?;
+            record.wait_gone(GONE_TIMEOUT)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Joins the init named by the record under `lock`, if it runs (see the module documentation).
@@ -566,6 +585,39 @@ mod tests {
         };
         assert!(!gone.is_foreign());
         assert!(gone.check_not_foreign("/r").is_ok());
+    }
+
+    /// What `destroy`, `archive` and a new start do with the record a session left behind:
+    /// wait only for an init marked exiting, and never for a process that is no init.
+    #[test]
+    fn only_an_exiting_init_is_awaited_and_a_foreign_one_is_refused() {
+        let dir = std::env::temp_dir().join(format!("karapace-await-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("init");
+        assert!(
+            await_exiting_init(&path).is_ok(),
+            "no record: nothing to wait for"
+        );
+        let me = ProcStat::of(std::process::id() as i32).expect("own stat");
+        let record = |start_time: u64, exiting: bool| InitRecord {
+            pid: std::process::id() as i32,
+            start_time,
+            exiting,
+        };
+        // Running (a live session's init): not awaited here; this would wait forever else.
+        fs::write(&path, record(me.start_time, false).encode()).expect("write");
+        assert!(await_exiting_init(&path).is_ok());
+        // Exiting, and gone (another start time: the pid now names another process).
+        fs::write(&path, record(me.start_time + 1, true).encode()).expect("write");
+        assert!(await_exiting_init(&path).is_ok());
+        // Exiting, but naming a live process that is no sandbox's init: refused at once.
+        fs::write(&path, record(me.start_time, true).encode()).expect("write");
+        let err = await_exiting_init(&path).unwrap_err();
+        assert!(
+            matches!(&err, SandboxError::ForeignInit { pid, .. } if *pid == std::process::id() as i32),
+            "{err}"
+        );
+        fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]

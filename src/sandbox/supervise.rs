@@ -102,6 +102,10 @@ pub enum Report {
     /// The program exited with this code while joined sessions run: PID 1 stays as their
     /// init, no longer tied to stage 1, which exits with the code.
     Exited(u8),
+    /// The program exited with this code and no session is left: every other process of the
+    /// environment is ended and reaped, the record says `exiting`, and PID 1 exits next (the
+    /// kernel unmounts the root on its way). Stage 1 returns the code without waiting for that.
+    Ending(u8),
 }
 
 impl Report {
@@ -109,6 +113,7 @@ impl Report {
         match self {
             Report::Ready { start_time } => format!("ready {start_time}\n"),
             Report::Exited(code) => format!("exit {code}\n"),
+            Report::Ending(code) => format!("end {code}\n"),
         }
     }
 
@@ -127,6 +132,7 @@ impl Report {
                 .ok()
                 .map(|start_time| Report::Ready { start_time }),
             Some(("exit", code)) => code.parse().ok().map(Report::Exited),
+            Some(("end", code)) => code.parse().ok().map(Report::Ending),
             _ => None,
         }
     }
@@ -140,13 +146,22 @@ fn signal_fd(signals: &SigSet) -> Result<SignalFd> {
 /// Stage 1's wait: like [`supervise`] (PID 1 is `pid`), and reading PID 1's `report` pipe.
 /// On [`Report::Ready`] PID 1 (its host pid is the second half of `record`) is written into
 /// the locked record and the lock released; on [`Report::Exited`] this returns at once,
-/// leaving PID 1 to its joined sessions. EOF on the pipe means PID 1 is exiting: its status
-/// gives the code.
+/// leaving PID 1 to its joined sessions, and on [`Report::Ending`] too, leaving PID 1 to its
+/// exit, unless `await_init` (the session's cgroups can only be removed once PID 1 has left
+/// them): then PID 1 is reaped first. EOF on the pipe means PID 1 is exiting: its status gives
+/// the code.
+///
+/// Why not always wait for PID 1: its exit tears down the sandbox's mount namespace, whose
+/// unmounts wait for an expedited RCU grace period (umount(2) of the detached old root and of
+/// the overlay), about 0.2 ms in which nothing of the session runs any more. bubblewrap's
+/// parent returns without it too. A later start, `destroy` or `archive` of the environment
+/// waits for an init recorded as exiting ([`super::join::await_exiting_init`]).
 pub fn supervise_stage2(
     pid: Pid,
     signals: &SigSet,
     report: File,
     mut record: Option<(RecordLock, i32)>,
+    await_init: bool,
 ) -> Result<u8> {
     let sigfd = signal_fd(signals)?;
     let mut report = Some(Reports {
@@ -181,11 +196,14 @@ pub fn supervise_stage2(
         };
         let received = reports.read()?;
         if let Some(code) = exited(&received) {
+            if await_init && received.iter().any(|r| matches!(r, Report::Ending(_))) {
+                reap_blocking(pid)?;
+            }
             return Ok(code);
         }
         let ready = received.iter().find_map(|r| match r {
             Report::Ready { start_time } => Some(*start_time),
-            Report::Exited(_) => None,
+            Report::Exited(_) | Report::Ending(_) => None,
         });
         if let Some(start_time) = ready {
             if let Some((lock, init)) = record.take() {
@@ -204,11 +222,26 @@ pub fn supervise_stage2(
     }
 }
 
+/// The program's code, if PID 1 has reported it (lingering or ending).
 fn exited(reports: &[Report]) -> Option<u8> {
     reports.iter().find_map(|r| match r {
-        Report::Exited(code) => Some(*code),
+        Report::Exited(code) | Report::Ending(code) => Some(*code),
         Report::Ready { .. } => None,
     })
+}
+
+/// Waits until `pid`, a child, has exited; its status is the program's business, already
+/// reported.
+fn reap_blocking(pid: Pid) -> Result<()> {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(Errno::ECHILD) => {
+                return Ok(())
+            }
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(errno) => return Err(SandboxError::helper("waitpid for PID 1")(errno)),
+        }
+    }
 }
 
 /// Stage 1's end of the report pipe.
@@ -296,8 +329,9 @@ fn read_signal(sigfd: &SignalFd) -> Result<Option<Signal>> {
 }
 
 /// PID 1 of a session (`--session`), once its program has exited with `code`. Under the
-/// record's lock: with no joined session left, the record is marked `exiting` and the init
-/// exits (the kernel then ends whatever is left in the namespace). Otherwise the init detaches
+/// record's lock: with no joined session left, the record is marked `exiting`, whatever else
+/// runs in the environment is ended ([`end_other_processes`]), stage 1 is told the code
+/// ([`Report::Ending`]) and the init exits. Otherwise the init detaches
 /// (see [`detach`]), tells stage 1 the code over `report` (so the first session's command
 /// returns) and lingers, reaping, until no joined session is left; TERM, INT, HUP and QUIT
 /// end it at once, and with it the environment.
@@ -310,12 +344,43 @@ pub fn after_program(
     let lock = record.lock()?;
     if count_joined()? == 0 {
         lock.mark_exiting()?;
+        end_other_processes()?;
+        Report::Ending(code).send(&mut report)?;
         return Ok(code);
     }
     detach()?;
     Report::Exited(code).send(&mut report)?;
     drop(report);
     linger(lock.unlock()?, signals)
+}
+
+/// Ends every other process of the environment (a program's background children) and reaps
+/// them, before stage 1 is told the code: when the session's command returns, nothing of the
+/// environment runs but its exiting init. The kernel would end them too once PID 1 exits
+/// (pid_namespaces(7)), but stage 1 no longer waits for that. kill(2) with pid -1 reaches every
+/// process of the caller's PID namespace (and those below it) but the caller; orphans are
+/// reparented to PID 1 before their parent can be reaped, so ECHILD means all are gone.
+fn end_other_processes() -> Result<()> {
+    // Only as PID 1 of a PID namespace: anywhere else, -1 would reach every process of the
+    // user on the host.
+    if nix::unistd::getpid().as_raw() != 1 {
+        return Ok(());
+    }
+    match kill(Pid::from_raw(-1), Signal::SIGKILL) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(errno) => {
+            return Err(SandboxError::helper(
+                "kill(-1, SIGKILL) the environment's other processes",
+            )(errno))
+        }
+    }
+    loop {
+        match waitpid(None, None) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(Errno::ECHILD) => return Ok(()),
+            Err(errno) => return Err(SandboxError::helper("waitpid")(errno)),
+        }
+    }
 }
 
 fn count_joined() -> Result<usize> {
@@ -429,6 +494,11 @@ mod tests {
         let (mut reports, writer) = pipe();
         drop(writer);
         assert_eq!(exited(&reports.rest().expect("rest")), None);
+        // An init that ends the session reports the program's code as well.
+        let (mut reports, mut writer) = pipe();
+        writer.write_all(b"ready 1\nend 9\n").expect("write");
+        drop(writer);
+        assert_eq!(exited(&reports.rest().expect("rest")), Some(9));
     }
 
     #[test]
@@ -437,6 +507,8 @@ mod tests {
             Report::Ready { start_time: 987654 },
             Report::Exited(0),
             Report::Exited(137),
+            Report::Ending(0),
+            Report::Ending(3),
         ] {
             assert_eq!(Report::parse(&r.line()), Some(r));
         }
@@ -447,6 +519,8 @@ mod tests {
             "exit",
             "exit 256",
             "exit -1",
+            "end",
+            "end 300",
             "done 0",
         ] {
             assert_eq!(Report::parse(bad), None, "{bad}");

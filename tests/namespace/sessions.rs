@@ -342,11 +342,16 @@ fn waiting_session(name: &str) -> String {
     )
 }
 
-/// Starts the waiting session `name` and returns once it runs.
+/// Starts the waiting session `name` and returns once it runs; a session that ends instead
+/// fails the test with its output.
 fn start_waiting(cli: &Cli, id: &str, name: &str) -> thread::JoinHandle<Run> {
     let script = waiting_session(name);
     let session = cli.start(&["exec", "deb", "--", "sh", "-c", &script]);
-    wait_running(cli, id, name);
+    wait_running_unless(cli, id, name, &|| session.is_finished());
+    if session.is_finished() {
+        let out = session.join().expect("session");
+        panic!("session {name} ended instead of running: {out:?}");
+    }
     session
 }
 
@@ -355,11 +360,16 @@ fn start_waiting(cli: &Cli, id: &str, name: &str) -> thread::JoinHandle<Run> {
 /// environment itself, and `name` would join it instead of being its first session. So a
 /// running init is awaited first (only `name` can start one then).
 fn wait_running(cli: &Cli, id: &str, name: &str) {
+    wait_running_unless(cli, id, name, &|| false);
+}
+
+/// [`wait_running`], given up early once `ended` says the session has ended.
+fn wait_running_unless(cli: &Cli, id: &str, name: &str, ended: &dyn Fn() -> bool) {
     wait_until("the environment's init to run", || {
-        cli.init(id).is_some_and(|(pid, start)| alive(pid, start))
+        ended() || cli.init(id).is_some_and(|(pid, start)| alive(pid, start))
     });
     wait_until(&format!("session {name} to run"), || {
-        cli.sh(&format!("test -e /tmp/{name}-up")).code == Some(0)
+        ended() || cli.sh(&format!("test -e /tmp/{name}-up")).code == Some(0)
     });
 }
 
@@ -995,4 +1005,59 @@ fn a_failing_id_map_tool_fails_the_start_and_leaves_nothing_unprivileged() {
     let next = cli.run(&["exec", "deb", "--", "sh", "-c", "echo next"]);
     next.expect_code(0);
     assert_eq!(next.stdout.trim(), "next");
+}
+
+/// A session returns as soon as its program has exited and everything else it started in the
+/// environment has been ended: its init's own exit (the unmounts) is not waited for. Nothing of
+/// the environment runs when the command returns, but possibly that exiting init, which every
+/// later start, `archive` and `destroy` waits for: each of them, right after a session, works.
+fn a_session_returns_with_nothing_left_but_its_exiting_init(
+    test: &str,
+    user: Option<&'static str>,
+) {
+    let Some((cli, id)) = built(test, user) else {
+        return;
+    };
+    let token = format!("bg-{}", std::process::id());
+    // A background child that would run for ten minutes, and a code of the program's own.
+    let script = format!("sh -c 'sleep 600; : {token}' > /dev/null 2>&1 & exit 5");
+    let out = cli.sh(&script);
+    assert_eq!(out.code, Some(5), "{out:?}");
+    let left = processes_with(&token);
+    assert!(
+        left.is_empty(),
+        "still running when the session returned: {left:?}"
+    );
+    wait_until("the init to end", || {
+        cli.init(&id).is_none_or(|(pid, start)| !alive(pid, start))
+    });
+
+    // Back to back: each start waits for the last init, if it is still exiting.
+    for round in 0..5 {
+        cli.sh(&format!("echo {round} > /round")).expect_code(0);
+        assert_eq!(cli.sh("cat /round").stdout, format!("{round}\n"));
+    }
+    cli.run(&["archive", "deb"]).expect_code(0);
+    cli.run(&["unarchive", "deb"]).expect_code(0);
+    assert_eq!(cli.sh("cat /round").stdout, "4\n");
+    cli.run(&["destroy", "deb"]).expect_code(0);
+    assert!(
+        !cli.store().join("envs").join(&id).exists(),
+        "destroy left the environment's directory"
+    );
+}
+
+#[test]
+fn a_session_returns_with_nothing_left_but_its_exiting_init_as_root() {
+    let test = "a_session_returns_with_nothing_left_but_its_exiting_init_as_root";
+    a_session_returns_with_nothing_left_but_its_exiting_init(test, None);
+}
+
+#[test]
+fn a_session_returns_with_nothing_left_but_its_exiting_init_unprivileged() {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let test = "a_session_returns_with_nothing_left_but_its_exiting_init_unprivileged";
+    a_session_returns_with_nothing_left_but_its_exiting_init(test, Some(TEST_USER));
 }
