@@ -69,14 +69,20 @@ impl IdMapSync {
     }
 
     /// Tells the spawner that no maps are needed, and closes the channel (and the namespace
-    /// made ahead, which nothing will use).
+    /// made ahead, which nothing will use). With a namespace made ahead nothing is sent: that
+    /// spawner never reads the channel (it runs the tools for the namespace's seed and only
+    /// writes [`ID_MAPS_WRITTEN`]), and may have closed its end already, which made the send
+    /// fail with EPIPE and the joining session with it.
     pub fn not_needed(self) -> nix::Result<()> {
         use nix::sys::socket::{send, MsgFlags};
-        let sent = loop {
-            match send(self.fd, &[ID_MAPS_NOT_NEEDED], MsgFlags::MSG_NOSIGNAL) {
-                Err(Errno::EINTR) => {}
-                other => break other,
-            }
+        let sent = match self.premapped {
+            Some(_) => Ok(0),
+            None => loop {
+                match send(self.fd, &[ID_MAPS_NOT_NEEDED], MsgFlags::MSG_NOSIGNAL) {
+                    Err(Errno::EINTR) => {}
+                    other => break other,
+                }
+            },
         };
         let closed = nix::unistd::close(self.fd);
         let ns_closed = self.premapped.map_or(Ok(()), nix::unistd::close);
@@ -684,5 +690,44 @@ impl Sys for RecordingSys {
             code: Some(0),
             stderr: String::new(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::fd::IntoRawFd;
+    use std::os::unix::net::UnixStream;
+
+    use super::{IdMapSync, ID_MAPS_NOT_NEEDED};
+
+    /// A joining helper tells a spawner that listens (it made no namespace ahead) that no maps
+    /// are needed; one that entered a namespace made ahead says nothing, so that a spawner which
+    /// has already written the maps and closed its end does not fail the session (EPIPE).
+    #[test]
+    fn a_joiner_tells_only_a_spawner_that_listens() {
+        let (mut spawner, helper) = UnixStream::pair().expect("socketpair");
+        IdMapSync::new(helper.into_raw_fd())
+            .not_needed()
+            .expect("told");
+        let mut said = Vec::new();
+        spawner.read_to_end(&mut said).expect("read");
+        assert_eq!(said, [ID_MAPS_NOT_NEEDED]);
+
+        let (spawner, helper) = UnixStream::pair().expect("socketpair");
+        drop(spawner);
+        let ns = std::fs::File::open("/proc/self/ns/user").expect("a namespace descriptor");
+        let sync = IdMapSync {
+            fd: helper.into_raw_fd(),
+            premapped: Some(ns.into_raw_fd()),
+            announce: false,
+        };
+        assert_eq!(sync.not_needed(), Ok(()), "the spawner's end is closed");
+
+        // Without a namespace made ahead, a closed spawner is an error (it died).
+        let (spawner, helper) = UnixStream::pair().expect("socketpair");
+        drop(spawner);
+        let fd = helper.into_raw_fd();
+        assert!(IdMapSync::new(fd).not_needed().is_err());
     }
 }
