@@ -826,12 +826,14 @@ fn run() -> Res<()> {
     println!("/etc/debian_version: {} (same through both)", ours.trim());
     println!();
 
-    // 2. The comparison.
+    // 2. The comparison. `exec_true(store)` is A's command line, on either store.
+    let exec_true =
+        |store: &str| Cmd::new(&bin, &["--store", store, "exec", ENV_NAME, "--", "true"]);
     let case_a = || {
         Case::plain(
             "A",
             format!("karapace-tui exec {ENV_NAME} -- true"),
-            Cmd::new(&bin, &["--store", &store, "exec", ENV_NAME, "--", "true"]),
+            exec_true(&store),
         )
     };
     let case_b = || {
@@ -858,10 +860,7 @@ fn run() -> Res<()> {
         cases.push(Case::plain(
             "T",
             format!("karapace-tui exec {ENV_NAME} -- true  (the store on a tmpfs)"),
-            Cmd::new(
-                &bin,
-                &["--store", shm_store, "exec", ENV_NAME, "--", "true"],
-            ),
+            exec_true(shm_store),
         ));
     }
     // B and A again, each timed until its PID 1 is gone too.
@@ -873,10 +872,7 @@ fn run() -> Res<()> {
     cases.push(Case {
         label: "V",
         what: format!("karapace-tui exec {ENV_NAME} -- true  (until its PID 1 has exited too)"),
-        way: Way::WholeTree(Cmd::new(
-            &bin,
-            &["--store", &store, "exec", ENV_NAME, "--", "true"],
-        )),
+        way: Way::WholeTree(exec_true(&store)),
     });
     let started = Instant::now();
     let st = interleave(&cases, rounds, &stderr_file)?;
@@ -945,7 +941,7 @@ fn run() -> Res<()> {
         Case::plain(
             "J",
             format!("karapace-tui exec {ENV_NAME} -- true  (joins)"),
-            Cmd::new(&bin, &["--store", &store, "exec", ENV_NAME, "--", "true"]),
+            exec_true(&store),
         ),
         Case {
             label: "K",

@@ -27,9 +27,11 @@
 //!   SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the program, reaps every zombie (it is
 //!   init) and exits with the program's code (128+N for signal N). When PID 1 exits the kernel
 //!   kills everything left in the namespace, and the last process leaving the mount namespace
-//!   takes every mount with it. With RECORD, if joined sessions still run when the program
-//!   ends, it reports `exit CODE` instead (stage 1 exits with it) and stays as their init until
-//!   none is left (`supervise::after_program`).
+//!   takes every mount with it. With RECORD (`supervise::after_program`): if no joined session
+//!   runs when the program ends, PID 1 marks the record `exiting`, kills and reaps everything
+//!   else in the namespace, reports `end CODE` (stage 1 returns with it, not waiting for PID 1's
+//!   own exit and its unmounts) and exits; if joined sessions still run, it reports `exit CODE`
+//!   instead (stage 1 exits with it) and stays as their init until none is left.
 //! - `--probe [--id-maps FD] PLAN_FILE` — runs every step of the plan in this process and exits
 //!   0; used by [`super::check`] to find out what the kernel allows.
 //! - `--remove-tree [--id-maps FD] PLAN_FILE TREE` — runs the plan's user-namespace steps, then
